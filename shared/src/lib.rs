@@ -1,0 +1,6 @@
+//! Guardrails' common crate: the policy, the plan and the pure deployment core that every
+//! Lambda function and the command-line tool share. Business logic lives here, never in a
+//! function's `main.rs`.
+
+pub mod policy;
+pub mod units;

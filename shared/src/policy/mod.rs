@@ -1,0 +1,345 @@
+//! The deployment policy: SageMaker's own `DeploymentConfig` spelled exactly as AWS spells it,
+//! plus an optional `Guardrails` section for what SageMaker cannot express. This module owns
+//! parsing (JSON or YAML) and validation; it does not know about fleets (see `plan`) or about
+//! running a deployment (see `core`).
+//!
+//! A policy document is an object with two fields:
+//!
+//! ```yaml
+//! DeploymentConfig:            # as given to SageMaker's UpdateEndpoint, unchanged
+//!   BlueGreenUpdatePolicy: ...
+//!   AutoRollbackConfiguration: ...
+//! Guardrails:                  # optional
+//!   Engine: variant            # variant (default) or native
+//!   TrafficSteps: [1, 5, 25, 100]
+//!   Alarms: [...]              # templates scoped to the green variant
+//!   ApproveBeforeFinalShift: true
+//! ```
+
+mod read;
+mod reader;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::Share;
+
+/// A parsed and validated policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Policy {
+    /// SageMaker's `DeploymentConfig`.
+    pub deployment_config: DeploymentConfig,
+    /// What SageMaker cannot express.
+    pub guardrails: GuardrailsSection,
+}
+
+/// SageMaker's `DeploymentConfig` (at most one of the two update policies).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeploymentConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green_update_policy: Option<BlueGreenUpdatePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update_policy: Option<RollingUpdatePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback_configuration: Option<AutoRollbackConfiguration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlueGreenUpdatePolicy {
+    pub traffic_routing_configuration: TrafficRoutingConfiguration,
+    /// The final bake, after all traffic is on green and before blue is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_wait_in_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_execution_timeout_in_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrafficRoutingConfiguration {
+    pub r#type: TrafficRoutingType,
+    /// The bake after each step but the last.
+    pub wait_interval_in_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_size: Option<CapacitySize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_step_size: Option<CapacitySize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TrafficRoutingType {
+    AllAtOnce,
+    Canary,
+    Linear,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RollingUpdatePolicy {
+    pub maximum_batch_size: CapacitySize,
+    pub wait_interval_in_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_execution_timeout_in_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_maximum_batch_size: Option<CapacitySize>,
+}
+
+/// SageMaker's `CapacitySize`: a number of instances or a percentage of the variant's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CapacitySize {
+    pub r#type: CapacityType,
+    pub value: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CapacityType {
+    InstanceCount,
+    CapacityPercent,
+}
+
+impl fmt::Display for CapacitySize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.r#type {
+            CapacityType::InstanceCount if self.value == 1 => write!(f, "1 instance"),
+            CapacityType::InstanceCount => write!(f, "{} instances", self.value),
+            CapacityType::CapacityPercent => write!(f, "{}% of instances", self.value),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AutoRollbackConfiguration {
+    pub alarms: Vec<AlarmRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AlarmRef {
+    pub alarm_name: String,
+}
+
+/// Who drives the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Guardrails adds green as a second production variant and moves traffic by weights.
+    #[default]
+    Variant,
+    /// SageMaker runs its own blue/green or rolling deployment; Guardrails follows it.
+    Native,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Variant => "variant",
+            Engine::Native => "native",
+        })
+    }
+}
+
+/// The `Guardrails` section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GuardrailsSection {
+    pub engine: Engine,
+    /// Green's share of requests at each step; strictly increasing, ending at 100%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_steps: Option<Vec<Share>>,
+    /// Alarm templates that Guardrails creates scoped to the green variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<AlarmTemplate>,
+    /// Hold before the last shift until a person approves.
+    #[serde(default)]
+    pub approve_before_final_shift: bool,
+    /// How often to re-observe while waiting on SageMaker, when no event arrives sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_in_seconds: Option<u32>,
+}
+
+/// An alarm that Guardrails creates for the green variant only (dimensions `EndpointName` and
+/// `VariantName`), so that it judges green's traffic and not blue's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AlarmTemplate {
+    /// A short name, unique in the policy; part of the created alarm's name.
+    pub name: String,
+    pub namespace: String,
+    pub metric_name: String,
+    pub statistic: Statistic,
+    pub comparison_operator: ComparisonOperator,
+    pub threshold: f64,
+    pub period_in_seconds: u32,
+    pub evaluation_periods: u32,
+    pub datapoints_to_alarm: u32,
+    pub treat_missing_data: TreatMissingData,
+}
+
+/// CloudWatch's statistics, including percentiles (`p99`, `p99.9`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Statistic {
+    Average,
+    Sum,
+    SampleCount,
+    Minimum,
+    Maximum,
+    /// A percentile in (0, 100), spelled `p<value>`.
+    Percentile(f64),
+}
+
+impl fmt::Display for Statistic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statistic::Average => f.write_str("Average"),
+            Statistic::Sum => f.write_str("Sum"),
+            Statistic::SampleCount => f.write_str("SampleCount"),
+            Statistic::Minimum => f.write_str("Minimum"),
+            Statistic::Maximum => f.write_str("Maximum"),
+            Statistic::Percentile(p) => write!(f, "p{p}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ComparisonOperator {
+    GreaterThanOrEqualToThreshold,
+    GreaterThanThreshold,
+    LessThanThreshold,
+    LessThanOrEqualToThreshold,
+}
+
+impl ComparisonOperator {
+    /// The operator as a symbol, for plans and messages.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ComparisonOperator::GreaterThanOrEqualToThreshold => ">=",
+            ComparisonOperator::GreaterThanThreshold => ">",
+            ComparisonOperator::LessThanThreshold => "<",
+            ComparisonOperator::LessThanOrEqualToThreshold => "<=",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TreatMissingData {
+    Breaching,
+    NotBreaching,
+    Ignore,
+    Missing,
+}
+
+/// One thing wrong with a policy document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Where, as a JSON path (`DeploymentConfig.AutoRollbackConfiguration.Alarms[0].AlarmName`).
+    pub path: String,
+    /// What was found and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a policy document was refused: every problem found, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "invalid policy ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyError {
+    fn syntax(message: String) -> PolicyError {
+        PolicyError {
+            problems: vec![Problem {
+                path: "policy".to_owned(),
+                message,
+            }],
+        }
+    }
+}
+
+/// The most watched alarms SageMaker accepts, and the most templates Guardrails accepts.
+pub const MAX_ALARMS: usize = 10;
+/// The most traffic steps in `Guardrails.TrafficSteps`.
+pub const MAX_TRAFFIC_STEPS: usize = 20;
+/// The poll interval when the policy sets none.
+pub const DEFAULT_POLL_INTERVAL_SECS: u32 = 30;
+
+impl Policy {
+    /// Parses a policy from JSON (text starting with `{`) or YAML (anything else).
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        if text.trim_start().starts_with('{') {
+            Policy::from_json(text)
+        } else {
+            Policy::from_yaml(text)
+        }
+    }
+
+    /// Parses a policy from JSON.
+    pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| PolicyError::syntax(format!("not valid JSON: {e}")))?;
+        Policy::from_value(&value)
+    }
+
+    /// Parses a policy from YAML.
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let value: serde_json::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| PolicyError::syntax(format!("not valid YAML: {e}")))?;
+        Policy::from_value(&value)
+    }
+
+    /// Reads and validates a parsed document, reporting every problem at once.
+    pub fn from_value(value: &serde_json::Value) -> Result<Policy, PolicyError> {
+        read::policy(value)
+    }
+
+    /// The alarm names SageMaker's `AutoRollbackConfiguration` watches.
+    pub fn named_alarms(&self) -> Vec<&str> {
+        self.deployment_config
+            .auto_rollback_configuration
+            .iter()
+            .flat_map(|c| c.alarms.iter().map(|a| a.alarm_name.as_str()))
+            .collect()
+    }
+
+    /// The overall timeout the policy sets, if any.
+    pub fn timeout_secs(&self) -> Option<u32> {
+        let config = &self.deployment_config;
+        config
+            .blue_green_update_policy
+            .as_ref()
+            .and_then(|p| p.maximum_execution_timeout_in_seconds)
+            .or_else(|| {
+                config
+                    .rolling_update_policy
+                    .as_ref()
+                    .and_then(|p| p.maximum_execution_timeout_in_seconds)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

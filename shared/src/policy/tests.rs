@@ -1,0 +1,427 @@
+//! Policy parsing and validation: every rule has a test for its exact, helpful message.
+
+use super::*;
+
+fn problems(yaml: &str) -> Vec<String> {
+    match Policy::from_yaml(yaml) {
+        Ok(policy) => panic!("expected problems, got {policy:?}"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn parses(text: &str) -> Policy {
+    match Policy::parse(text) {
+        Ok(policy) => policy,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const CANARY_JSON: &str = r#"{
+  "DeploymentConfig": {
+    "BlueGreenUpdatePolicy": {
+      "TrafficRoutingConfiguration": {
+        "Type": "CANARY",
+        "CanarySize": { "Type": "CAPACITY_PERCENT", "Value": 10 },
+        "WaitIntervalInSeconds": 300
+      },
+      "TerminationWaitInSeconds": 600,
+      "MaximumExecutionTimeoutInSeconds": 3600
+    },
+    "AutoRollbackConfiguration": {
+      "Alarms": [ { "AlarmName": "endpoint-5xx" } ]
+    }
+  }
+}"#;
+
+#[test]
+fn sagemakers_own_deployment_config_parses_as_aws_spells_it() {
+    let policy = parses(CANARY_JSON);
+    let bg = policy.deployment_config.blue_green_update_policy.as_ref();
+    let routing = bg.map(|b| &b.traffic_routing_configuration);
+    assert_eq!(routing.map(|r| r.r#type), Some(TrafficRoutingType::Canary));
+    assert_eq!(
+        routing.and_then(|r| r.canary_size),
+        Some(CapacitySize {
+            r#type: CapacityType::CapacityPercent,
+            value: 10
+        })
+    );
+    assert_eq!(bg.and_then(|b| b.termination_wait_in_seconds), Some(600));
+    assert_eq!(policy.named_alarms(), vec!["endpoint-5xx"]);
+    assert_eq!(policy.timeout_secs(), Some(3600));
+    assert_eq!(policy.guardrails, GuardrailsSection::default());
+}
+
+#[test]
+fn the_deployment_config_serializes_back_exactly_as_given() {
+    let policy = parses(CANARY_JSON);
+    let given: serde_json::Value = serde_json::from_str(CANARY_JSON).unwrap();
+    let back = serde_json::to_value(&policy.deployment_config).unwrap();
+    assert_eq!(back, given["DeploymentConfig"]);
+}
+
+#[test]
+fn yaml_and_json_give_the_same_policy() {
+    let yaml = r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: CANARY
+      CanarySize: { Type: CAPACITY_PERCENT, Value: 10 }
+      WaitIntervalInSeconds: 300
+    TerminationWaitInSeconds: 600
+    MaximumExecutionTimeoutInSeconds: 3600
+  AutoRollbackConfiguration:
+    Alarms:
+      - AlarmName: endpoint-5xx
+"#;
+    assert_eq!(parses(yaml), parses(CANARY_JSON));
+}
+
+#[test]
+fn the_guardrails_section_reads_steps_templates_and_approval() {
+    let policy = parses(
+        r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: 120 }
+    TerminationWaitInSeconds: 300
+Guardrails:
+  Engine: variant
+  TrafficSteps: [0.5, 5, 25, 100]
+  ApproveBeforeFinalShift: true
+  PollIntervalInSeconds: 5
+  Alarms:
+    - Name: errors
+      MetricName: Invocation5XXErrors
+      Statistic: Average
+      ComparisonOperator: GreaterThanThreshold
+      Threshold: 0.05
+      PeriodInSeconds: 60
+      EvaluationPeriods: 3
+      DatapointsToAlarm: 2
+    - Name: latency
+      MetricName: ModelLatency
+      Statistic: p99
+      ComparisonOperator: GreaterThanThreshold
+      Threshold: 250000
+      PeriodInSeconds: 60
+      EvaluationPeriods: 1
+      TreatMissingData: notBreaching
+"#,
+    );
+    let g = &policy.guardrails;
+    let steps: Vec<u32> = g.traffic_steps.iter().flatten().map(|s| s.basis_points()).collect();
+    assert_eq!(steps, vec![50, 500, 2_500, 10_000]);
+    assert!(g.approve_before_final_shift);
+    assert_eq!(g.poll_interval_in_seconds, Some(5));
+    assert_eq!(g.alarms.len(), 2);
+    assert_eq!(g.alarms[0].namespace, "AWS/SageMaker");
+    assert_eq!(g.alarms[0].datapoints_to_alarm, 2);
+    assert_eq!(g.alarms[0].treat_missing_data, TreatMissingData::Missing);
+    assert_eq!(g.alarms[1].statistic, Statistic::Percentile(99.0));
+    assert_eq!(g.alarms[1].datapoints_to_alarm, 1, "defaults to EvaluationPeriods");
+}
+
+#[test]
+fn an_empty_policy_is_sagemakers_default_all_at_once() {
+    let policy = parses("{}");
+    assert_eq!(policy.deployment_config, DeploymentConfig::default());
+    assert_eq!(policy.guardrails.engine, Engine::Variant);
+}
+
+#[test]
+fn syntax_errors_say_where() {
+    assert_eq!(
+        Policy::parse("{ \"DeploymentConfig\": }").map_err(|e| e.to_string()),
+        Err("invalid policy (1 problem):\n  - policy: not valid JSON: expected value at line 1 column 23".to_owned())
+    );
+    let yaml = Policy::parse("DeploymentConfig: [").map_err(|e| e.problems[0].message.clone());
+    assert!(matches!(&yaml, Err(m) if m.starts_with("not valid YAML")), "{yaml:?}");
+}
+
+/// Each row: a policy and the exact problems it must produce, in order.
+#[test]
+fn invalid_policies_get_exact_helpful_messages() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[]",
+            &["policy: expected an object with DeploymentConfig or Guardrails, found a list"],
+        ),
+        (
+            "DeploymentConfig: {}\nGuardRails: {}",
+            &["GuardRails: unknown field; expected one of DeploymentConfig or Guardrails (did you mean Guardrails?)"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: 0 }
+  RollingUpdatePolicy:
+    MaximumBatchSize: { Type: CAPACITY_PERCENT, Value: 10 }
+    WaitIntervalInSeconds: 60
+Guardrails: { Engine: native }
+"#,
+            &["DeploymentConfig: give exactly one of BlueGreenUpdatePolicy and RollingUpdatePolicy, not both"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: CANARY
+      CanarySize: { Type: CAPACITY_PERCENT, Value: 80 }
+      WaitIntervalInSeconds: 300
+"#,
+            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize.Value: 80% exceeds the 50% SageMaker allows for a canary"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration: { Type: CANARY, WaitIntervalInSeconds: 300 }
+"#,
+            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize: is required when Type is CANARY"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: LINEAR
+      LinearStepSize: { Type: CAPACITY_PERCENT, Value: 5 }
+      CanarySize: { Type: INSTANCE_COUNT, Value: 1 }
+      WaitIntervalInSeconds: 300
+"#,
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Value: 5% is below the 10% SageMaker allows for a linear step",
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize: applies only to Type CANARY, not LINEAR",
+            ],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: LINEAR
+      LinearStepSize: { Type: CAPACITY_PERCENTAGE, Value: 60 }
+      WaitIntervalInSeconds: 300
+"#,
+            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration: { Type: ALL_AT_ONCE }
+    TerminationWaitInSeconds: 7200
+    MaximumExecutionTimeoutInSeconds: 30000
+"#,
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: is required",
+                "DeploymentConfig.BlueGreenUpdatePolicy.TerminationWaitInSeconds: 7200 is out of range; allowed: 0 to 3600 seconds",
+                "DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 30000 is out of range; allowed: 600 to 28800 seconds",
+            ],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: LINEAR
+      LinearStepSize: { Type: CAPACITY_PERCENT, Value: 25 }
+      WaitIntervalInSeconds: 600
+    TerminationWaitInSeconds: 600
+    MaximumExecutionTimeoutInSeconds: 2400
+"#,
+            &["DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 2400 must be larger than the sum of all waits: 2400 seconds (3 x WaitIntervalInSeconds 600 + TerminationWaitInSeconds 600)"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: "300" }
+"#,
+            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: expected a whole number of seconds, found \"300\""],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  RollingUpdatePolicy:
+    MaximumBatchSize: { Type: CAPACITY_PERCENT, Value: 60 }
+    WaitIntervalInSeconds: 300
+    MaximumExecutionTimeoutInSeconds: 3600
+Guardrails: { Engine: native }
+"#,
+            &["DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value: 60% exceeds the 50% SageMaker allows for a rolling batch"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  RollingUpdatePolicy:
+    MaximumBatchSize: { Type: CAPACITY_PERCENT, Value: 4 }
+    WaitIntervalInSeconds: 300
+Guardrails: { Engine: native }
+"#,
+            &["DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value: 4% is below the 5% SageMaker allows for a rolling batch"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  RollingUpdatePolicy:
+    MaximumBatchSize: { Type: CAPACITY_PERCENT, Value: 25 }
+    WaitIntervalInSeconds: 300
+    MaximumExecutionTimeoutInSeconds: 1200
+Guardrails: { Engine: native }
+"#,
+            &["DeploymentConfig.RollingUpdatePolicy.MaximumExecutionTimeoutInSeconds: 1200 must be larger than the sum of all waits: 1200 seconds (4 batches x WaitIntervalInSeconds 300)"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  RollingUpdatePolicy:
+    MaximumBatchSize: { Type: INSTANCE_COUNT, Value: 1 }
+    WaitIntervalInSeconds: 300
+"#,
+            &["DeploymentConfig.RollingUpdatePolicy: rolling updates replace instances inside one variant and are run by SageMaker; set Guardrails.Engine to native, or use BlueGreenUpdatePolicy with the variant engine"],
+        ),
+        (
+            "DeploymentConfig:\n  AutoRollbackConfiguration:\n    Alarms: []\n",
+            &["DeploymentConfig.AutoRollbackConfiguration.Alarms: has 0 entries; allowed: 1 to 10 alarms"],
+        ),
+        (
+            &ELEVEN_ALARMS,
+            &["DeploymentConfig.AutoRollbackConfiguration.Alarms: has 11 entries; allowed: 1 to 10 alarms"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  AutoRollbackConfiguration:
+    Alarms:
+      - AlarmName: ""
+      - { AlarmName: a, Threshold: 1 }
+      - AlarmName: a
+"#,
+            &[
+                "DeploymentConfig.AutoRollbackConfiguration.Alarms[0].AlarmName: \"\" has 0 characters; allowed: 1 to 255",
+                "DeploymentConfig.AutoRollbackConfiguration.Alarms[1].Threshold: unknown field; the only field allowed here is AlarmName",
+                "DeploymentConfig.AutoRollbackConfiguration.Alarms[2].AlarmName: \"a\" is listed twice",
+            ],
+        ),
+        (
+            "DeploymentConfig:\n  AutoRollbackConfiguration:\n    Alarms: [{AlarmName: a}, {AlarmName: a}]\n",
+            &["DeploymentConfig.AutoRollbackConfiguration.Alarms[1].AlarmName: \"a\" is listed twice"],
+        ),
+        (
+            "Guardrails:\n  Engine: blue-green\n",
+            &["Guardrails.Engine: \"blue-green\" is not one of variant or native"],
+        ),
+        (
+            "Guardrails:\n  TrafficSteps: [5, 5, 0, 150, 50]\n",
+            &[
+                "Guardrails.TrafficSteps[1]: 5% does not increase on the step before it (5%); steps must rise strictly",
+                "Guardrails.TrafficSteps[2]: 0 is not a share of requests; allowed: more than 0 and at most 100 percent, in steps of 0.01",
+                "Guardrails.TrafficSteps[3]: 150 is not a share of requests; allowed: more than 0 and at most 100 percent, in steps of 0.01",
+            ],
+        ),
+        (
+            "Guardrails:\n  TrafficSteps: [1, 10, 50]\n",
+            &["Guardrails.TrafficSteps[2]: the last step is 50%; it must be 100 so that green ends with all traffic"],
+        ),
+        (
+            r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: 300 }
+    TerminationWaitInSeconds: 0
+    MaximumExecutionTimeoutInSeconds: 900
+Guardrails:
+  TrafficSteps: [1, 5, 25, 100]
+"#,
+            &["DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 900 must be larger than the sum of all waits: 900 seconds (3 x WaitIntervalInSeconds 300 + TerminationWaitInSeconds 0)"],
+        ),
+        (
+            r#"
+Guardrails:
+  Engine: native
+  TrafficSteps: [10, 100]
+  ApproveBeforeFinalShift: true
+  Alarms:
+    - { Name: e, MetricName: Invocation5XXErrors, Statistic: Average, ComparisonOperator: GreaterThanThreshold, Threshold: 0.1, PeriodInSeconds: 60, EvaluationPeriods: 1 }
+"#,
+            &[
+                "Guardrails.TrafficSteps: needs Engine variant: SageMaker shifts instances, not a list of request shares",
+                "Guardrails.Alarms: needs Engine variant: name existing alarms in DeploymentConfig.AutoRollbackConfiguration instead",
+                "Guardrails.ApproveBeforeFinalShift: needs Engine variant: SageMaker cannot pause a deployment for approval",
+            ],
+        ),
+        (
+            r#"
+Guardrails:
+  ApproveBeforeFinalShift: "yes"
+  PollIntervalInSeconds: 0
+  Alarms:
+    - Name: "bad name"
+      MetricName: Invocation5XXErrors
+      Statistic: p100
+      ComparisonOperator: Above
+      Threshold: high
+      PeriodInSeconds: 45
+      EvaluationPeriods: 2
+      DatapointsToAlarm: 3
+      TreatMissingData: breach
+      Dimensions: {}
+"#,
+            &[
+                "Guardrails.Alarms[0].Name: \"bad name\" may hold only letters, digits, '-' and '_'",
+                "Guardrails.Alarms[0].Statistic: \"p100\" is not a statistic; allowed: Average, Sum, SampleCount, Minimum, Maximum or a percentile such as p99",
+                "Guardrails.Alarms[0].ComparisonOperator: \"Above\" is not one of GreaterThanOrEqualToThreshold, GreaterThanThreshold, LessThanThreshold or LessThanOrEqualToThreshold",
+                "Guardrails.Alarms[0].Threshold: expected a number, found \"high\"",
+                "Guardrails.Alarms[0].PeriodInSeconds: 45 is not a CloudWatch alarm period; allowed: 10, 20, 30 or a multiple of 60 seconds",
+                "Guardrails.Alarms[0].DatapointsToAlarm: 3 exceeds EvaluationPeriods (2); an alarm needs at most that many datapoints",
+                "Guardrails.Alarms[0].TreatMissingData: \"breach\" is not one of breaching, notBreaching, ignore or missing",
+                "Guardrails.Alarms[0].Dimensions: unknown field; expected one of Name, Namespace, MetricName, Statistic, ComparisonOperator, Threshold, PeriodInSeconds, EvaluationPeriods, DatapointsToAlarm or TreatMissingData",
+                "Guardrails.ApproveBeforeFinalShift: expected true or false, found \"yes\"",
+                "Guardrails.PollIntervalInSeconds: 0 is out of range; allowed: 1 to 300 seconds",
+            ],
+        ),
+        (
+            r#"
+Guardrails:
+  Alarms:
+    - { Name: e, MetricName: M, Statistic: Sum, ComparisonOperator: GreaterThanThreshold, Threshold: 1, PeriodInSeconds: 3600, EvaluationPeriods: 48 }
+    - { Name: e, MetricName: M, Statistic: Sum, ComparisonOperator: GreaterThanThreshold, Threshold: 1, PeriodInSeconds: 60, EvaluationPeriods: 1 }
+"#,
+            &[
+                "Guardrails.Alarms[0].EvaluationPeriods: 48 periods of 3600 seconds look back more than the one day CloudWatch allows",
+                "Guardrails.Alarms[1].Name: \"e\" is used by another template; names must be unique",
+            ],
+        ),
+    ];
+    for (yaml, expected) in cases {
+        assert_eq!(problems(yaml), *expected, "for policy:\n{yaml}");
+    }
+}
+
+static ELEVEN_ALARMS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let alarms: String = (0..11).map(|i| format!("      - AlarmName: a{i}\n")).collect();
+    format!("DeploymentConfig:\n  AutoRollbackConfiguration:\n    Alarms:\n{alarms}")
+});
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let found = problems(
+        r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: CANARY
+      CanarySize: { Type: CAPACITY_PERCENT, Value: 90 }
+      WaitIntervalInSeconds: 5000
+    TerminationWaitInSecs: 60
+  AutoRollbackConfiguration:
+    Alarms: [{ AlarmName: "" }]
+"#,
+    );
+    assert_eq!(found.len(), 4, "{found:#?}");
+}
