@@ -2,5 +2,6 @@
 //! Lambda function and the command-line tool share. Business logic lives here, never in a
 //! function's `main.rs`.
 
+pub mod plan;
 pub mod policy;
 pub mod units;

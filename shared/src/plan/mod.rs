@@ -1,0 +1,461 @@
+//! The plan: from a validated policy and the endpoint's current fleet, the ordered steps of a
+//! deployment (green's share of traffic, instance counts, the bake after each step) and what is
+//! watched. The plan is the dry run shown to users and the script the core follows; it does no
+//! I/O and reads no clock.
+//!
+//! Rounding: a step's share of *requests* is exact (basis points). A share of *instances* is
+//! rounded up (`ceil`), so a step never sends a fleet more load than its instances were sized
+//! for, and never rounds to zero instances: 33% of 3 instances is 1, as in AWS's own examples;
+//! 50% of 3 is 2. A size given in instances becomes the share `count / fleet`, rounded down to a
+//! basis point (1 of 3 is 33.33%).
+
+mod render;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{
+    AlarmTemplate, CapacitySize, CapacityType, DEFAULT_POLL_INTERVAL_SECS,
+    Engine, Policy, Problem, RollingUpdatePolicy, TrafficRoutingType,
+};
+use crate::units::Share;
+
+/// Extra time Guardrails allows for provisioning green when the policy sets no timeout:
+/// SageMaker usually takes 8 to 30 minutes to provision a fleet.
+pub const PROVISIONING_ALLOWANCE_SECS: u32 = 3_600;
+
+/// The endpoint as it serves now: blue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fleet {
+    pub endpoint_name: String,
+    pub config_name: String,
+    pub variants: Vec<FleetVariant>,
+}
+
+/// One production variant of the current fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetVariant {
+    pub variant_name: String,
+    pub instance_type: String,
+    pub instance_count: u32,
+}
+
+/// The new model to roll out: green.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GreenSpec {
+    /// The production variant green is added as (variant engine); must differ from blue's.
+    pub variant_name: String,
+    pub model_name: String,
+    pub instance_type: String,
+    /// Green's instances at 100% of traffic.
+    pub instance_count: u32,
+}
+
+/// The ordered steps of a deployment and everything the core needs to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub deployment_id: String,
+    pub engine: Engine,
+    pub endpoint_name: String,
+    /// Blue: the config and its single variant (variant engine) or the variant being replaced.
+    pub blue_config_name: String,
+    pub blue: FleetVariant,
+    pub green: GreenSpec,
+    /// Variant engine: the config with blue at full weight and green at weight 0.
+    pub blue_green_config_name: String,
+    /// Variant engine: the config with green alone, the endpoint's config after success.
+    pub green_config_name: String,
+    /// Where the steps came from, in the policy's words.
+    pub steps_from: String,
+    pub steps: Vec<Step>,
+    /// Alarms whose ALARM state rolls the deployment back, watched during every shift and bake.
+    pub watched_alarms: Vec<WatchedAlarm>,
+    pub approve_before_final_shift: bool,
+    /// The deadline, counted from the start of the deployment.
+    pub timeout_secs: u32,
+    pub timeout_from_policy: bool,
+    /// The sum of all bakes.
+    pub waits_secs: u32,
+    pub poll_secs: u32,
+    /// Things that are allowed but probably not what the user wants.
+    pub warnings: Vec<String>,
+}
+
+/// One step: move green to `green_share` of requests, then bake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub green_share: Share,
+    pub green_instances: u32,
+    pub blue_instances: u32,
+    /// The bake after the shift; the last step's bake is the final bake before blue goes.
+    pub bake_secs: u32,
+}
+
+/// An alarm that rolls the deployment back when in ALARM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedAlarm {
+    pub alarm_name: String,
+    /// `None` for an existing alarm named in `AutoRollbackConfiguration`; the template for an
+    /// alarm that Guardrails creates scoped to green and deletes at the end.
+    pub green_template: Option<AlarmTemplate>,
+}
+
+/// Why no plan could be made for this fleet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot plan this deployment:{}", self.problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+pub struct PlanError {
+    pub problems: Vec<Problem>,
+}
+
+/// The longest deployment id: it is part of endpoint-config names (at most 63 characters).
+pub const DEPLOYMENT_ID_MAX_CHARS: usize = 32;
+
+impl Plan {
+    /// Plans rolling `green` out to the endpoint serving `fleet` under `policy`.
+    pub fn new(
+        deployment_id: &str,
+        policy: &Policy,
+        fleet: &Fleet,
+        green: &GreenSpec,
+    ) -> Result<Plan, PlanError> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(Problem {
+                path: path.to_owned(),
+                message,
+            })
+        };
+        if !is_name(deployment_id, DEPLOYMENT_ID_MAX_CHARS) {
+            problem(
+                "deployment id",
+                format!(
+                    "\"{deployment_id}\" must be 1 to {DEPLOYMENT_ID_MAX_CHARS} letters, digits \
+                     or '-', starting with a letter or digit"
+                ),
+            );
+        }
+        let engine = policy.guardrails.engine;
+        let blue = match fleet.variants.as_slice() {
+            [one] => Some(one.clone()),
+            [] => {
+                problem(
+                    "fleet",
+                    format!("endpoint {} has no production variant", fleet.endpoint_name),
+                );
+                None
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|v| v.variant_name.as_str()).collect();
+                problem(
+                    "fleet",
+                    format!(
+                        "endpoint {} has {} production variants ({}); Guardrails deploys to \
+                         endpoints with exactly one",
+                        fleet.endpoint_name,
+                        many.len(),
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        if green.instance_count == 0 {
+            problem(
+                "green.instance_count",
+                "0 instances cannot serve traffic; give at least 1".to_owned(),
+            );
+        }
+        if !is_name(&green.variant_name, 63) {
+            problem(
+                "green.variant_name",
+                format!(
+                    "\"{}\" is not a SageMaker variant name (1 to 63 letters, digits or '-')",
+                    green.variant_name
+                ),
+            );
+        }
+        if let Some(b) = &blue {
+            if engine == Engine::Variant && b.variant_name == green.variant_name {
+                problem(
+                    "green.variant_name",
+                    format!(
+                        "\"{}\" is blue's variant name; the variant engine adds green as a second \
+                         variant, so it needs a name of its own",
+                        green.variant_name
+                    ),
+                );
+            }
+        }
+        let fleet_size = match engine {
+            Engine::Variant => green.instance_count,
+            // Native: SageMaker sizes steps against the variant being replaced.
+            Engine::Native => blue.as_ref().map_or(0, |b| b.instance_count),
+        };
+        let schedule = if fleet_size == 0 {
+            None
+        } else {
+            schedule(policy, fleet_size, &mut problem)
+        };
+        let (Some(blue), Some(schedule), true) = (blue, schedule, problems.is_empty()) else {
+            return Err(PlanError { problems });
+        };
+        let steps: Vec<Step> = schedule
+            .bakes
+            .iter()
+            .map(|&(green_share, bake_secs, blue_instances)| Step {
+                green_share,
+                green_instances: match engine {
+                    Engine::Variant => green_share.of_instances_rounded_up(green.instance_count).max(1),
+                    Engine::Native => green_share.of_instances_rounded_up(blue.instance_count).max(1),
+                },
+                blue_instances: blue_instances.unwrap_or(blue.instance_count),
+                bake_secs,
+            })
+            .collect();
+        let waits_secs = steps.iter().map(|s| s.bake_secs).fold(0, u32::saturating_add);
+        let (timeout_secs, timeout_from_policy) = match policy.timeout_secs() {
+            Some(t) => (t, true),
+            None => (waits_secs.saturating_add(PROVISIONING_ALLOWANCE_SECS), false),
+        };
+        let watched_alarms = watched_alarms(policy, deployment_id);
+        let mut plan = Plan {
+            deployment_id: deployment_id.to_owned(),
+            engine,
+            endpoint_name: fleet.endpoint_name.clone(),
+            blue_config_name: fleet.config_name.clone(),
+            blue,
+            green: green.clone(),
+            blue_green_config_name: format!("guardrails-{deployment_id}-blue-green"),
+            green_config_name: format!("guardrails-{deployment_id}-green"),
+            steps_from: schedule.from,
+            steps,
+            watched_alarms,
+            approve_before_final_shift: policy.guardrails.approve_before_final_shift,
+            timeout_secs,
+            timeout_from_policy,
+            waits_secs,
+            poll_secs: policy
+                .guardrails
+                .poll_interval_in_seconds
+                .unwrap_or(DEFAULT_POLL_INTERVAL_SECS),
+            warnings: schedule.notes,
+        };
+        plan.warnings.extend(warnings(&plan));
+        Ok(plan)
+    }
+
+    /// The index of the last step.
+    pub fn last_step(&self) -> usize {
+        self.steps.len().saturating_sub(1)
+    }
+
+    /// The names of all watched alarms, in plan order.
+    pub fn watched_alarm_names(&self) -> impl Iterator<Item = &str> {
+        self.watched_alarms.iter().map(|a| a.alarm_name.as_str())
+    }
+}
+
+/// SageMaker's pattern for endpoint, config and variant names: `[a-zA-Z0-9](-*[a-zA-Z0-9])*`.
+fn is_name(text: &str, max_chars: usize) -> bool {
+    let chars_ok = text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    !text.is_empty()
+        && text.len() <= max_chars
+        && chars_ok
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// Green's shares with their bakes (and blue's remaining instances for rolling updates).
+struct Schedule {
+    from: String,
+    bakes: Vec<(Share, u32, Option<u32>)>,
+    notes: Vec<String>,
+}
+
+fn schedule(policy: &Policy, fleet_size: u32, problem: &mut impl FnMut(&str, String)) -> Option<Schedule> {
+    let config = &policy.deployment_config;
+    let explicit = policy.guardrails.traffic_steps.as_ref();
+    if let Some(rolling) = &config.rolling_update_policy {
+        return rolling_schedule(rolling, fleet_size, problem);
+    }
+    let Some(bg) = &config.blue_green_update_policy else {
+        let from = "no update policy: SageMaker's default, all at once with no bake".to_owned();
+        return match explicit {
+            Some(steps) => Some(explicit_schedule(steps, 0, 0, Vec::new())),
+            None => Some(Schedule {
+                from,
+                bakes: vec![(Share::FULL, 0, None)],
+                notes: Vec::new(),
+            }),
+        };
+    };
+    let routing = &bg.traffic_routing_configuration;
+    let wait = routing.wait_interval_in_seconds;
+    let final_bake = bg.termination_wait_in_seconds.unwrap_or(0);
+    let mut notes = Vec::new();
+    if let Some(steps) = explicit {
+        return Some(explicit_schedule(steps, wait, final_bake, notes));
+    }
+    const BASE: &str = "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration";
+    let (from, shares) = match routing.r#type {
+        TrafficRoutingType::AllAtOnce => {
+            if wait > 0 {
+                notes.push(format!(
+                    "WaitIntervalInSeconds ({wait} s) is not used by ALL_AT_ONCE: there is no \
+                     step before the last; the bake after it is TerminationWaitInSeconds"
+                ));
+            }
+            ("ALL_AT_ONCE".to_owned(), vec![Share::FULL])
+        }
+        TrafficRoutingType::Canary => {
+            let size = routing.canary_size?;
+            let share = size_share(size, fleet_size, &format!("{BASE}.CanarySize"), 1, 5_000, "a canary", problem)?;
+            (format!("CANARY, CanarySize {}", size_words(size)), vec![share, Share::FULL])
+        }
+        TrafficRoutingType::Linear => {
+            let size = routing.linear_step_size?;
+            let step = size_share(size, fleet_size, &format!("{BASE}.LinearStepSize"), 1_000, 5_000, "a linear step", problem)?;
+            (format!("LINEAR, LinearStepSize {}", size_words(size)), linear(step))
+        }
+    };
+    let last = shares.len() - 1;
+    let bakes = shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, if i == last { final_bake } else { wait }, None))
+        .collect();
+    Some(Schedule { from, bakes, notes })
+}
+
+/// `10%` or `2 instances`, as the policy gave it.
+fn size_words(size: CapacitySize) -> String {
+    match size.r#type {
+        CapacityType::CapacityPercent => format!("{}%", size.value),
+        CapacityType::InstanceCount => size.to_string(),
+    }
+}
+
+fn explicit_schedule(steps: &[Share], wait: u32, final_bake: u32, notes: Vec<String>) -> Schedule {
+    let last = steps.len().saturating_sub(1);
+    let listed: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    Schedule {
+        from: format!("Guardrails.TrafficSteps [{}]", listed.join(", ")),
+        bakes: steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, if i == last { final_bake } else { wait }, None))
+            .collect(),
+        notes,
+    }
+}
+
+/// `step`, `2 x step`, ... up to and ending at 100%.
+fn linear(step: Share) -> Vec<Share> {
+    let bp = step.basis_points().max(1);
+    let mut shares: Vec<Share> = (1..)
+        .map(|k| k * bp)
+        .take_while(|b| *b < 10_000)
+        .filter_map(Share::from_basis_points)
+        .collect();
+    shares.push(Share::FULL);
+    shares
+}
+
+/// A `CapacitySize` as a share of a fleet of `fleet_size`, checked against `min_bp..=max_bp`
+/// when given in instances (percentages were checked with the policy).
+fn size_share(
+    size: CapacitySize,
+    fleet_size: u32,
+    path: &str,
+    min_bp: u32,
+    max_bp: u32,
+    what: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Share> {
+    match size.r#type {
+        CapacityType::CapacityPercent => Share::from_basis_points(size.value * 100),
+        CapacityType::InstanceCount => {
+            let share = Share::from_fraction(size.value, fleet_size);
+            let in_range = share.is_some_and(|s| (min_bp..=max_bp).contains(&s.basis_points()));
+            if !in_range {
+                problem(
+                    &format!("{path}.Value"),
+                    format!(
+                        "{size} of a {fleet_size}-instance fleet is {}; SageMaker allows {} to {} for {what}",
+                        share.map_or("more than all of it".to_owned(), |s| s.to_string()),
+                        Share::from_basis_points(min_bp).unwrap_or(Share::ZERO),
+                        Share::from_basis_points(max_bp).unwrap_or(Share::FULL),
+                    ),
+                );
+                return None;
+            }
+            share
+        }
+    }
+}
+
+fn rolling_schedule(
+    rolling: &RollingUpdatePolicy,
+    fleet_size: u32,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Schedule> {
+    let size = rolling.maximum_batch_size;
+    let path = "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize";
+    let batch_share = size_share(size, fleet_size, path, 500, 5_000, "a rolling batch", problem)?;
+    let batch = batch_share.of_instances_rounded_up(fleet_size).max(1);
+    let mut bakes = Vec::new();
+    let mut replaced = 0;
+    while replaced < fleet_size {
+        replaced = (replaced + batch).min(fleet_size);
+        let share = Share::from_fraction(replaced, fleet_size).unwrap_or(Share::FULL);
+        bakes.push((share, rolling.wait_interval_in_seconds, Some(fleet_size - replaced)));
+    }
+    Some(Schedule {
+        from: format!("RollingUpdatePolicy, MaximumBatchSize {}", size_words(size)),
+        bakes,
+        notes: Vec::new(),
+    })
+}
+
+fn watched_alarms(policy: &Policy, deployment_id: &str) -> Vec<WatchedAlarm> {
+    let named = policy.named_alarms().into_iter().map(|name| WatchedAlarm {
+        alarm_name: name.to_owned(),
+        green_template: None,
+    });
+    let templated = policy.guardrails.alarms.iter().map(|t| WatchedAlarm {
+        alarm_name: format!("guardrails-{deployment_id}-{}", t.name),
+        green_template: Some(t.clone()),
+    });
+    named.chain(templated).collect()
+}
+
+fn warnings(plan: &Plan) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if plan.watched_alarms.is_empty() {
+        warnings.push(
+            "no alarm is watched: a bad green is only rolled back by a manual abort or the \
+             timeout; name alarms in AutoRollbackConfiguration or add Guardrails.Alarms"
+                .to_owned(),
+        );
+    }
+    if plan.steps.last().is_some_and(|s| s.bake_secs == 0) {
+        warnings.push(
+            "the final bake is 0 s (TerminationWaitInSeconds): blue is removed as soon as green \
+             has all traffic, so no alarm has a window to act"
+                .to_owned(),
+        );
+    }
+    if plan.engine == Engine::Variant && plan.timeout_from_policy {
+        let spare = plan.timeout_secs.saturating_sub(plan.waits_secs);
+        if spare < 1_800 {
+            warnings.push(format!(
+                "the timeout ({} s) leaves {spare} s beyond the bakes for provisioning green and \
+                 shifting; SageMaker usually takes 8 to 30 minutes to provision",
+                plan.timeout_secs
+            ));
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The plan as text a person reads before approving a rollout (the dry run).
+
+use std::fmt::{self, Write as _};
+
+use super::{Plan, WatchedAlarm};
+use crate::policy::{AlarmTemplate, Engine};
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let blue = &self.blue;
+        let green = &self.green;
+        writeln!(
+            f,
+            "Plan: deploy {} to endpoint {} ({} engine, deployment {})",
+            green.model_name, self.endpoint_name, self.engine, self.deployment_id
+        )?;
+        writeln!(
+            f,
+            "  blue:  variant {} on config {}, {} x {}",
+            blue.variant_name, self.blue_config_name, blue.instance_count, blue.instance_type
+        )?;
+        match self.engine {
+            Engine::Variant => writeln!(
+                f,
+                "  green: variant {} with model {}, up to {} x {}",
+                green.variant_name, green.model_name, green.instance_count, green.instance_type
+            )?,
+            Engine::Native => writeln!(
+                f,
+                "  green: model {} replaces blue's instances, {} x {}",
+                green.model_name, green.instance_count, green.instance_type
+            )?,
+        }
+        writeln!(f, "  steps from: {}", self.steps_from)?;
+        writeln!(f)?;
+        match self.engine {
+            Engine::Variant => self.variant_steps(f)?,
+            Engine::Native => self.native_steps(f)?,
+        }
+        writeln!(f)?;
+        if self.watched_alarms.is_empty() {
+            writeln!(f, "  watched: nothing")?;
+        } else {
+            writeln!(f, "  watched during every shift and bake (ALARM rolls back):")?;
+            for alarm in &self.watched_alarms {
+                writeln!(f, "    - {}", describe_alarm(alarm, self))?;
+            }
+        }
+        if self.approve_before_final_shift {
+            let last = self.steps.last().map(|s| s.green_share.to_string());
+            writeln!(
+                f,
+                "  approval: a person approves before the shift to {}",
+                last.unwrap_or_default()
+            )?;
+        }
+        let origin = if self.timeout_from_policy {
+            "MaximumExecutionTimeoutInSeconds"
+        } else {
+            "default: bakes + 3600 s for provisioning"
+        };
+        writeln!(
+            f,
+            "  timeout: {} s from the start ({origin}); bakes add up to {} s",
+            self.timeout_secs, self.waits_secs
+        )?;
+        if !self.warnings.is_empty() {
+            writeln!(f, "  warnings:")?;
+            for warning in &self.warnings {
+                writeln!(f, "    - {warning}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    fn variant_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = self.steps.first().map_or(1, |s| s.green_instances);
+        writeln!(
+            f,
+            "  provision: endpoint to config {} (blue at weight 1, green at 0 on {first} instance{})",
+            self.blue_green_config_name,
+            if first == 1 { "" } else { "s" }
+        )?;
+        writeln!(f, "  step  green traffic  green instances  bake after")?;
+        let last = self.last_step();
+        for (i, step) in self.steps.iter().enumerate() {
+            let bake = if i == last {
+                format!("{} s (final bake)", step.bake_secs)
+            } else {
+                format!("{} s", step.bake_secs)
+            };
+            let share = step.green_share.to_string();
+            let instances = format!("{} of {}", step.green_instances, self.green.instance_count);
+            writeln!(f, "  {:<4}  {share:<13}  {instances:<15}  {bake}", i + 1)?;
+        }
+        writeln!(
+            f,
+            "  finish: endpoint to config {} (green alone); blue is removed",
+            self.green_config_name
+        )?;
+        writeln!(
+            f,
+            "  rollback: green to weight 0, then endpoint back to config {}",
+            self.blue_config_name
+        )
+    }
+
+    fn native_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  SageMaker runs these steps (traffic follows instances):")?;
+        writeln!(f, "  step  green traffic  green instances  blue instances  bake after")?;
+        for (i, step) in self.steps.iter().enumerate() {
+            let share = format!("~{}", step.green_share);
+            writeln!(
+                f,
+                "  {:<4}  {share:<13}  {:<15}  {:<14}  {} s",
+                i + 1,
+                step.green_instances,
+                step.blue_instances,
+                step.bake_secs
+            )?;
+        }
+        writeln!(f, "  rollback: SageMaker moves all traffic back to blue")
+    }
+}
+
+fn describe_alarm(alarm: &WatchedAlarm, plan: &Plan) -> String {
+    match &alarm.green_template {
+        None => format!("{} (AutoRollbackConfiguration)", alarm.alarm_name),
+        Some(t) => format!(
+            "{}: {}, green only ({} {}), created for this deployment",
+            alarm.alarm_name,
+            describe_template(t),
+            plan.endpoint_name,
+            plan.green.variant_name
+        ),
+    }
+}
+
+/// `Invocation5XXErrors Average > 0.05 for 2 of 3 periods of 60 s`.
+pub(crate) fn describe_template(t: &AlarmTemplate) -> String {
+    let mut text = format!(
+        "{} {} {} {}",
+        t.metric_name,
+        t.statistic,
+        t.comparison_operator.symbol(),
+        t.threshold
+    );
+    let _ = write!(
+        text,
+        " for {} of {} periods of {} s",
+        t.datapoints_to_alarm, t.evaluation_periods, t.period_in_seconds
+    );
+    text
+}
