@@ -2,6 +2,7 @@
 //! Lambda function and the command-line tool share. Business logic lives here, never in a
 //! function's `main.rs`.
 
+pub mod core;
 pub mod plan;
 pub mod policy;
 pub mod units;

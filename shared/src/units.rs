@@ -35,8 +35,13 @@ impl Share {
         if (bp - percent * 100.0).abs() > 1e-6 {
             return None;
         }
-        // In range 0..=10_000 by the check above, so the conversion is exact.
-        Share::from_basis_points(bp as u32)
+        Share::from_basis_points(to_whole(bp))
+    }
+
+    /// The share nearest to `fraction` (clamped to 0..=1), e.g. from observed variant weights.
+    pub fn nearest(fraction: f64) -> Share {
+        let bp = (fraction * 10_000.0).round();
+        Share::from_basis_points(to_whole(bp.clamp(0.0, 10_000.0))).unwrap_or(Share::FULL)
     }
 
     /// The fraction `numerator / denominator` rounded down to a basis point (a canary of 1
@@ -72,6 +77,13 @@ impl Share {
         let scaled = u64::from(self.0) * u64::from(count);
         u32::try_from(scaled.div_ceil(10_000)).unwrap_or(u32::MAX)
     }
+}
+
+/// A whole, non-negative float that fits in `u32` (callers round and bound it first); anything
+/// else saturates, as Rust's float-to-int conversion does.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) fn to_whole(value: f64) -> u32 {
+    value as u32
 }
 
 impl fmt::Display for Share {
@@ -122,7 +134,10 @@ mod tests {
 
     #[test]
     fn percentages_convert_exactly_to_basis_points() {
-        assert_eq!(Share::from_percent(12.5).map(Share::basis_points), Some(1_250));
+        assert_eq!(
+            Share::from_percent(12.5).map(Share::basis_points),
+            Some(1_250)
+        );
         assert_eq!(Share::from_percent(0.01).map(Share::basis_points), Some(1));
         assert_eq!(Share::from_percent(100.0), Some(Share::FULL));
         assert_eq!(Share::from_percent(0.001), None);
@@ -152,7 +167,10 @@ mod tests {
 
     #[test]
     fn instance_fractions_round_down_to_a_basis_point() {
-        assert_eq!(Share::from_fraction(1, 3).map(Share::basis_points), Some(3_333));
+        assert_eq!(
+            Share::from_fraction(1, 3).map(Share::basis_points),
+            Some(3_333)
+        );
         assert_eq!(Share::from_fraction(1, 0), None);
         assert_eq!(Share::from_fraction(4, 3), None);
     }

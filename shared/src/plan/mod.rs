@@ -14,8 +14,8 @@ mod render;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{
-    AlarmTemplate, CapacitySize, CapacityType, DEFAULT_POLL_INTERVAL_SECS,
-    Engine, Policy, Problem, RollingUpdatePolicy, TrafficRoutingType,
+    AlarmTemplate, CapacitySize, CapacityType, DEFAULT_POLL_INTERVAL_SECS, Engine, Policy, Problem,
+    RollingUpdatePolicy, TrafficRoutingType,
 };
 use crate::units::Share;
 
@@ -173,17 +173,18 @@ impl Plan {
                 ),
             );
         }
-        if let Some(b) = &blue {
-            if engine == Engine::Variant && b.variant_name == green.variant_name {
-                problem(
-                    "green.variant_name",
-                    format!(
-                        "\"{}\" is blue's variant name; the variant engine adds green as a second \
+        if let Some(b) = &blue
+            && engine == Engine::Variant
+            && b.variant_name == green.variant_name
+        {
+            problem(
+                "green.variant_name",
+                format!(
+                    "\"{}\" is blue's variant name; the variant engine adds green as a second \
                          variant, so it needs a name of its own",
-                        green.variant_name
-                    ),
-                );
-            }
+                    green.variant_name
+                ),
+            );
         }
         let fleet_size = match engine {
             Engine::Variant => green.instance_count,
@@ -204,17 +205,27 @@ impl Plan {
             .map(|&(green_share, bake_secs, blue_instances)| Step {
                 green_share,
                 green_instances: match engine {
-                    Engine::Variant => green_share.of_instances_rounded_up(green.instance_count).max(1),
-                    Engine::Native => green_share.of_instances_rounded_up(blue.instance_count).max(1),
+                    Engine::Variant => green_share
+                        .of_instances_rounded_up(green.instance_count)
+                        .max(1),
+                    Engine::Native => green_share
+                        .of_instances_rounded_up(blue.instance_count)
+                        .max(1),
                 },
                 blue_instances: blue_instances.unwrap_or(blue.instance_count),
                 bake_secs,
             })
             .collect();
-        let waits_secs = steps.iter().map(|s| s.bake_secs).fold(0, u32::saturating_add);
+        let waits_secs = steps
+            .iter()
+            .map(|s| s.bake_secs)
+            .fold(0, u32::saturating_add);
         let (timeout_secs, timeout_from_policy) = match policy.timeout_secs() {
             Some(t) => (t, true),
-            None => (waits_secs.saturating_add(PROVISIONING_ALLOWANCE_SECS), false),
+            None => (
+                waits_secs.saturating_add(PROVISIONING_ALLOWANCE_SECS),
+                false,
+            ),
         };
         let watched_alarms = watched_alarms(policy, deployment_id);
         let mut plan = Plan {
@@ -271,7 +282,11 @@ struct Schedule {
     notes: Vec<String>,
 }
 
-fn schedule(policy: &Policy, fleet_size: u32, problem: &mut impl FnMut(&str, String)) -> Option<Schedule> {
+fn schedule(
+    policy: &Policy,
+    fleet_size: u32,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Schedule> {
     let config = &policy.deployment_config;
     let explicit = policy.guardrails.traffic_steps.as_ref();
     if let Some(rolling) = &config.rolling_update_policy {
@@ -308,13 +323,35 @@ fn schedule(policy: &Policy, fleet_size: u32, problem: &mut impl FnMut(&str, Str
         }
         TrafficRoutingType::Canary => {
             let size = routing.canary_size?;
-            let share = size_share(size, fleet_size, &format!("{BASE}.CanarySize"), 1, 5_000, "a canary", problem)?;
-            (format!("CANARY, CanarySize {}", size_words(size)), vec![share, Share::FULL])
+            let share = size_share(
+                size,
+                fleet_size,
+                &format!("{BASE}.CanarySize"),
+                1,
+                5_000,
+                "a canary",
+                problem,
+            )?;
+            (
+                format!("CANARY, CanarySize {}", size_words(size)),
+                vec![share, Share::FULL],
+            )
         }
         TrafficRoutingType::Linear => {
             let size = routing.linear_step_size?;
-            let step = size_share(size, fleet_size, &format!("{BASE}.LinearStepSize"), 1_000, 5_000, "a linear step", problem)?;
-            (format!("LINEAR, LinearStepSize {}", size_words(size)), linear(step))
+            let step = size_share(
+                size,
+                fleet_size,
+                &format!("{BASE}.LinearStepSize"),
+                1_000,
+                5_000,
+                "a linear step",
+                problem,
+            )?;
+            (
+                format!("LINEAR, LinearStepSize {}", size_words(size)),
+                linear(step),
+            )
         }
     };
     let last = shares.len() - 1;
@@ -400,14 +437,26 @@ fn rolling_schedule(
 ) -> Option<Schedule> {
     let size = rolling.maximum_batch_size;
     let path = "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize";
-    let batch_share = size_share(size, fleet_size, path, 500, 5_000, "a rolling batch", problem)?;
+    let batch_share = size_share(
+        size,
+        fleet_size,
+        path,
+        500,
+        5_000,
+        "a rolling batch",
+        problem,
+    )?;
     let batch = batch_share.of_instances_rounded_up(fleet_size).max(1);
     let mut bakes = Vec::new();
     let mut replaced = 0;
     while replaced < fleet_size {
         replaced = (replaced + batch).min(fleet_size);
         let share = Share::from_fraction(replaced, fleet_size).unwrap_or(Share::FULL);
-        bakes.push((share, rolling.wait_interval_in_seconds, Some(fleet_size - replaced)));
+        bakes.push((
+            share,
+            rolling.wait_interval_in_seconds,
+            Some(fleet_size - replaced),
+        ));
     }
     Some(Schedule {
         from: format!("RollingUpdatePolicy, MaximumBatchSize {}", size_words(size)),

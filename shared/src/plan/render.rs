@@ -41,7 +41,10 @@ impl fmt::Display for Plan {
         if self.watched_alarms.is_empty() {
             writeln!(f, "  watched: nothing")?;
         } else {
-            writeln!(f, "  watched during every shift and bake (ALARM rolls back):")?;
+            writeln!(
+                f,
+                "  watched during every shift and bake (ALARM rolls back):"
+            )?;
             for alarm in &self.watched_alarms {
                 writeln!(f, "    - {}", describe_alarm(alarm, self))?;
             }
@@ -108,8 +111,14 @@ impl Plan {
     }
 
     fn native_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  SageMaker runs these steps (traffic follows instances):")?;
-        writeln!(f, "  step  green traffic  green instances  blue instances  bake after")?;
+        writeln!(
+            f,
+            "  SageMaker runs these steps (traffic follows instances):"
+        )?;
+        writeln!(
+            f,
+            "  step  green traffic  green instances  blue instances  bake after"
+        )?;
         for (i, step) in self.steps.iter().enumerate() {
             let share = format!("~{}", step.green_share);
             writeln!(

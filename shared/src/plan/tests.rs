@@ -93,9 +93,18 @@ DeploymentConfig:
     let plan = plan(yaml, 3).unwrap();
     assert_eq!(
         steps(&plan),
-        vec![row("30%", 1, 120), row("60%", 2, 120), row("90%", 3, 120), row("100%", 3, 300)]
+        vec![
+            row("30%", 1, 120),
+            row("60%", 2, 120),
+            row("90%", 3, 120),
+            row("100%", 3, 300)
+        ]
     );
-    assert_eq!(plan.timeout_secs, 660 + PROVISIONING_ALLOWANCE_SECS, "default timeout");
+    assert_eq!(
+        plan.timeout_secs,
+        660 + PROVISIONING_ALLOWANCE_SECS,
+        "default timeout"
+    );
 }
 
 #[test]
@@ -113,8 +122,16 @@ DeploymentConfig:
 fn no_update_policy_is_all_at_once_without_a_bake_and_warns() {
     let plan = plan("{}", 2).unwrap();
     assert_eq!(steps(&plan), vec![row("100%", 2, 0)]);
-    assert!(plan.warnings.iter().any(|w| w.starts_with("no alarm is watched")));
-    assert!(plan.warnings.iter().any(|w| w.starts_with("the final bake is 0 s")));
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("no alarm is watched"))
+    );
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("the final bake is 0 s"))
+    );
 }
 
 #[test]
@@ -133,9 +150,17 @@ Guardrails:
     let plan = plan(yaml, 8).unwrap();
     assert_eq!(
         steps(&plan),
-        vec![row("1%", 1, 60), row("5%", 1, 60), row("25%", 2, 60), row("100%", 8, 120)]
+        vec![
+            row("1%", 1, 60),
+            row("5%", 1, 60),
+            row("25%", 2, 60),
+            row("100%", 8, 120)
+        ]
     );
-    assert_eq!(plan.steps_from, "Guardrails.TrafficSteps [1%, 5%, 25%, 100%]");
+    assert_eq!(
+        plan.steps_from,
+        "Guardrails.TrafficSteps [1%, 5%, 25%, 100%]"
+    );
 }
 
 #[test]
@@ -182,7 +207,10 @@ DeploymentConfig:
       CanarySize: { Type: CAPACITY_PERCENT, Value: 5 }
       WaitIntervalInSeconds: 60
 "#;
-    assert_eq!(steps(&plan(yaml, 1).unwrap()), vec![row("5%", 1, 60), row("100%", 1, 0)]);
+    assert_eq!(
+        steps(&plan(yaml, 1).unwrap()),
+        vec![row("5%", 1, 60), row("100%", 1, 0)]
+    );
 }
 
 #[test]
@@ -213,7 +241,10 @@ fn green_needs_a_variant_name_of_its_own() {
     let mut same = green(1);
     same.variant_name = "AllTraffic".to_owned();
     let err = Plan::new("d1", &policy("{}"), &fleet(1), &same).unwrap_err();
-    assert!(err.problems[0].message.contains("is blue's variant name"), "{err}");
+    assert!(
+        err.problems[0].message.contains("is blue's variant name"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -226,18 +257,31 @@ DeploymentConfig:
 Guardrails: { Engine: native }
 "#;
     let plan = plan(yaml, 5).unwrap();
-    let batches: Vec<(u32, u32)> = plan.steps.iter().map(|s| (s.green_instances, s.blue_instances)).collect();
+    let batches: Vec<(u32, u32)> = plan
+        .steps
+        .iter()
+        .map(|s| (s.green_instances, s.blue_instances))
+        .collect();
     assert_eq!(batches, vec![(2, 3), (4, 1), (5, 0)]);
 }
 
 #[test]
 fn a_tight_timeout_warns_about_provisioning_time() {
-    assert_eq!(plan(CANARY, 4).unwrap().warnings, Vec::<String>::new(), "2700 s spare is enough");
-    let tight = CANARY.replace("MaximumExecutionTimeoutInSeconds: 3600", "MaximumExecutionTimeoutInSeconds: 1200");
+    assert_eq!(
+        plan(CANARY, 4).unwrap().warnings,
+        Vec::<String>::new(),
+        "2700 s spare is enough"
+    );
+    let tight = CANARY.replace(
+        "MaximumExecutionTimeoutInSeconds: 3600",
+        "MaximumExecutionTimeoutInSeconds: 1200",
+    );
     assert_eq!(
         plan(&tight, 4).unwrap().warnings,
-        vec!["the timeout (1200 s) leaves 300 s beyond the bakes for provisioning green and \
-              shifting; SageMaker usually takes 8 to 30 minutes to provision"]
+        vec![
+            "the timeout (1200 s) leaves 300 s beyond the bakes for provisioning green and \
+              shifting; SageMaker usually takes 8 to 30 minutes to provision"
+        ]
     );
 }
 

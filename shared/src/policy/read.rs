@@ -9,8 +9,8 @@ use super::reader::{
 use super::{
     AlarmRef, AlarmTemplate, AutoRollbackConfiguration, BlueGreenUpdatePolicy, CapacitySize,
     CapacityType, ComparisonOperator, DeploymentConfig, Engine, GuardrailsSection, MAX_ALARMS,
-    MAX_TRAFFIC_STEPS, Policy, PolicyError, RollingUpdatePolicy, Statistic, TrafficRoutingConfiguration,
-    TrafficRoutingType, TreatMissingData,
+    MAX_TRAFFIC_STEPS, Policy, PolicyError, RollingUpdatePolicy, Statistic,
+    TrafficRoutingConfiguration, TrafficRoutingType, TreatMissingData,
 };
 use crate::units::Share;
 
@@ -51,11 +51,19 @@ fn read_policy(value: &Value, problems: &mut Problems) -> Option<Policy> {
     Some(policy)
 }
 
-fn deployment_config(value: &Value, path: &str, problems: &mut Problems) -> Option<DeploymentConfig> {
+fn deployment_config(
+    value: &Value,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<DeploymentConfig> {
     let obj = Obj::new(
         value,
         path,
-        &["BlueGreenUpdatePolicy", "RollingUpdatePolicy", "AutoRollbackConfiguration"],
+        &[
+            "BlueGreenUpdatePolicy",
+            "RollingUpdatePolicy",
+            "AutoRollbackConfiguration",
+        ],
         problems,
     )?;
     if obj.has("BlueGreenUpdatePolicy") && obj.has("RollingUpdatePolicy") {
@@ -106,9 +114,16 @@ fn blue_green(value: &Value, path: &str, problems: &mut Problems) -> Option<Blue
     let termination_wait = obj
         .get("TerminationWaitInSeconds")
         .map(|(v, p)| whole_number(v, &p, 0, WAIT_MAX_SECS, "seconds", problems));
-    let timeout = obj
-        .get("MaximumExecutionTimeoutInSeconds")
-        .map(|(v, p)| whole_number(v, &p, TIMEOUT_MIN_SECS, TIMEOUT_MAX_SECS, "seconds", problems));
+    let timeout = obj.get("MaximumExecutionTimeoutInSeconds").map(|(v, p)| {
+        whole_number(
+            v,
+            &p,
+            TIMEOUT_MIN_SECS,
+            TIMEOUT_MAX_SECS,
+            "seconds",
+            problems,
+        )
+    });
     obj.finish(problems);
     Some(BlueGreenUpdatePolicy {
         traffic_routing_configuration: routing?,
@@ -125,7 +140,12 @@ fn traffic_routing(
     let obj = Obj::new(
         value,
         path,
-        &["Type", "WaitIntervalInSeconds", "CanarySize", "LinearStepSize"],
+        &[
+            "Type",
+            "WaitIntervalInSeconds",
+            "CanarySize",
+            "LinearStepSize",
+        ],
         problems,
     )?;
     const TYPES: [&str; 3] = ["ALL_AT_ONCE", "CANARY", "LINEAR"];
@@ -169,10 +189,16 @@ fn traffic_routing(
     }
     if let Some(k) = kind {
         if canary.is_some() && k != TrafficRoutingType::Canary {
-            problems.add(&canary_path, format!("applies only to Type CANARY, not {}", type_name(k)));
+            problems.add(
+                &canary_path,
+                format!("applies only to Type CANARY, not {}", type_name(k)),
+            );
         }
         if linear.is_some() && k != TrafficRoutingType::Linear {
-            problems.add(&linear_path, format!("applies only to Type LINEAR, not {}", type_name(k)));
+            problems.add(
+                &linear_path,
+                format!("applies only to Type LINEAR, not {}", type_name(k)),
+            );
         }
     }
     obj.finish(problems);
@@ -194,7 +220,14 @@ fn type_name(kind: TrafficRoutingType) -> &'static str {
 
 /// Checks a `CAPACITY_PERCENT` size against `min..=max` percent. Instance counts depend on the
 /// fleet and are checked by the plan.
-fn percent_in(size: CapacitySize, path: &str, min: u32, max: u32, what: &str, problems: &mut Problems) {
+fn percent_in(
+    size: CapacitySize,
+    path: &str,
+    min: u32,
+    max: u32,
+    what: &str,
+    problems: &mut Problems,
+) {
     if size.r#type != CapacityType::CapacityPercent {
         return;
     }
@@ -202,12 +235,18 @@ fn percent_in(size: CapacitySize, path: &str, min: u32, max: u32, what: &str, pr
     if size.value > max {
         problems.add(
             &at,
-            format!("{}% exceeds the {max}% SageMaker allows for {what}", size.value),
+            format!(
+                "{}% exceeds the {max}% SageMaker allows for {what}",
+                size.value
+            ),
         );
     } else if size.value < min {
         problems.add(
             &at,
-            format!("{}% is below the {min}% SageMaker allows for {what}", size.value),
+            format!(
+                "{}% is below the {min}% SageMaker allows for {what}",
+                size.value
+            ),
         );
     }
 }
@@ -255,14 +294,28 @@ fn rolling(value: &Value, path: &str, problems: &mut Problems) -> Option<Rolling
         .require("MaximumBatchSize", problems)
         .and_then(|(v, p)| capacity(v, &p, problems));
     if let Some(size) = batch {
-        percent_in(size, &join(path, "MaximumBatchSize"), 5, 50, "a rolling batch", problems);
+        percent_in(
+            size,
+            &join(path, "MaximumBatchSize"),
+            5,
+            50,
+            "a rolling batch",
+            problems,
+        );
     }
     let wait = obj
         .require("WaitIntervalInSeconds", problems)
         .and_then(|(v, p)| whole_number(v, &p, 0, WAIT_MAX_SECS, "seconds", problems));
-    let timeout = obj
-        .get("MaximumExecutionTimeoutInSeconds")
-        .map(|(v, p)| whole_number(v, &p, TIMEOUT_MIN_SECS, TIMEOUT_MAX_SECS, "seconds", problems));
+    let timeout = obj.get("MaximumExecutionTimeoutInSeconds").map(|(v, p)| {
+        whole_number(
+            v,
+            &p,
+            TIMEOUT_MIN_SECS,
+            TIMEOUT_MAX_SECS,
+            "seconds",
+            problems,
+        )
+    });
     let rollback_batch = obj
         .get("RollbackMaximumBatchSize")
         .map(|(v, p)| capacity(v, &p, problems));
@@ -404,7 +457,11 @@ fn traffic_steps(value: &Value, path: &str, problems: &mut Problems) -> Option<V
     complete.then_some(steps)
 }
 
-fn alarm_templates(value: &Value, path: &str, problems: &mut Problems) -> Option<Vec<AlarmTemplate>> {
+fn alarm_templates(
+    value: &Value,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Vec<AlarmTemplate>> {
     let mut templates = Vec::new();
     let mut complete = true;
     for (item, item_path) in entries(value, path, 0, MAX_ALARMS, "alarm templates", problems) {
@@ -413,7 +470,10 @@ fn alarm_templates(value: &Value, path: &str, problems: &mut Problems) -> Option
                 if templates.iter().any(|o: &AlarmTemplate| o.name == t.name) {
                     problems.add(
                         &join(&item_path, "Name"),
-                        format!("\"{}\" is used by another template; names must be unique", t.name),
+                        format!(
+                            "\"{}\" is used by another template; names must be unique",
+                            t.name
+                        ),
                     );
                 }
                 templates.push(t);
@@ -466,20 +526,22 @@ fn alarm_template(value: &Value, path: &str, problems: &mut Problems) -> Option<
     let statistic = obj
         .require("Statistic", problems)
         .and_then(|(v, p)| statistic(v, &p, problems));
-    let comparison = obj.require("ComparisonOperator", problems).and_then(|(v, p)| {
-        const OPS: [&str; 4] = [
-            "GreaterThanOrEqualToThreshold",
-            "GreaterThanThreshold",
-            "LessThanThreshold",
-            "LessThanOrEqualToThreshold",
-        ];
-        one_of(v, &p, &OPS, problems).map(|i| match i {
-            0 => ComparisonOperator::GreaterThanOrEqualToThreshold,
-            1 => ComparisonOperator::GreaterThanThreshold,
-            2 => ComparisonOperator::LessThanThreshold,
-            _ => ComparisonOperator::LessThanOrEqualToThreshold,
-        })
-    });
+    let comparison = obj
+        .require("ComparisonOperator", problems)
+        .and_then(|(v, p)| {
+            const OPS: [&str; 4] = [
+                "GreaterThanOrEqualToThreshold",
+                "GreaterThanThreshold",
+                "LessThanThreshold",
+                "LessThanOrEqualToThreshold",
+            ];
+            one_of(v, &p, &OPS, problems).map(|i| match i {
+                0 => ComparisonOperator::GreaterThanOrEqualToThreshold,
+                1 => ComparisonOperator::GreaterThanThreshold,
+                2 => ComparisonOperator::LessThanThreshold,
+                _ => ComparisonOperator::LessThanOrEqualToThreshold,
+            })
+        });
     let threshold = obj
         .require("Threshold", problems)
         .and_then(|(v, p)| number(v, &p, problems));
@@ -497,13 +559,15 @@ fn alarm_template(value: &Value, path: &str, problems: &mut Problems) -> Option<
     let evaluation_periods = obj
         .require("EvaluationPeriods", problems)
         .and_then(|(v, p)| whole_number(v, &p, 1, 1_440, "", problems));
-    if let (Some(period), Some(n)) = (period, evaluation_periods) {
-        if u64::from(period) * u64::from(n) > 86_400 {
-            problems.add(
-                &join(path, "EvaluationPeriods"),
-                format!("{n} periods of {period} seconds look back more than the one day CloudWatch allows"),
-            );
-        }
+    if let (Some(period), Some(n)) = (period, evaluation_periods)
+        && u64::from(period) * u64::from(n) > 86_400
+    {
+        problems.add(
+            &join(path, "EvaluationPeriods"),
+            format!(
+                "{n} periods of {period} seconds look back more than the one day CloudWatch allows"
+            ),
+        );
     }
     let datapoints = match (obj.get("DatapointsToAlarm"), evaluation_periods) {
         (None, n) => n,
@@ -591,9 +655,21 @@ fn cross_checks(policy: &Policy, problems: &mut Problems) {
     }
     if guardrails.engine == Engine::Native {
         let variant_only = [
-            ("TrafficSteps", guardrails.traffic_steps.is_some(), "SageMaker shifts instances, not a list of request shares"),
-            ("Alarms", !guardrails.alarms.is_empty(), "name existing alarms in DeploymentConfig.AutoRollbackConfiguration instead"),
-            ("ApproveBeforeFinalShift", guardrails.approve_before_final_shift, "SageMaker cannot pause a deployment for approval"),
+            (
+                "TrafficSteps",
+                guardrails.traffic_steps.is_some(),
+                "SageMaker shifts instances, not a list of request shares",
+            ),
+            (
+                "Alarms",
+                !guardrails.alarms.is_empty(),
+                "name existing alarms in DeploymentConfig.AutoRollbackConfiguration instead",
+            ),
+            (
+                "ApproveBeforeFinalShift",
+                guardrails.approve_before_final_shift,
+                "SageMaker cannot pause a deployment for approval",
+            ),
         ];
         for (field, present, why) in variant_only {
             if present {
@@ -612,7 +688,8 @@ fn cross_checks(policy: &Policy, problems: &mut Problems) {
             (Some(steps), Engine::Variant) => Some(steps.len()),
             _ => blue_green_step_count(routing),
         };
-        if let (Some(timeout), Some(steps)) = (bg.maximum_execution_timeout_in_seconds, step_count) {
+        if let (Some(timeout), Some(steps)) = (bg.maximum_execution_timeout_in_seconds, step_count)
+        {
             let intermediate = u32::try_from(steps.saturating_sub(1)).unwrap_or(u32::MAX);
             let total = intermediate.saturating_mul(wait).saturating_add(final_bake);
             if timeout <= total {

@@ -69,7 +69,11 @@ impl<'a> Obj<'a> {
                 let at = if path.is_empty() { "policy" } else { path };
                 problems.add(
                     at,
-                    format!("expected an object with {}, found {}", list(known), show(other)),
+                    format!(
+                        "expected an object with {}, found {}",
+                        list(known),
+                        show(other)
+                    ),
                 );
                 None
             }
@@ -86,7 +90,11 @@ impl<'a> Obj<'a> {
     }
 
     /// The field `key`, reporting its absence.
-    pub(crate) fn require(&self, key: &str, problems: &mut Problems) -> Option<(&'a Value, String)> {
+    pub(crate) fn require(
+        &self,
+        key: &str,
+        problems: &mut Problems,
+    ) -> Option<(&'a Value, String)> {
         let found = self.get(key);
         if found.is_none() {
             problems.add(&join(&self.path, key), "is required");
@@ -112,7 +120,10 @@ impl<'a> Obj<'a> {
                 [only] => format!("the only field allowed here is {only}"),
                 known => format!("expected one of {}", list(known)),
             };
-            problems.add(&join(&self.path, key), format!("unknown field; {expected}{hint}"));
+            problems.add(
+                &join(&self.path, key),
+                format!("unknown field; {expected}{hint}"),
+            );
         }
     }
 }
@@ -120,7 +131,12 @@ impl<'a> Obj<'a> {
 fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(&key.to_lowercase(), &k.to_lowercase()), *k))
+        .map(|k| {
+            (
+                strsim::jaro_winkler(&key.to_lowercase(), &k.to_lowercase()),
+                *k,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k)
@@ -167,8 +183,8 @@ pub(crate) fn whole_number(
         );
         return None;
     }
-    // Within min..=max, both u32, so the conversion is exact.
-    Some(n as u32)
+    // Whole and within min..=max, both u32, so the conversion is exact.
+    Some(crate::units::to_whole(n))
 }
 
 /// A finite number.
@@ -198,7 +214,10 @@ pub(crate) fn string(
     if len < min || len > max {
         problems.add(
             path,
-            format!("{} has {len} characters; allowed: {min} to {max}", show(value)),
+            format!(
+                "{} has {len} characters; allowed: {min} to {max}",
+                show(value)
+            ),
         );
         return None;
     }
@@ -228,7 +247,10 @@ pub(crate) fn one_of(
 pub(crate) fn boolean(value: &Value, path: &str, problems: &mut Problems) -> Option<bool> {
     let found = value.as_bool();
     if found.is_none() {
-        problems.add(path, format!("expected true or false, found {}", show(value)));
+        problems.add(
+            path,
+            format!("expected true or false, found {}", show(value)),
+        );
     }
     found
 }
@@ -243,7 +265,10 @@ pub(crate) fn entries<'a>(
     problems: &mut Problems,
 ) -> Vec<(&'a Value, String)> {
     let Some(items) = value.as_array() else {
-        problems.add(path, format!("expected a list of {what}, found {}", show(value)));
+        problems.add(
+            path,
+            format!("expected a list of {what}, found {}", show(value)),
+        );
         return Vec::new();
     };
     if items.len() < min || items.len() > max {

@@ -111,7 +111,12 @@ Guardrails:
 "#,
     );
     let g = &policy.guardrails;
-    let steps: Vec<u32> = g.traffic_steps.iter().flatten().map(|s| s.basis_points()).collect();
+    let steps: Vec<u32> = g
+        .traffic_steps
+        .iter()
+        .flatten()
+        .map(|s| s.basis_points())
+        .collect();
     assert_eq!(steps, vec![50, 500, 2_500, 10_000]);
     assert!(g.approve_before_final_shift);
     assert_eq!(g.poll_interval_in_seconds, Some(5));
@@ -120,7 +125,10 @@ Guardrails:
     assert_eq!(g.alarms[0].datapoints_to_alarm, 2);
     assert_eq!(g.alarms[0].treat_missing_data, TreatMissingData::Missing);
     assert_eq!(g.alarms[1].statistic, Statistic::Percentile(99.0));
-    assert_eq!(g.alarms[1].datapoints_to_alarm, 1, "defaults to EvaluationPeriods");
+    assert_eq!(
+        g.alarms[1].datapoints_to_alarm, 1,
+        "defaults to EvaluationPeriods"
+    );
 }
 
 #[test]
@@ -137,7 +145,10 @@ fn syntax_errors_say_where() {
         Err("invalid policy (1 problem):\n  - policy: not valid JSON: expected value at line 1 column 23".to_owned())
     );
     let yaml = Policy::parse("DeploymentConfig: [").map_err(|e| e.problems[0].message.clone());
-    assert!(matches!(&yaml, Err(m) if m.starts_with("not valid YAML")), "{yaml:?}");
+    assert!(
+        matches!(&yaml, Err(m) if m.starts_with("not valid YAML")),
+        "{yaml:?}"
+    );
 }
 
 /// Each row: a policy and the exact problems it must produce, in order.
@@ -150,7 +161,9 @@ fn invalid_policies_get_exact_helpful_messages() {
         ),
         (
             "DeploymentConfig: {}\nGuardRails: {}",
-            &["GuardRails: unknown field; expected one of DeploymentConfig or Guardrails (did you mean Guardrails?)"],
+            &[
+                "GuardRails: unknown field; expected one of DeploymentConfig or Guardrails (did you mean Guardrails?)",
+            ],
         ),
         (
             r#"
@@ -162,7 +175,9 @@ DeploymentConfig:
     WaitIntervalInSeconds: 60
 Guardrails: { Engine: native }
 "#,
-            &["DeploymentConfig: give exactly one of BlueGreenUpdatePolicy and RollingUpdatePolicy, not both"],
+            &[
+                "DeploymentConfig: give exactly one of BlueGreenUpdatePolicy and RollingUpdatePolicy, not both",
+            ],
         ),
         (
             r#"
@@ -173,7 +188,9 @@ DeploymentConfig:
       CanarySize: { Type: CAPACITY_PERCENT, Value: 80 }
       WaitIntervalInSeconds: 300
 "#,
-            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize.Value: 80% exceeds the 50% SageMaker allows for a canary"],
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize.Value: 80% exceeds the 50% SageMaker allows for a canary",
+            ],
         ),
         (
             r#"
@@ -181,7 +198,9 @@ DeploymentConfig:
   BlueGreenUpdatePolicy:
     TrafficRoutingConfiguration: { Type: CANARY, WaitIntervalInSeconds: 300 }
 "#,
-            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize: is required when Type is CANARY"],
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize: is required when Type is CANARY",
+            ],
         ),
         (
             r#"
@@ -207,7 +226,9 @@ DeploymentConfig:
       LinearStepSize: { Type: CAPACITY_PERCENTAGE, Value: 60 }
       WaitIntervalInSeconds: 300
 "#,
-            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT"],
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT",
+            ],
         ),
         (
             r#"
@@ -234,7 +255,9 @@ DeploymentConfig:
     TerminationWaitInSeconds: 600
     MaximumExecutionTimeoutInSeconds: 2400
 "#,
-            &["DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 2400 must be larger than the sum of all waits: 2400 seconds (3 x WaitIntervalInSeconds 600 + TerminationWaitInSeconds 600)"],
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 2400 must be larger than the sum of all waits: 2400 seconds (3 x WaitIntervalInSeconds 600 + TerminationWaitInSeconds 600)",
+            ],
         ),
         (
             r#"
@@ -242,7 +265,9 @@ DeploymentConfig:
   BlueGreenUpdatePolicy:
     TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: "300" }
 "#,
-            &["DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: expected a whole number of seconds, found \"300\""],
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: expected a whole number of seconds, found \"300\"",
+            ],
         ),
         (
             r#"
@@ -253,7 +278,9 @@ DeploymentConfig:
     MaximumExecutionTimeoutInSeconds: 3600
 Guardrails: { Engine: native }
 "#,
-            &["DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value: 60% exceeds the 50% SageMaker allows for a rolling batch"],
+            &[
+                "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value: 60% exceeds the 50% SageMaker allows for a rolling batch",
+            ],
         ),
         (
             r#"
@@ -263,7 +290,9 @@ DeploymentConfig:
     WaitIntervalInSeconds: 300
 Guardrails: { Engine: native }
 "#,
-            &["DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value: 4% is below the 5% SageMaker allows for a rolling batch"],
+            &[
+                "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value: 4% is below the 5% SageMaker allows for a rolling batch",
+            ],
         ),
         (
             r#"
@@ -274,7 +303,9 @@ DeploymentConfig:
     MaximumExecutionTimeoutInSeconds: 1200
 Guardrails: { Engine: native }
 "#,
-            &["DeploymentConfig.RollingUpdatePolicy.MaximumExecutionTimeoutInSeconds: 1200 must be larger than the sum of all waits: 1200 seconds (4 batches x WaitIntervalInSeconds 300)"],
+            &[
+                "DeploymentConfig.RollingUpdatePolicy.MaximumExecutionTimeoutInSeconds: 1200 must be larger than the sum of all waits: 1200 seconds (4 batches x WaitIntervalInSeconds 300)",
+            ],
         ),
         (
             r#"
@@ -283,15 +314,21 @@ DeploymentConfig:
     MaximumBatchSize: { Type: INSTANCE_COUNT, Value: 1 }
     WaitIntervalInSeconds: 300
 "#,
-            &["DeploymentConfig.RollingUpdatePolicy: rolling updates replace instances inside one variant and are run by SageMaker; set Guardrails.Engine to native, or use BlueGreenUpdatePolicy with the variant engine"],
+            &[
+                "DeploymentConfig.RollingUpdatePolicy: rolling updates replace instances inside one variant and are run by SageMaker; set Guardrails.Engine to native, or use BlueGreenUpdatePolicy with the variant engine",
+            ],
         ),
         (
             "DeploymentConfig:\n  AutoRollbackConfiguration:\n    Alarms: []\n",
-            &["DeploymentConfig.AutoRollbackConfiguration.Alarms: has 0 entries; allowed: 1 to 10 alarms"],
+            &[
+                "DeploymentConfig.AutoRollbackConfiguration.Alarms: has 0 entries; allowed: 1 to 10 alarms",
+            ],
         ),
         (
             &ELEVEN_ALARMS,
-            &["DeploymentConfig.AutoRollbackConfiguration.Alarms: has 11 entries; allowed: 1 to 10 alarms"],
+            &[
+                "DeploymentConfig.AutoRollbackConfiguration.Alarms: has 11 entries; allowed: 1 to 10 alarms",
+            ],
         ),
         (
             r#"
@@ -310,7 +347,9 @@ DeploymentConfig:
         ),
         (
             "DeploymentConfig:\n  AutoRollbackConfiguration:\n    Alarms: [{AlarmName: a}, {AlarmName: a}]\n",
-            &["DeploymentConfig.AutoRollbackConfiguration.Alarms[1].AlarmName: \"a\" is listed twice"],
+            &[
+                "DeploymentConfig.AutoRollbackConfiguration.Alarms[1].AlarmName: \"a\" is listed twice",
+            ],
         ),
         (
             "Guardrails:\n  Engine: blue-green\n",
@@ -326,7 +365,9 @@ DeploymentConfig:
         ),
         (
             "Guardrails:\n  TrafficSteps: [1, 10, 50]\n",
-            &["Guardrails.TrafficSteps[2]: the last step is 50%; it must be 100 so that green ends with all traffic"],
+            &[
+                "Guardrails.TrafficSteps[2]: the last step is 50%; it must be 100 so that green ends with all traffic",
+            ],
         ),
         (
             r#"
@@ -338,7 +379,9 @@ DeploymentConfig:
 Guardrails:
   TrafficSteps: [1, 5, 25, 100]
 "#,
-            &["DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 900 must be larger than the sum of all waits: 900 seconds (3 x WaitIntervalInSeconds 300 + TerminationWaitInSeconds 0)"],
+            &[
+                "DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 900 must be larger than the sum of all waits: 900 seconds (3 x WaitIntervalInSeconds 300 + TerminationWaitInSeconds 0)",
+            ],
         ),
         (
             r#"
@@ -404,7 +447,9 @@ Guardrails:
 }
 
 static ELEVEN_ALARMS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let alarms: String = (0..11).map(|i| format!("      - AlarmName: a{i}\n")).collect();
+    let alarms: String = (0..11)
+        .map(|i| format!("      - AlarmName: a{i}\n"))
+        .collect();
     format!("DeploymentConfig:\n  AutoRollbackConfiguration:\n    Alarms:\n{alarms}")
 });
 

@@ -1,0 +1,201 @@
+//! What the core asks the driver to do, and why a deployment changed phase.
+//!
+//! Actions are convergent: each states the world it wants ("green at 10% of requests"), not a
+//! change ("add 10%"), so performing one twice, or after a crash, is harmless.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::AlarmTemplate;
+use crate::units::{Share, Timestamp};
+
+/// One thing to do in the world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action")]
+pub enum Action {
+    /// Create `config_name` (if absent) holding `variants`.
+    CreateEndpointConfig {
+        config_name: String,
+        variants: Vec<ConfigVariant>,
+    },
+    /// The endpoint must serve `config_name` (UpdateEndpoint).
+    UpdateEndpoint { config_name: String },
+    /// Green must receive `green_share` of requests and blue the rest
+    /// (UpdateEndpointWeightsAndCapacities: blue weight `1 - share`, green weight `share`).
+    SetWeights {
+        blue_variant: String,
+        green_variant: String,
+        green_share: Share,
+    },
+    /// `variant_name` must run `instance_count` instances (UpdateEndpointWeightsAndCapacities).
+    SetInstanceCount {
+        variant_name: String,
+        instance_count: u32,
+    },
+    /// The alarm `alarm_name` must exist, built from `template` and scoped to the green
+    /// variant (dimensions `EndpointName` and `VariantName`).
+    PutGreenAlarm {
+        alarm_name: String,
+        endpoint_name: String,
+        variant_name: String,
+        template: AlarmTemplate,
+    },
+    /// These alarms must not exist.
+    DeleteAlarms { alarm_names: Vec<String> },
+    /// This endpoint config must not exist.
+    DeleteEndpointConfig { config_name: String },
+}
+
+/// A production variant of a config Guardrails creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source")]
+pub enum ConfigVariant {
+    /// Copied unchanged from an existing config, but for its initial weight.
+    Copy {
+        from_config: String,
+        variant_name: String,
+        initial_weight: f64,
+    },
+    /// The new model.
+    New {
+        variant_name: String,
+        model_name: String,
+        instance_type: String,
+        instance_count: u32,
+        initial_weight: f64,
+    },
+}
+
+/// Why a deployment moved from one phase to another: kept in the audit log and sent in our
+/// state-change events, so every decision can be explained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause")]
+pub enum Cause {
+    /// The deployment was created.
+    Started,
+    /// The endpoint serves blue and green, green at weight 0, and green's alarms exist.
+    GreenProvisioned,
+    /// Green serves the step's share of requests; the bake starts.
+    Shifted {
+        step: usize,
+        green_share: Share,
+    },
+    /// The bake after `step` ended with no watched alarm in ALARM.
+    BakePassed {
+        step: usize,
+    },
+    /// The last shift waits for a person.
+    ApprovalRequired,
+    Approved {
+        by: String,
+    },
+    /// The serving weights no longer match the step (changed outside Guardrails); the shift is
+    /// made again and its bake restarts.
+    WeightsChanged {
+        green_share: Share,
+    },
+    /// A watched alarm is in ALARM.
+    AlarmFired {
+        alarm_name: String,
+        reason: String,
+    },
+    /// A watched alarm no longer exists: Guardrails will not bake blind.
+    AlarmMissing {
+        alarm_name: String,
+    },
+    /// The deployment's deadline passed before the final bake did.
+    TimedOut {
+        deadline: Timestamp,
+    },
+    Aborted {
+        by: String,
+        reason: String,
+    },
+    /// The update to the blue+green config ended with the endpoint back on blue.
+    ProvisioningFailed {
+        reason: String,
+    },
+    /// The endpoint cannot be used (Failed, OutOfService, Deleting, UpdateRollbackFailed).
+    EndpointBroken {
+        status: String,
+        reason: String,
+    },
+    EndpointDeleted,
+    /// The endpoint serves a config that Guardrails did not put there.
+    ChangedOutsideGuardrails {
+        config_name: String,
+    },
+    /// An UpdateEndpoint that removes a fleet failed too often.
+    UpdateFailed {
+        config_name: String,
+        reason: String,
+        attempts: u32,
+    },
+    /// Removing a fleet took longer than the settle budget.
+    SettleTimedOut {
+        config_name: String,
+    },
+    /// The stored record contradicts its own plan (a bug or a hand edit); nothing is touched.
+    InvalidRecord {
+        detail: String,
+    },
+    /// The endpoint serves green alone.
+    BlueRemoved,
+    /// The endpoint serves the original config again.
+    RollbackComplete,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Started => write!(f, "deployment started"),
+            Cause::GreenProvisioned => write!(f, "green provisioned at weight 0"),
+            Cause::Shifted { step, green_share } => {
+                write!(f, "green serves {green_share} (step {})", step + 1)
+            }
+            Cause::BakePassed { step } => write!(f, "bake after step {} passed", step + 1),
+            Cause::ApprovalRequired => write!(f, "waiting for approval of the last shift"),
+            Cause::Approved { by } => write!(f, "approved by {by}"),
+            Cause::WeightsChanged { green_share } => write!(
+                f,
+                "weights changed outside Guardrails (green at {green_share}); shifting again"
+            ),
+            Cause::AlarmFired { alarm_name, reason } => {
+                write!(f, "alarm {alarm_name} in ALARM: {reason}")
+            }
+            Cause::AlarmMissing { alarm_name } => write!(f, "watched alarm {alarm_name} is gone"),
+            Cause::TimedOut { deadline } => {
+                write!(f, "deadline passed (epoch ms {})", deadline.epoch_ms())
+            }
+            Cause::Aborted { by, reason } => write!(f, "aborted by {by}: {reason}"),
+            Cause::ProvisioningFailed { reason } => {
+                write!(f, "green provisioning failed: {reason}")
+            }
+            Cause::EndpointBroken { status, reason } => {
+                write!(f, "endpoint is {status}: {reason}")
+            }
+            Cause::EndpointDeleted => write!(f, "endpoint was deleted"),
+            Cause::ChangedOutsideGuardrails { config_name } => {
+                write!(
+                    f,
+                    "endpoint changed outside Guardrails (now on {config_name})"
+                )
+            }
+            Cause::UpdateFailed {
+                config_name,
+                reason,
+                attempts,
+            } => write!(
+                f,
+                "update to {config_name} failed {attempts} times; last reason: {reason}"
+            ),
+            Cause::SettleTimedOut { config_name } => {
+                write!(f, "update to {config_name} did not finish in time")
+            }
+            Cause::InvalidRecord { detail } => write!(f, "invalid deployment record: {detail}"),
+            Cause::BlueRemoved => write!(f, "blue removed; green serves alone"),
+            Cause::RollbackComplete => write!(f, "endpoint back on its original config"),
+        }
+    }
+}

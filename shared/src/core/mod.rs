@@ -1,0 +1,301 @@
+//! The pure state machine of the variant engine. Given the deployment record, an observation of
+//! the world, an optional command and `now`, it returns the next record, the convergent actions
+//! to perform, when to wake next, and every transition with its cause. It never reads a clock,
+//! never does I/O and iterates only over ordered collections: one input, one output.
+//!
+//! The path of a deployment:
+//!
+//! ```text
+//! Provisioning -> Shifting(0) -> Baking(0) -> ... -> Shifting(last) -> Baking(last) -> RemovingBlue -> Succeeded
+//!                                   \-> [AwaitingApproval(last)] before the last shift, if the policy asks
+//! any of Provisioning, Shifting, Baking, AwaitingApproval -> RollingBack -> RolledBack
+//!   (on ALARM, a missing alarm, an abort or the deadline)
+//! Provisioning -> Failed (green could not be provisioned; nothing left behind)
+//! ```
+
+mod action;
+mod observation;
+mod phases;
+
+use serde::{Deserialize, Serialize};
+
+pub use action::{Action, Cause, ConfigVariant};
+pub use observation::{
+    AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, VariantView,
+};
+
+use crate::plan::Plan;
+use crate::policy::Engine;
+use crate::units::Timestamp;
+
+/// How many times an UpdateEndpoint that removes a fleet is tried before the deployment fails.
+pub const MAX_UPDATE_ATTEMPTS: u32 = 3;
+/// How long removing blue (after success) or green (in a rollback) may take: SageMaker usually
+/// needs 8 to 30 minutes for an UpdateEndpoint. The deadline of the policy bounds the guarded
+/// rollout; this bounds the clean-up after it.
+pub const SETTLE_SECS: u32 = 3_600;
+/// A bound on transitions in one decision; the longest real chain is four.
+const MAX_TRANSITIONS_PER_DECISION: usize = 16;
+
+/// A deployment record: what the store keeps per active deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub plan: Plan,
+    pub started_at: Timestamp,
+    /// Past this instant, a deployment whose final bake has not passed is rolled back.
+    pub deadline: Timestamp,
+    pub phase: Phase,
+    /// Who approved the last shift, if anyone has (approval may come early).
+    pub approved_by: Option<String>,
+}
+
+/// Where a deployment is. Steps are indexes into `plan.steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase")]
+pub enum Phase {
+    /// The endpoint moves to the config with blue at full weight and green at weight 0.
+    Provisioning {
+        update: UpdateProgress,
+    },
+    /// Green's capacity, then the weights, move to the step's share.
+    Shifting {
+        step: usize,
+    },
+    /// The step's share is served; watching alarms until `until`.
+    Baking {
+        step: usize,
+        until: Timestamp,
+    },
+    /// The bake before the last shift passed; a person must approve it.
+    AwaitingApproval {
+        step: usize,
+    },
+    /// The final bake passed; the endpoint moves to the config with green alone.
+    RemovingBlue {
+        since: Timestamp,
+        update: UpdateProgress,
+    },
+    /// Green's weight goes to 0, then the endpoint moves back to the original config.
+    RollingBack {
+        cause: Cause,
+        since: Timestamp,
+        update: UpdateProgress,
+    },
+    Succeeded,
+    RolledBack {
+        cause: Cause,
+    },
+    Failed {
+        cause: Cause,
+    },
+}
+
+impl Phase {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::RolledBack { .. } | Phase::Failed { .. }
+        )
+    }
+
+    /// A short label for timelines and logs: `baking step 1`.
+    pub fn label(&self) -> String {
+        match self {
+            Phase::Provisioning { .. } => "provisioning".to_owned(),
+            Phase::Shifting { step } => format!("shifting step {}", step + 1),
+            Phase::Baking { step, .. } => format!("baking step {}", step + 1),
+            Phase::AwaitingApproval { step } => format!("awaiting approval of step {}", step + 1),
+            Phase::RemovingBlue { .. } => "removing blue".to_owned(),
+            Phase::RollingBack { .. } => "rolling back".to_owned(),
+            Phase::Succeeded => "succeeded".to_owned(),
+            Phase::RolledBack { .. } => "rolled back".to_owned(),
+            Phase::Failed { .. } => "failed".to_owned(),
+        }
+    }
+}
+
+/// Progress of one UpdateEndpoint call that the phase needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpdateProgress {
+    /// When SageMaker accepted the call (the driver reports it, or the core saw the endpoint
+    /// updating towards the config). An accepted update that ends with the endpoint on another
+    /// config has failed.
+    pub accepted_at: Option<Timestamp>,
+    /// Failed attempts so far.
+    pub failures: u32,
+}
+
+/// A person's instruction, carried by an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command")]
+pub enum Command {
+    Approve { by: String },
+    Abort { by: String, reason: String },
+}
+
+/// One change of phase, for the audit log and our state-change events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: Timestamp,
+    pub from: Phase,
+    pub to: Phase,
+    pub cause: Cause,
+}
+
+/// The core's answer to one invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The record to save (with a condition on the loaded version) before acting.
+    pub deployment: Deployment,
+    /// What to make true in the world, in order.
+    pub actions: Vec<Action>,
+    /// When to look again if no event comes sooner; `None` once final.
+    pub wake_at: Option<Timestamp>,
+    pub transitions: Vec<Transition>,
+    /// Why a command was not acted on (for example, an abort after the final bake passed).
+    pub ignored: Option<String>,
+}
+
+/// Why a deployment could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    #[error("this state machine runs the variant engine; the plan is for the {0} engine")]
+    WrongEngine(Engine),
+    #[error("the plan has no steps")]
+    NoSteps,
+}
+
+impl Deployment {
+    /// A new deployment of `plan`, provisioning green; the driver decides on it at once.
+    pub fn start(plan: Plan, now: Timestamp) -> Result<(Deployment, Transition), StartError> {
+        if plan.engine != Engine::Variant {
+            return Err(StartError::WrongEngine(plan.engine));
+        }
+        if plan.steps.is_empty() {
+            return Err(StartError::NoSteps);
+        }
+        let phase = Phase::Provisioning {
+            update: UpdateProgress::default(),
+        };
+        let deployment = Deployment {
+            deadline: now.plus_secs(plan.timeout_secs),
+            plan,
+            started_at: now,
+            phase: phase.clone(),
+            approved_by: None,
+        };
+        let transition = Transition {
+            at: now,
+            from: phase.clone(),
+            to: phase,
+            cause: Cause::Started,
+        };
+        Ok((deployment, transition))
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.phase.is_final()
+    }
+
+    /// The next record, actions and wake-up, given what the world looks like now.
+    pub fn decide(
+        &self,
+        observation: &Observation,
+        command: Option<&Command>,
+        now: Timestamp,
+    ) -> Decision {
+        let mut decision = Decision {
+            deployment: self.clone(),
+            actions: Vec::new(),
+            wake_at: None,
+            transitions: Vec::new(),
+            ignored: None,
+        };
+        if self.is_final() {
+            if command.is_some() {
+                decision.ignored =
+                    Some(format!("the deployment has ended ({})", self.phase.label()));
+            }
+            return decision;
+        }
+        decision.apply_command(command, now);
+        for _ in 0..MAX_TRANSITIONS_PER_DECISION {
+            match phases::next(&mut decision.deployment, observation, now) {
+                phases::Outcome::Wait { actions, wake_at } => {
+                    decision.actions.extend(actions);
+                    decision.wake_at = Some(wake_at);
+                    return decision;
+                }
+                phases::Outcome::Move { to, cause, actions } => {
+                    decision.actions.extend(actions);
+                    decision.move_to(to, cause, now);
+                    if decision.deployment.is_final() {
+                        return decision;
+                    }
+                }
+            }
+        }
+        // Unreachable with a consistent plan; waking again is safer than looping.
+        decision.wake_at = Some(now.plus_secs(self.plan.poll_secs));
+        decision
+    }
+
+    /// The record after SageMaker accepted an UpdateEndpoint to `config_name`: from now on, the
+    /// endpoint ending on another config means that update failed. A stale acknowledgement (for
+    /// a config this phase does not want) changes nothing.
+    pub fn update_accepted(&self, config_name: &str, now: Timestamp) -> Deployment {
+        let mut next = self.clone();
+        let wanted = phases::update_target(&self.plan, &self.phase);
+        if wanted == Some(config_name)
+            && let Some(update) = phases::update_progress(&mut next.phase)
+        {
+            update.accepted_at.get_or_insert(now);
+        }
+        next
+    }
+}
+
+impl Decision {
+    fn move_to(&mut self, to: Phase, cause: Cause, now: Timestamp) {
+        let from = std::mem::replace(&mut self.deployment.phase, to.clone());
+        self.transitions.push(Transition {
+            at: now,
+            from,
+            to,
+            cause,
+        });
+    }
+
+    fn apply_command(&mut self, command: Option<&Command>, now: Timestamp) {
+        match command {
+            None => {}
+            Some(Command::Approve { by }) => {
+                self.deployment
+                    .approved_by
+                    .get_or_insert_with(|| by.clone());
+            }
+            Some(Command::Abort { by, reason }) => {
+                if phases::is_guarded(&self.deployment.phase) {
+                    let cause = Cause::Aborted {
+                        by: by.clone(),
+                        reason: reason.clone(),
+                    };
+                    let to = phases::rolling_back(cause.clone(), now);
+                    self.move_to(to, cause, now);
+                } else {
+                    self.ignored = Some(format!(
+                        "cannot abort while {}: {}",
+                        self.deployment.phase.label(),
+                        match self.deployment.phase {
+                            Phase::RemovingBlue { .. } => "the final bake has passed",
+                            _ => "already rolling back",
+                        }
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,537 @@
+//! What each phase does with an observation: either wait (with the actions that make the world
+//! match the phase) or move to another phase with a cause. Level-triggered: every call looks at
+//! the whole observation, so a lost, late or repeated event changes nothing.
+
+use super::{
+    Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS,
+    Observation, Phase, SETTLE_SECS, UpdateProgress,
+};
+use crate::plan::Plan;
+use crate::units::{Share, Timestamp};
+
+pub(super) enum Outcome {
+    Wait {
+        actions: Vec<Action>,
+        wake_at: Timestamp,
+    },
+    Move {
+        to: Phase,
+        cause: Cause,
+        actions: Vec<Action>,
+    },
+}
+
+fn go(to: Phase, cause: Cause) -> Outcome {
+    Outcome::Move {
+        to,
+        cause,
+        actions: Vec::new(),
+    }
+}
+
+/// Phases whose end is a rollback: green may serve traffic and is not yet proven.
+pub(super) fn is_guarded(phase: &Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Provisioning { .. }
+            | Phase::Shifting { .. }
+            | Phase::Baking { .. }
+            | Phase::AwaitingApproval { .. }
+    )
+}
+
+pub(super) fn rolling_back(cause: Cause, now: Timestamp) -> Phase {
+    Phase::RollingBack {
+        cause,
+        since: now,
+        update: UpdateProgress::default(),
+    }
+}
+
+/// The config the phase's UpdateEndpoint moves the endpoint to.
+pub(super) fn update_target<'p>(plan: &'p Plan, phase: &Phase) -> Option<&'p str> {
+    match phase {
+        Phase::Provisioning { .. } => Some(&plan.blue_green_config_name),
+        Phase::RemovingBlue { .. } => Some(&plan.green_config_name),
+        Phase::RollingBack { .. } => Some(&plan.blue_config_name),
+        _ => None,
+    }
+}
+
+pub(super) fn update_progress(phase: &mut Phase) -> Option<&mut UpdateProgress> {
+    match phase {
+        Phase::Provisioning { update }
+        | Phase::RemovingBlue { update, .. }
+        | Phase::RollingBack { update, .. } => Some(update),
+        _ => None,
+    }
+}
+
+pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Outcome {
+    let phase = d.phase.clone();
+    if let Some(step) = phase_step(&phase)
+        && d.plan.steps.get(step).is_none()
+    {
+        let detail = format!(
+            "the record names step {step}, but the plan has {} steps",
+            d.plan.steps.len()
+        );
+        return failed(Cause::InvalidRecord { detail }, Vec::new());
+    }
+    if is_guarded(&phase)
+        && let Some(cause) = guard_tripped(d, obs, now, &phase)
+    {
+        return go(rolling_back(cause.clone(), now), cause);
+    }
+    let endpoint = match usable_endpoint(obs) {
+        Ok(endpoint) => endpoint,
+        Err(cause) => {
+            // The endpoint is gone or broken: nothing can be rolled back. Remove only what
+            // cannot be in use (alarms; configs when the endpoint no longer exists).
+            let mut actions = delete_green_alarms(&d.plan);
+            if cause == Cause::EndpointDeleted {
+                actions.extend(delete_configs(&d.plan));
+            }
+            return failed(cause, actions);
+        }
+    };
+    match phase {
+        Phase::Provisioning { update } => provisioning(d, obs, endpoint, update, now),
+        Phase::Shifting { step } => shifting(d, endpoint, step, now),
+        Phase::Baking { step, until } => baking(d, endpoint, step, until, now),
+        Phase::AwaitingApproval { step } => match &d.approved_by {
+            Some(by) => go(Phase::Shifting { step }, Cause::Approved { by: by.clone() }),
+            None => wait(d, Vec::new(), now),
+        },
+        Phase::RemovingBlue { since, update } => removing_blue(d, endpoint, since, update, now),
+        Phase::RollingBack {
+            cause,
+            since,
+            update,
+        } => rolling_back_step(d, endpoint, cause, since, update, now),
+        Phase::Succeeded | Phase::RolledBack { .. } | Phase::Failed { .. } => Outcome::Wait {
+            actions: Vec::new(),
+            wake_at: now,
+        },
+    }
+}
+
+fn phase_step(phase: &Phase) -> Option<usize> {
+    match phase {
+        Phase::Shifting { step }
+        | Phase::Baking { step, .. }
+        | Phase::AwaitingApproval { step } => Some(*step),
+        _ => None,
+    }
+}
+
+/// While green is unproven: a watched alarm in ALARM or missing, or the deadline. Alarms are
+/// not judged during provisioning, when green serves no traffic.
+fn guard_tripped(
+    d: &Deployment,
+    obs: &Observation,
+    now: Timestamp,
+    phase: &Phase,
+) -> Option<Cause> {
+    if !matches!(phase, Phase::Provisioning { .. }) {
+        for name in d.plan.watched_alarm_names() {
+            match obs.alarms.get(name) {
+                Some(alarm) if alarm.state == AlarmState::Alarm => {
+                    return Some(Cause::AlarmFired {
+                        alarm_name: name.to_owned(),
+                        reason: alarm.reason.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    return Some(Cause::AlarmMissing {
+                        alarm_name: name.to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    (now >= d.deadline).then_some(Cause::TimedOut {
+        deadline: d.deadline,
+    })
+}
+
+fn usable_endpoint(obs: &Observation) -> Result<&EndpointView, Cause> {
+    let Some(endpoint) = &obs.endpoint else {
+        return Err(Cause::EndpointDeleted);
+    };
+    if endpoint.status.is_broken() {
+        return Err(Cause::EndpointBroken {
+            status: format!("{:?}", endpoint.status),
+            reason: endpoint.failure_reason.clone().unwrap_or_default(),
+        });
+    }
+    Ok(endpoint)
+}
+
+fn failed(cause: Cause, actions: Vec<Action>) -> Outcome {
+    Outcome::Move {
+        to: Phase::Failed {
+            cause: cause.clone(),
+        },
+        cause,
+        actions,
+    }
+}
+
+/// Wait for an event or the next poll, never past the deadline that bounds this phase.
+fn wait(d: &Deployment, actions: Vec<Action>, now: Timestamp) -> Outcome {
+    wait_until(d, actions, now.plus_secs(d.plan.poll_secs), now)
+}
+
+fn wait_until(d: &Deployment, actions: Vec<Action>, at: Timestamp, now: Timestamp) -> Outcome {
+    let bound = match &d.phase {
+        Phase::RemovingBlue { since, .. } | Phase::RollingBack { since, .. } => {
+            since.plus_secs(SETTLE_SECS)
+        }
+        _ => d.deadline,
+    };
+    Outcome::Wait {
+        actions,
+        wake_at: at.min(bound).max(now),
+    }
+}
+
+fn changed_outside(endpoint: &EndpointView) -> Outcome {
+    failed(
+        Cause::ChangedOutsideGuardrails {
+            config_name: endpoint.config_name.clone(),
+        },
+        Vec::new(),
+    )
+}
+
+/// Marks the phase's update as accepted when the endpoint is seen updating towards its target.
+fn note_update_in_flight(d: &mut Deployment, endpoint: &EndpointView, now: Timestamp) {
+    let target = update_target(&d.plan, &d.phase).map(str::to_owned);
+    if target.is_some()
+        && endpoint.pending_config_name == target
+        && let Some(update) = update_progress(&mut d.phase)
+    {
+        update.accepted_at.get_or_insert(now);
+    }
+}
+
+fn provisioning(
+    d: &mut Deployment,
+    obs: &Observation,
+    endpoint: &EndpointView,
+    update: UpdateProgress,
+    now: Timestamp,
+) -> Outcome {
+    let plan = &d.plan;
+    let missing_alarms = put_missing_green_alarms(plan, obs);
+    if endpoint.status.is_busy() {
+        note_update_in_flight(d, endpoint, now);
+        return wait(d, missing_alarms, now);
+    }
+    if endpoint.config_name == plan.blue_green_config_name {
+        if !missing_alarms.is_empty() {
+            return wait(d, missing_alarms, now);
+        }
+        return go(Phase::Shifting { step: 0 }, Cause::GreenProvisioned);
+    }
+    if endpoint.config_name != plan.blue_config_name {
+        return changed_outside(endpoint);
+    }
+    if update.accepted_at.is_some() {
+        // SageMaker took the update and the endpoint is back on blue: the silent failure.
+        let reason = match endpoint.failure_reason.as_deref() {
+            Some(reason) if !reason.is_empty() => reason.to_owned(),
+            _ => "the endpoint returned to InService on the old config with no FailureReason"
+                .to_owned(),
+        };
+        let mut cleanup = delete_green_alarms(plan);
+        cleanup.push(Action::DeleteEndpointConfig {
+            config_name: plan.blue_green_config_name.clone(),
+        });
+        return failed(Cause::ProvisioningFailed { reason }, cleanup);
+    }
+    let first = plan.steps.first().map_or(1, |s| s.green_instances);
+    let mut actions = vec![
+        Action::CreateEndpointConfig {
+            config_name: plan.blue_green_config_name.clone(),
+            variants: vec![
+                ConfigVariant::Copy {
+                    from_config: plan.blue_config_name.clone(),
+                    variant_name: plan.blue.variant_name.clone(),
+                    initial_weight: 1.0,
+                },
+                ConfigVariant::New {
+                    variant_name: plan.green.variant_name.clone(),
+                    model_name: plan.green.model_name.clone(),
+                    instance_type: plan.green.instance_type.clone(),
+                    instance_count: first,
+                    initial_weight: 0.0,
+                },
+            ],
+        },
+        Action::UpdateEndpoint {
+            config_name: plan.blue_green_config_name.clone(),
+        },
+    ];
+    actions.extend(missing_alarms);
+    wait(d, actions, now)
+}
+
+fn shifting(d: &mut Deployment, endpoint: &EndpointView, step: usize, now: Timestamp) -> Outcome {
+    let plan = &d.plan;
+    let Some(target) = plan.steps.get(step).copied() else {
+        return wait(d, Vec::new(), now);
+    };
+    if step == plan.last_step() && plan.approve_before_final_shift && d.approved_by.is_none() {
+        return go(Phase::AwaitingApproval { step }, Cause::ApprovalRequired);
+    }
+    if endpoint.status.is_busy() {
+        return wait(d, Vec::new(), now);
+    }
+    if endpoint.config_name != plan.blue_green_config_name {
+        return changed_outside(endpoint);
+    }
+    let green = &plan.green.variant_name;
+    let (desired, current) = endpoint.variant(green).map_or((0, 0), |v| {
+        (v.desired_instance_count, v.current_instance_count)
+    });
+    if desired < target.green_instances {
+        let action = Action::SetInstanceCount {
+            variant_name: green.clone(),
+            instance_count: target.green_instances,
+        };
+        return wait(d, vec![action], now);
+    }
+    if current < target.green_instances {
+        return wait(d, Vec::new(), now);
+    }
+    if !endpoint.serves_share(green, target.green_share) {
+        return wait(d, vec![set_weights(plan, target.green_share)], now);
+    }
+    go(
+        Phase::Baking {
+            step,
+            until: now.plus_secs(target.bake_secs),
+        },
+        Cause::Shifted {
+            step,
+            green_share: target.green_share,
+        },
+    )
+}
+
+fn baking(
+    d: &mut Deployment,
+    endpoint: &EndpointView,
+    step: usize,
+    until: Timestamp,
+    now: Timestamp,
+) -> Outcome {
+    let plan = &d.plan;
+    let Some(target) = plan.steps.get(step).copied() else {
+        return wait(d, Vec::new(), now);
+    };
+    if endpoint.status.is_busy() {
+        // The weights cannot be confirmed while SageMaker works; the bake cannot pass either.
+        return wait(d, Vec::new(), now);
+    }
+    if endpoint.config_name != plan.blue_green_config_name {
+        return changed_outside(endpoint);
+    }
+    let green = &plan.green.variant_name;
+    if !endpoint.serves_share(green, target.green_share) {
+        let green_share = Share::nearest(endpoint.share_of(green));
+        return go(
+            Phase::Shifting { step },
+            Cause::WeightsChanged { green_share },
+        );
+    }
+    if now < until {
+        return wait_until(d, Vec::new(), until.min(now.plus_secs(plan.poll_secs)), now);
+    }
+    let next = if step >= plan.last_step() {
+        Phase::RemovingBlue {
+            since: now,
+            update: UpdateProgress::default(),
+        }
+    } else {
+        Phase::Shifting { step: step + 1 }
+    };
+    go(next, Cause::BakePassed { step })
+}
+
+fn removing_blue(
+    d: &mut Deployment,
+    endpoint: &EndpointView,
+    since: Timestamp,
+    update: UpdateProgress,
+    now: Timestamp,
+) -> Outcome {
+    let plan = &d.plan;
+    let target = plan.green_config_name.clone();
+    if endpoint.config_name == target && !endpoint.status.is_busy() {
+        let mut cleanup = delete_green_alarms(plan);
+        cleanup.push(Action::DeleteEndpointConfig {
+            config_name: plan.blue_green_config_name.clone(),
+        });
+        return Outcome::Move {
+            to: Phase::Succeeded,
+            cause: Cause::BlueRemoved,
+            actions: cleanup,
+        };
+    }
+    if now >= since.plus_secs(SETTLE_SECS) {
+        return failed(
+            Cause::SettleTimedOut {
+                config_name: target,
+            },
+            Vec::new(),
+        );
+    }
+    if endpoint.status.is_busy() {
+        note_update_in_flight(d, endpoint, now);
+        return wait(d, Vec::new(), now);
+    }
+    if endpoint.config_name != plan.blue_green_config_name {
+        return changed_outside(endpoint);
+    }
+    let green_alone = Action::CreateEndpointConfig {
+        config_name: target.clone(),
+        variants: vec![ConfigVariant::New {
+            variant_name: plan.green.variant_name.clone(),
+            model_name: plan.green.model_name.clone(),
+            instance_type: plan.green.instance_type.clone(),
+            instance_count: plan.green.instance_count,
+            initial_weight: 1.0,
+        }],
+    };
+    retry_update(d, endpoint, update, target, vec![green_alone], now)
+}
+
+fn rolling_back_step(
+    d: &mut Deployment,
+    endpoint: &EndpointView,
+    cause: Cause,
+    since: Timestamp,
+    update: UpdateProgress,
+    now: Timestamp,
+) -> Outcome {
+    let plan = &d.plan;
+    let target = plan.blue_config_name.clone();
+    if endpoint.config_name == target && !endpoint.status.is_busy() {
+        let mut cleanup = delete_green_alarms(plan);
+        cleanup.push(Action::DeleteEndpointConfig {
+            config_name: plan.blue_green_config_name.clone(),
+        });
+        return Outcome::Move {
+            to: Phase::RolledBack { cause },
+            cause: Cause::RollbackComplete,
+            actions: cleanup,
+        };
+    }
+    if now >= since.plus_secs(SETTLE_SECS) {
+        return failed(
+            Cause::SettleTimedOut {
+                config_name: target,
+            },
+            Vec::new(),
+        );
+    }
+    if endpoint.status.is_busy() {
+        note_update_in_flight(d, endpoint, now);
+        return wait(d, Vec::new(), now);
+    }
+    if endpoint.config_name != plan.blue_green_config_name {
+        return changed_outside(endpoint);
+    }
+    // Traffic first: one weights call puts every request back on blue within seconds; removing
+    // the green variant (an UpdateEndpoint) takes minutes and can wait.
+    if endpoint.share_of(&plan.green.variant_name) > 0.0 {
+        return wait(d, vec![set_weights(plan, Share::ZERO)], now);
+    }
+    retry_update(d, endpoint, update, target, Vec::new(), now)
+}
+
+/// Sends (or re-sends after a failure) the UpdateEndpoint to `target`, or gives up after
+/// `MAX_UPDATE_ATTEMPTS` failures. `endpoint` is in service and not yet on `target`.
+fn retry_update(
+    d: &mut Deployment,
+    endpoint: &EndpointView,
+    update: UpdateProgress,
+    target: String,
+    mut actions: Vec<Action>,
+    now: Timestamp,
+) -> Outcome {
+    let mut update = update;
+    if update.accepted_at.is_some() {
+        update.failures += 1;
+        update.accepted_at = None;
+        if update.failures >= MAX_UPDATE_ATTEMPTS {
+            return failed(
+                Cause::UpdateFailed {
+                    config_name: target,
+                    reason: endpoint.failure_reason.clone().unwrap_or_default(),
+                    attempts: update.failures,
+                },
+                Vec::new(),
+            );
+        }
+        if let Some(progress) = update_progress(&mut d.phase) {
+            *progress = update;
+        }
+    }
+    actions.push(Action::UpdateEndpoint {
+        config_name: target,
+    });
+    wait(d, actions, now)
+}
+
+fn set_weights(plan: &Plan, green_share: Share) -> Action {
+    Action::SetWeights {
+        blue_variant: plan.blue.variant_name.clone(),
+        green_variant: plan.green.variant_name.clone(),
+        green_share,
+    }
+}
+
+fn put_missing_green_alarms(plan: &Plan, obs: &Observation) -> Vec<Action> {
+    plan.watched_alarms
+        .iter()
+        .filter(|a| !obs.alarms.contains_key(&a.alarm_name))
+        .filter_map(|a| {
+            a.green_template
+                .as_ref()
+                .map(|template| Action::PutGreenAlarm {
+                    alarm_name: a.alarm_name.clone(),
+                    endpoint_name: plan.endpoint_name.clone(),
+                    variant_name: plan.green.variant_name.clone(),
+                    template: template.clone(),
+                })
+        })
+        .collect()
+}
+
+fn delete_green_alarms(plan: &Plan) -> Vec<Action> {
+    let alarm_names: Vec<String> = plan
+        .watched_alarms
+        .iter()
+        .filter(|a| a.green_template.is_some())
+        .map(|a| a.alarm_name.clone())
+        .collect();
+    if alarm_names.is_empty() {
+        Vec::new()
+    } else {
+        vec![Action::DeleteAlarms { alarm_names }]
+    }
+}
+
+fn delete_configs(plan: &Plan) -> Vec<Action> {
+    [&plan.blue_green_config_name, &plan.green_config_name]
+        .into_iter()
+        .map(|name| Action::DeleteEndpointConfig {
+            config_name: name.clone(),
+        })
+        .collect()
+}
