@@ -1,0 +1,412 @@
+//! A small, deterministic stand-in for one SageMaker endpoint and its alarms, on virtual time.
+//! It applies the core's actions as SageMaker would (asynchronous updates, the in-progress
+//! rule, failed updates that return to the old config) so that tests can tell whole stories.
+//! It is a test double for the core's tests, not the local emulator of the AWS APIs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guardrails::core::{
+    Action, AlarmState, AlarmView, ConfigVariant, EndpointStatus, EndpointView, Observation,
+    VariantView,
+};
+use guardrails::units::{Share, Timestamp};
+
+/// How the next UpdateEndpoint ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Succeeds,
+    /// Back in service on the old config with this FailureReason (empty: the silent case).
+    ReturnsToOldConfig(String),
+}
+
+#[derive(Debug, Clone)]
+struct Variant {
+    name: String,
+    model: String,
+    weight: f64,
+    instances: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    Config(String),
+    Weights(Vec<(String, f64)>),
+    Instances(String, u32),
+}
+
+/// The endpoint, the configs that exist and the alarms, at `now`.
+#[derive(Debug)]
+pub struct World {
+    pub now: Timestamp,
+    pub endpoint_exists: bool,
+    status: EndpointStatus,
+    config: String,
+    variants: Vec<Variant>,
+    failure_reason: Option<String>,
+    pending: Option<(Change, Timestamp)>,
+    configs: BTreeMap<String, Vec<Variant>>,
+    alarms: BTreeMap<String, AlarmState>,
+    /// Seconds an UpdateEndpoint takes (provisioning a fleet).
+    pub update_secs: u32,
+    /// Seconds a weights or capacity change takes.
+    pub weights_secs: u32,
+    /// Seconds a bad model must serve before its alarms go to ALARM.
+    pub alarm_lag_secs: u32,
+    pub next_update: UpdateOutcome,
+    bad_models: BTreeSet<String>,
+    /// Alarms that watch the whole endpoint (any bad model trips them).
+    endpoint_alarms: BTreeSet<String>,
+    /// Alarms that watch one variant.
+    variant_alarms: BTreeMap<String, String>,
+    bad_serving_since: Option<Timestamp>,
+}
+
+impl World {
+    /// An endpoint serving `model` as variant `variant` on `config`, with `instances`.
+    pub fn serving(
+        now: Timestamp,
+        config: &str,
+        variant: &str,
+        model: &str,
+        instances: u32,
+    ) -> World {
+        let variants = vec![Variant {
+            name: variant.to_owned(),
+            model: model.to_owned(),
+            weight: 1.0,
+            instances,
+        }];
+        World {
+            now,
+            endpoint_exists: true,
+            status: EndpointStatus::InService,
+            config: config.to_owned(),
+            configs: BTreeMap::from([(config.to_owned(), variants.clone())]),
+            variants,
+            failure_reason: None,
+            pending: None,
+            alarms: BTreeMap::new(),
+            update_secs: 480,
+            weights_secs: 20,
+            alarm_lag_secs: 90,
+            next_update: UpdateOutcome::Succeeds,
+            bad_models: BTreeSet::new(),
+            endpoint_alarms: BTreeSet::new(),
+            variant_alarms: BTreeMap::new(),
+            bad_serving_since: None,
+        }
+    }
+
+    /// An existing alarm on the whole endpoint, in OK.
+    pub fn with_endpoint_alarm(mut self, name: &str) -> World {
+        self.endpoint_alarms.insert(name.to_owned());
+        self.alarms.insert(name.to_owned(), AlarmState::Ok);
+        self
+    }
+
+    /// Marks `model` as bad: alarms watching it go to ALARM after it serves for a while.
+    pub fn with_bad_model(mut self, model: &str) -> World {
+        self.bad_models.insert(model.to_owned());
+        self
+    }
+
+    pub fn config_name(&self) -> &str {
+        &self.config
+    }
+
+    /// `(variant, share of requests)` of what serves now.
+    pub fn traffic(&self) -> Vec<(String, f64)> {
+        let total: f64 = self.variants.iter().map(|v| v.weight).sum();
+        self.variants
+            .iter()
+            .map(|v| {
+                (
+                    v.name.clone(),
+                    if total > 0.0 { v.weight / total } else { 0.0 },
+                )
+            })
+            .collect()
+    }
+
+    pub fn config_exists(&self, name: &str) -> bool {
+        self.configs.contains_key(name)
+    }
+
+    pub fn alarm_exists(&self, name: &str) -> bool {
+        self.alarms.contains_key(name)
+    }
+
+    /// What DescribeEndpoint and DescribeAlarms would return now.
+    pub fn observe(&self) -> Observation {
+        let endpoint = self.endpoint_exists.then(|| EndpointView {
+            status: self.status,
+            config_name: self.config.clone(),
+            pending_config_name: match &self.pending {
+                Some((Change::Config(name), _)) => Some(name.clone()),
+                _ => None,
+            },
+            failure_reason: self.failure_reason.clone(),
+            variants: self
+                .variants
+                .iter()
+                .map(|v| VariantView {
+                    variant_name: v.name.clone(),
+                    current_weight: v.weight,
+                    current_instance_count: v.instances,
+                    desired_instance_count: match &self.pending {
+                        Some((Change::Instances(name, n), _)) if *name == v.name => *n,
+                        _ => v.instances,
+                    },
+                })
+                .collect(),
+        });
+        let alarms = self
+            .alarms
+            .iter()
+            .map(|(name, state)| {
+                let reason = match state {
+                    AlarmState::Alarm => "Threshold Crossed: 2 datapoints [0.31, 0.29] were greater than the threshold (0.05)",
+                    AlarmState::Ok => "Threshold Crossed: no datapoint was greater than the threshold (0.05)",
+                    AlarmState::InsufficientData => "Unchecked: Initial alarm creation",
+                };
+                let view = AlarmView {
+                    state: *state,
+                    reason: reason.to_owned(),
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        Observation { endpoint, alarms }
+    }
+
+    /// Performs one action as SageMaker and CloudWatch would; `Err` carries SageMaker's refusal.
+    pub fn apply(&mut self, action: &Action) -> Result<(), String> {
+        match action {
+            Action::CreateEndpointConfig {
+                config_name,
+                variants,
+            } => {
+                let mut built = Vec::new();
+                for v in variants {
+                    built.push(self.config_variant(v)?);
+                }
+                self.configs.entry(config_name.clone()).or_insert(built);
+                Ok(())
+            }
+            Action::UpdateEndpoint { config_name } => {
+                self.check_updatable()?;
+                if !self.configs.contains_key(config_name) {
+                    return Err(format!(
+                        "Could not find endpoint configuration \"{config_name}\""
+                    ));
+                }
+                self.begin(Change::Config(config_name.clone()), self.update_secs);
+                Ok(())
+            }
+            Action::SetWeights {
+                blue_variant,
+                green_variant,
+                green_share,
+            } => {
+                self.check_updatable()?;
+                let weights = vec![
+                    (blue_variant.clone(), green_share.complement().fraction()),
+                    (green_variant.clone(), green_share.fraction()),
+                ];
+                self.begin(Change::Weights(weights), self.weights_secs);
+                Ok(())
+            }
+            Action::SetInstanceCount {
+                variant_name,
+                instance_count,
+            } => {
+                self.check_updatable()?;
+                self.begin(
+                    Change::Instances(variant_name.clone(), *instance_count),
+                    self.weights_secs,
+                );
+                Ok(())
+            }
+            Action::PutGreenAlarm {
+                alarm_name,
+                variant_name,
+                ..
+            } => {
+                self.alarms
+                    .entry(alarm_name.clone())
+                    .or_insert(AlarmState::InsufficientData);
+                self.variant_alarms
+                    .insert(alarm_name.clone(), variant_name.clone());
+                Ok(())
+            }
+            Action::DeleteAlarms { alarm_names } => {
+                for name in alarm_names {
+                    self.alarms.remove(name);
+                    self.variant_alarms.remove(name);
+                }
+                Ok(())
+            }
+            Action::DeleteEndpointConfig { config_name } => {
+                self.configs.remove(config_name);
+                Ok(())
+            }
+        }
+    }
+
+    fn config_variant(&self, v: &ConfigVariant) -> Result<Variant, String> {
+        match v {
+            ConfigVariant::Copy {
+                from_config,
+                variant_name,
+                initial_weight,
+            } => self
+                .configs
+                .get(from_config)
+                .and_then(|c| c.iter().find(|x| x.name == *variant_name))
+                .map(|x| Variant {
+                    weight: *initial_weight,
+                    ..x.clone()
+                })
+                .ok_or_else(|| format!("Could not find variant {variant_name} in {from_config}")),
+            ConfigVariant::New {
+                variant_name,
+                model_name,
+                instance_count,
+                initial_weight,
+                ..
+            } => Ok(Variant {
+                name: variant_name.clone(),
+                model: model_name.clone(),
+                weight: *initial_weight,
+                instances: *instance_count,
+            }),
+        }
+    }
+
+    fn check_updatable(&self) -> Result<(), String> {
+        if !self.endpoint_exists {
+            return Err("Could not find endpoint".to_owned());
+        }
+        if self.status.is_busy() {
+            return Err("Cannot update in-progress endpoint".to_owned());
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, change: Change, secs: u32) {
+        self.status = EndpointStatus::Updating;
+        self.pending = Some((change, self.now.plus_secs(secs)));
+    }
+
+    /// When something will next change on its own, if anything will.
+    pub fn next_change(&self) -> Option<Timestamp> {
+        let pending = self.pending.as_ref().map(|(_, at)| *at);
+        let alarm = self
+            .bad_serving_since
+            .map(|since| since.plus_secs(self.alarm_lag_secs))
+            .filter(|at| *at > self.now && !self.alarm_tripped());
+        [pending, alarm].into_iter().flatten().min()
+    }
+
+    fn alarm_tripped(&self) -> bool {
+        self.alarms.values().any(|s| *s == AlarmState::Alarm)
+    }
+
+    /// Moves time forward to `to`, completing changes and evaluating alarms on the way.
+    pub fn advance_to(&mut self, to: Timestamp) {
+        while let Some(at) = self.next_change().filter(|at| *at <= to) {
+            self.now = at;
+            self.settle();
+        }
+        self.now = to.max(self.now);
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        if let Some((change, at)) = self.pending.clone()
+            && at <= self.now
+        {
+            self.pending = None;
+            self.status = EndpointStatus::InService;
+            match change {
+                Change::Config(name) => {
+                    match std::mem::replace(&mut self.next_update, UpdateOutcome::Succeeds) {
+                        UpdateOutcome::Succeeds => {
+                            self.variants = self.configs.get(&name).cloned().unwrap_or_default();
+                            self.config = name;
+                            self.failure_reason = None;
+                        }
+                        UpdateOutcome::ReturnsToOldConfig(reason) => {
+                            self.failure_reason = (!reason.is_empty()).then_some(reason);
+                        }
+                    }
+                }
+                Change::Weights(weights) => {
+                    for (name, weight) in weights {
+                        if let Some(v) = self.variants.iter_mut().find(|v| v.name == name) {
+                            v.weight = weight;
+                        }
+                    }
+                }
+                Change::Instances(name, n) => {
+                    if let Some(v) = self.variants.iter_mut().find(|v| v.name == name) {
+                        v.instances = n;
+                    }
+                }
+            }
+        }
+        self.evaluate_alarms();
+    }
+
+    fn evaluate_alarms(&mut self) {
+        let bad_serving: Vec<String> = self
+            .variants
+            .iter()
+            .filter(|v| v.weight > 0.0 && self.bad_models.contains(&v.model))
+            .map(|v| v.name.clone())
+            .collect();
+        if bad_serving.is_empty() {
+            self.bad_serving_since = None;
+        } else {
+            self.bad_serving_since.get_or_insert(self.now);
+        }
+        let tripped = self
+            .bad_serving_since
+            .is_some_and(|since| self.now >= since.plus_secs(self.alarm_lag_secs));
+        let updated: Vec<(String, AlarmState)> = self
+            .alarms
+            .iter()
+            .map(|(name, state)| {
+                let watches_bad = self.endpoint_alarms.contains(name)
+                    || self
+                        .variant_alarms
+                        .get(name)
+                        .is_some_and(|variant| bad_serving.contains(variant));
+                let next = match (*state, watches_bad && tripped) {
+                    (_, true) => AlarmState::Alarm,
+                    (AlarmState::InsufficientData, false) if !self.variant_has_traffic(name) => {
+                        AlarmState::InsufficientData
+                    }
+                    (_, false) => AlarmState::Ok,
+                };
+                (name.clone(), next)
+            })
+            .collect();
+        self.alarms.extend(updated);
+    }
+
+    fn variant_has_traffic(&self, alarm: &str) -> bool {
+        match self.variant_alarms.get(alarm) {
+            Some(variant) => self
+                .variants
+                .iter()
+                .any(|v| v.name == *variant && v.weight > 0.0),
+            None => true,
+        }
+    }
+}
+
+/// `10%`-style share of a fraction, for transcripts.
+pub fn percent(fraction: f64) -> String {
+    Share::nearest(fraction).to_string()
+}
