@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: a deterministic stand-in for an endpoint on
 //! virtual time, a runner that tells a deployment's story with the real core, and fixtures.
 
+// Test support: a fixture that cannot be built should stop the test loudly.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 pub mod transcript;
 pub mod world;
 
