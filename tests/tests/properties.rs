@@ -1,6 +1,7 @@
-//! Property tests of the core: whatever the world shows it, in whatever order (random, even
-//! contradictory, observations; random times, commands and acknowledgements), the core keeps
-//! its safety invariants:
+//! Property tests of the core: whatever the world shows it, in whatever order (a stand-in
+//! endpoint that does what it is asked, interleaved with random, even contradictory,
+//! observations; random times, commands, stray acknowledgements and lost actions), the core
+//! keeps its safety invariants:
 //!
 //! - green never gets more traffic than the step it has reached allows (and the last step only
 //!   with approval, when the policy asks for it);
@@ -12,11 +13,12 @@
 use std::collections::BTreeMap;
 
 use guardrails::core::{
-    Action, AlarmState, AlarmView, Cause, Command, Deployment, EndpointStatus, EndpointView,
-    Observation, Phase, VariantView,
+    Action, AlarmState, AlarmView, Cause, Command, Decision, Deployment, EndpointStatus,
+    EndpointView, Observation, Phase, VariantView,
 };
 use guardrails::plan::Plan;
 use guardrails::units::{Share, Timestamp};
+use guardrails_tests::world::{UpdateOutcome, World};
 use guardrails_tests::{T0, example_policy, sample_plan};
 use proptest::prelude::*;
 
@@ -31,10 +33,23 @@ const POLICIES: [&str; 4] = [
 #[derive(Debug, Clone)]
 struct Input {
     after_secs: u32,
-    observation: Observation,
+    /// `None`: look at the stand-in endpoint, which performs what the core asks; `Some`: a
+    /// random, possibly contradictory observation instead.
+    chaos: Option<Observation>,
     command: Option<Command>,
-    /// Index into the plan's config names: an UpdateEndpoint acknowledgement before deciding.
+    /// Index into the plan's config names: a stray UpdateEndpoint acknowledgement.
     ack: Option<usize>,
+    /// The driver crashed before acting: the decision's actions are lost.
+    crash_before_act: bool,
+}
+
+/// How the stand-in endpoint behaves in one case.
+#[derive(Debug, Clone)]
+struct WorldSetup {
+    bad_green: bool,
+    failed_update: Option<String>,
+    update_secs: u32,
+    weights_secs: u32,
 }
 
 fn configs(plan: &Plan) -> [String; 4] {
@@ -142,23 +157,63 @@ fn command() -> impl Strategy<Value = Option<Command>> {
     ]
 }
 
-fn scenario() -> impl Strategy<Value = (Plan, Vec<Input>)> {
+fn world_setup() -> impl Strategy<Value = WorldSetup> {
+    (
+        proptest::bool::weighted(0.3),
+        prop_oneof![
+            6 => Just(None),
+            1 => Just(Some(String::new())),
+            1 => Just(Some("capacity".to_owned())),
+        ],
+        30_u32..1_500,
+        1_u32..60,
+    )
+        .prop_map(|(bad_green, failed_update, update_secs, weights_secs)| WorldSetup {
+            bad_green,
+            failed_update,
+            update_secs,
+            weights_secs,
+        })
+}
+
+fn scenario() -> impl Strategy<Value = (Plan, WorldSetup, Vec<Input>)> {
     (proptest::sample::select(POLICIES.to_vec()), 1_u32..=8).prop_flat_map(|(policy, instances)| {
         let plan = sample_plan(&example_policy(policy), instances);
         let input = (
             prop_oneof![3 => 0_u32..60, 1 => 60_u32..1_200],
-            observation(&plan),
+            prop_oneof![3 => Just(None), 1 => observation(&plan).prop_map(Some)],
             command(),
-            prop_oneof![6 => Just(None), 1 => (0_usize..3).prop_map(Some)],
+            prop_oneof![12 => Just(None), 1 => (0_usize..3).prop_map(Some)],
+            proptest::bool::weighted(0.1),
         )
-            .prop_map(|(after_secs, observation, command, ack)| Input {
+            .prop_map(|(after_secs, chaos, command, ack, crash_before_act)| Input {
                 after_secs,
-                observation,
+                chaos,
                 command,
                 ack,
+                crash_before_act,
             });
-        (Just(plan), proptest::collection::vec(input, 1..80))
+        (Just(plan), world_setup(), proptest::collection::vec(input, 1..150))
     })
+}
+
+fn world_for(plan: &Plan, setup: &WorldSetup) -> World {
+    let blue = &plan.blue;
+    let mut world = World::serving(T0, &plan.blue_config_name, &blue.variant_name, "fraud-scorer-v1", blue.instance_count);
+    for name in plan.watched_alarm_names() {
+        if plan.watched_alarms.iter().any(|a| a.alarm_name == name && a.green_template.is_none()) {
+            world = world.with_endpoint_alarm(name);
+        }
+    }
+    if setup.bad_green {
+        world = world.with_bad_model(&plan.green.model_name);
+    }
+    if let Some(reason) = &setup.failed_update {
+        world.next_update = UpdateOutcome::ReturnsToOldConfig(reason.clone());
+    }
+    world.update_secs = setup.update_secs;
+    world.weights_secs = setup.weights_secs;
+    world
 }
 
 /// What the checker has learned from the transitions so far.
@@ -171,19 +226,26 @@ struct History {
     shifted_at: BTreeMap<usize, Timestamp>,
 }
 
-fn check(plan: &Plan, before: &Deployment, input: &Input, now: Timestamp, history: &mut History) -> Result<Deployment, TestCaseError> {
-    let decision = before.decide(&input.observation, input.command.as_ref(), now);
+fn check(
+    plan: &Plan,
+    before: &Deployment,
+    observation: &Observation,
+    input: &Input,
+    now: Timestamp,
+    history: &mut History,
+) -> Result<Decision, TestCaseError> {
+    let decision = before.decide(observation, input.command.as_ref(), now);
     let after = &decision.deployment;
     if before.is_final() {
         prop_assert_eq!(after, before, "a final state changed");
         prop_assert!(decision.actions.is_empty() && decision.transitions.is_empty());
         prop_assert!(decision.wake_at.is_none());
-        return Ok(after.clone());
+        return Ok(decision);
     }
     let last = plan.last_step();
     let alarm = plan
         .watched_alarm_names()
-        .any(|name| input.observation.alarms.get(name).is_some_and(|a| a.state == AlarmState::Alarm));
+        .any(|name| observation.alarms.get(name).is_some_and(|a| a.state == AlarmState::Alarm));
     if alarm && matches!(before.phase, Phase::Baking { .. }) && !decision.transitions.is_empty() {
         prop_assert!(
             matches!(decision.transitions[0].to, Phase::RollingBack { .. } | Phase::Failed { .. }),
@@ -214,7 +276,7 @@ fn check(plan: &Plan, before: &Deployment, input: &Input, now: Timestamp, histor
             Cause::BakePassed { step } => history.allowed_step = Some(step + 1),
             _ => {}
         }
-        let endpoint = input.observation.endpoint.as_ref();
+        let endpoint = observation.endpoint.as_ref();
         match &transition.to {
             Phase::RolledBack { .. } => {
                 prop_assert!(
@@ -230,8 +292,7 @@ fn check(plan: &Plan, before: &Deployment, input: &Input, now: Timestamp, histor
             _ => {}
         }
     }
-    let busy = input
-        .observation
+    let busy = observation
         .endpoint
         .as_ref()
         .is_some_and(|e| e.status.is_busy());
@@ -272,24 +333,37 @@ fn check(plan: &Plan, before: &Deployment, input: &Input, now: Timestamp, histor
         None => prop_assert!(after.is_final(), "no wake-up for a live deployment"),
         Some(at) => prop_assert!(at >= now && !after.is_final()),
     }
-    Ok(after.clone())
+    Ok(decision)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_core_keeps_its_invariants_whatever_it_observes((plan, inputs) in scenario()) {
+    fn the_core_keeps_its_invariants_whatever_it_observes((plan, setup, inputs) in scenario()) {
         let (mut deployment, _) = Deployment::start(plan.clone(), T0).unwrap();
+        let mut world = world_for(&plan, &setup);
         let mut history = History::default();
         let mut now = T0;
         let names = configs(&plan);
         for input in &inputs {
             now = now.plus_secs(input.after_secs);
+            world.advance_to(now);
             if let Some(i) = input.ack {
                 deployment = deployment.update_accepted(&names[i], now);
             }
-            deployment = check(&plan, &deployment, input, now, &mut history)?;
+            let observation = input.chaos.clone().unwrap_or_else(|| world.observe());
+            let decision = check(&plan, &deployment, &observation, input, now, &mut history)?;
+            deployment = decision.deployment;
+            if input.crash_before_act {
+                continue;
+            }
+            for action in &decision.actions {
+                let done = world.apply(action);
+                if let (Ok(()), Action::UpdateEndpoint { config_name }) = (done, action) {
+                    deployment = deployment.update_accepted(config_name, now);
+                }
+            }
         }
     }
 }
