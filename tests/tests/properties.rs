@@ -50,6 +50,8 @@ struct WorldSetup {
     failed_update: Option<String>,
     update_secs: u32,
     weights_secs: u32,
+    /// Whether anyone ever approves (without approvals, a gated deployment must wait).
+    approvals: bool,
 }
 
 fn configs(plan: &Plan) -> [String; 4] {
@@ -63,12 +65,15 @@ fn configs(plan: &Plan) -> [String; 4] {
 
 fn status() -> impl Strategy<Value = EndpointStatus> {
     prop_oneof![
-        8 => Just(EndpointStatus::InService),
+        20 => Just(EndpointStatus::InService),
         3 => Just(EndpointStatus::Updating),
         1 => Just(EndpointStatus::SystemUpdating),
         1 => Just(EndpointStatus::RollingBack),
-        1 => Just(EndpointStatus::Failed),
-        1 => Just(EndpointStatus::UpdateRollbackFailed),
+        1 => prop_oneof![
+            Just(EndpointStatus::Failed),
+            Just(EndpointStatus::UpdateRollbackFailed),
+            Just(EndpointStatus::OutOfService),
+        ],
     ]
 }
 
@@ -93,7 +98,7 @@ fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
         1 => 0_u32..=10_000,
     ];
     (
-        prop_oneof![20 => Just(true), 1 => Just(false)],
+        prop_oneof![50 => Just(true), 1 => Just(false)],
         status(),
         prop_oneof![6 => Just(0_usize), 10 => Just(1_usize), 4 => Just(2_usize), 1 => Just(3_usize)],
         proptest::option::of(0_usize..4),
@@ -167,23 +172,30 @@ fn world_setup() -> impl Strategy<Value = WorldSetup> {
         ],
         30_u32..1_500,
         1_u32..60,
+        proptest::bool::ANY,
     )
-        .prop_map(|(bad_green, failed_update, update_secs, weights_secs)| WorldSetup {
+        .prop_map(|(bad_green, failed_update, update_secs, weights_secs, approvals)| WorldSetup {
             bad_green,
             failed_update,
             update_secs,
             weights_secs,
+            approvals,
         })
 }
 
 fn scenario() -> impl Strategy<Value = (Plan, WorldSetup, Vec<Input>)> {
-    (proptest::sample::select(POLICIES.to_vec()), 1_u32..=8).prop_flat_map(|(policy, instances)| {
+    let chaos_percent = proptest::sample::select(vec![0_u32, 2, 10, 30]);
+    let cases = (proptest::sample::select(POLICIES.to_vec()), 1_u32..=8, chaos_percent);
+    cases.prop_flat_map(|(policy, instances, chaos_percent)| {
         let plan = sample_plan(&example_policy(policy), instances);
         let input = (
             prop_oneof![3 => 0_u32..60, 1 => 60_u32..1_200],
-            prop_oneof![3 => Just(None), 1 => observation(&plan).prop_map(Some)],
+            prop_oneof![
+                100 - chaos_percent => Just(None),
+                chaos_percent => observation(&plan).prop_map(Some),
+            ],
             command(),
-            prop_oneof![12 => Just(None), 1 => (0_usize..3).prop_map(Some)],
+            prop_oneof![60 => Just(None), 1 => (0_usize..3).prop_map(Some)],
             proptest::bool::weighted(0.1),
         )
             .prop_map(|(after_secs, chaos, command, ack, crash_before_act)| Input {
@@ -353,7 +365,11 @@ proptest! {
                 deployment = deployment.update_accepted(&names[i], now);
             }
             let observation = input.chaos.clone().unwrap_or_else(|| world.observe());
-            let decision = check(&plan, &deployment, &observation, input, now, &mut history)?;
+            let mut input = input.clone();
+            if !setup.approvals && matches!(input.command, Some(Command::Approve { .. })) {
+                input.command = None;
+            }
+            let decision = check(&plan, &deployment, &observation, &input, now, &mut history)?;
             deployment = decision.deployment;
             if input.crash_before_act {
                 continue;
