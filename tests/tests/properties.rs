@@ -10,6 +10,9 @@
 //! - a final state never changes;
 //! - nothing is asked of SageMaker while it reports the endpoint busy.
 
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 
 use guardrails::core::{
@@ -88,7 +91,11 @@ fn alarm_state() -> impl Strategy<Value = Option<AlarmState>> {
 
 fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
     let configs = configs(plan);
-    let shares: Vec<u32> = plan.steps.iter().map(|s| s.green_share.basis_points()).collect();
+    let shares: Vec<u32> = plan
+        .steps
+        .iter()
+        .map(|s| s.green_share.basis_points())
+        .collect();
     let alarms: Vec<String> = plan.watched_alarm_names().map(str::to_owned).collect();
     let blue = plan.blue.variant_name.clone();
     let green = plan.green.variant_name.clone();
@@ -174,18 +181,24 @@ fn world_setup() -> impl Strategy<Value = WorldSetup> {
         1_u32..60,
         proptest::bool::ANY,
     )
-        .prop_map(|(bad_green, failed_update, update_secs, weights_secs, approvals)| WorldSetup {
-            bad_green,
-            failed_update,
-            update_secs,
-            weights_secs,
-            approvals,
-        })
+        .prop_map(
+            |(bad_green, failed_update, update_secs, weights_secs, approvals)| WorldSetup {
+                bad_green,
+                failed_update,
+                update_secs,
+                weights_secs,
+                approvals,
+            },
+        )
 }
 
 fn scenario() -> impl Strategy<Value = (Plan, WorldSetup, Vec<Input>)> {
     let chaos_percent = proptest::sample::select(vec![0_u32, 2, 10, 30]);
-    let cases = (proptest::sample::select(POLICIES.to_vec()), 1_u32..=8, chaos_percent);
+    let cases = (
+        proptest::sample::select(POLICIES.to_vec()),
+        1_u32..=8,
+        chaos_percent,
+    );
     cases.prop_flat_map(|(policy, instances, chaos_percent)| {
         let plan = sample_plan(&example_policy(policy), instances);
         let input = (
@@ -198,22 +211,38 @@ fn scenario() -> impl Strategy<Value = (Plan, WorldSetup, Vec<Input>)> {
             prop_oneof![60 => Just(None), 1 => (0_usize..3).prop_map(Some)],
             proptest::bool::weighted(0.1),
         )
-            .prop_map(|(after_secs, chaos, command, ack, crash_before_act)| Input {
-                after_secs,
-                chaos,
-                command,
-                ack,
-                crash_before_act,
-            });
-        (Just(plan), world_setup(), proptest::collection::vec(input, 1..150))
+            .prop_map(
+                |(after_secs, chaos, command, ack, crash_before_act)| Input {
+                    after_secs,
+                    chaos,
+                    command,
+                    ack,
+                    crash_before_act,
+                },
+            );
+        (
+            Just(plan),
+            world_setup(),
+            proptest::collection::vec(input, 1..150),
+        )
     })
 }
 
 fn world_for(plan: &Plan, setup: &WorldSetup) -> World {
     let blue = &plan.blue;
-    let mut world = World::serving(T0, &plan.blue_config_name, &blue.variant_name, "fraud-scorer-v1", blue.instance_count);
+    let mut world = World::serving(
+        T0,
+        &plan.blue_config_name,
+        &blue.variant_name,
+        "fraud-scorer-v1",
+        blue.instance_count,
+    );
     for name in plan.watched_alarm_names() {
-        if plan.watched_alarms.iter().any(|a| a.alarm_name == name && a.green_template.is_none()) {
+        if plan
+            .watched_alarms
+            .iter()
+            .any(|a| a.alarm_name == name && a.green_template.is_none())
+        {
             world = world.with_endpoint_alarm(name);
         }
     }
@@ -255,18 +284,27 @@ fn check(
         return Ok(decision);
     }
     let last = plan.last_step();
-    let alarm = plan
-        .watched_alarm_names()
-        .any(|name| observation.alarms.get(name).is_some_and(|a| a.state == AlarmState::Alarm));
+    let alarm = plan.watched_alarm_names().any(|name| {
+        observation
+            .alarms
+            .get(name)
+            .is_some_and(|a| a.state == AlarmState::Alarm)
+    });
     if alarm && matches!(before.phase, Phase::Baking { .. }) && !decision.transitions.is_empty() {
         prop_assert!(
-            matches!(decision.transitions[0].to, Phase::RollingBack { .. } | Phase::Failed { .. }),
+            matches!(
+                decision.transitions[0].to,
+                Phase::RollingBack { .. } | Phase::Failed { .. }
+            ),
             "ALARM during a bake did not start a rollback: {:?}",
             decision.transitions[0]
         );
     }
     if alarm && matches!(before.phase, Phase::Baking { .. }) && input.command.is_none() {
-        prop_assert!(!decision.transitions.is_empty(), "ALARM during a bake was ignored");
+        prop_assert!(
+            !decision.transitions.is_empty(),
+            "ALARM during a bake was ignored"
+        );
     }
     for transition in &decision.transitions {
         if let Cause::BakePassed { step } = &transition.cause {
@@ -292,13 +330,18 @@ fn check(
         match &transition.to {
             Phase::RolledBack { .. } => {
                 prop_assert!(
-                    endpoint.is_some_and(|e| e.config_name == plan.blue_config_name && !e.status.is_busy()),
+                    endpoint.is_some_and(
+                        |e| e.config_name == plan.blue_config_name && !e.status.is_busy()
+                    ),
                     "rolled back while the endpoint is not on the original config: {:?}",
                     endpoint
                 );
             }
             Phase::Succeeded => {
-                prop_assert!(history.final_bake_passed, "succeeded before the final bake passed");
+                prop_assert!(
+                    history.final_bake_passed,
+                    "succeeded before the final bake passed"
+                );
                 prop_assert!(endpoint.is_some_and(|e| e.config_name == plan.green_config_name));
             }
             _ => {}
@@ -328,15 +371,28 @@ fn check(
             Action::UpdateEndpoint { config_name } => {
                 prop_assert!(!busy, "UpdateEndpoint sent to a busy endpoint");
                 if *config_name == plan.green_config_name {
-                    prop_assert!(history.final_bake_passed, "blue removed before the final bake passed");
+                    prop_assert!(
+                        history.final_bake_passed,
+                        "blue removed before the final bake passed"
+                    );
                 }
             }
-            Action::CreateEndpointConfig { config_name, .. } if *config_name == plan.green_config_name => {
-                prop_assert!(history.final_bake_passed, "green-alone config before the final bake passed");
+            Action::CreateEndpointConfig { config_name, .. }
+                if *config_name == plan.green_config_name =>
+            {
+                prop_assert!(
+                    history.final_bake_passed,
+                    "green-alone config before the final bake passed"
+                );
             }
-            Action::SetInstanceCount { .. } => prop_assert!(!busy, "capacity sent to a busy endpoint"),
+            Action::SetInstanceCount { .. } => {
+                prop_assert!(!busy, "capacity sent to a busy endpoint")
+            }
             Action::DeleteEndpointConfig { config_name } => {
-                prop_assert!(*config_name != plan.blue_config_name, "the user's config was deleted");
+                prop_assert!(
+                    *config_name != plan.blue_config_name,
+                    "the user's config was deleted"
+                );
             }
             _ => {}
         }

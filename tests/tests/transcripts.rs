@@ -2,6 +2,9 @@
 //! virtual time against a stand-in endpoint, THEN the transcript (time, what was seen, what was
 //! done, each transition and its cause) is exactly the reviewed one in `snapshots/`.
 
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use guardrails::core::{Cause, Command, Phase};
 use guardrails_tests::transcript::{Run, run};
 use guardrails_tests::world::{UpdateOutcome, World};

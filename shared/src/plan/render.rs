@@ -130,7 +130,10 @@ impl Plan {
                 step.bake_secs
             )?;
         }
-        writeln!(f, "  rollback: SageMaker moves all traffic back to blue")
+        writeln!(
+            f,
+            "  rollback: SageMaker restores blue (rolling updates re-provision it in batches)"
+        )
     }
 }
 

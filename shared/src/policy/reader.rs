@@ -128,7 +128,7 @@ impl<'a> Obj<'a> {
     }
 }
 
-fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| {
@@ -235,9 +235,14 @@ pub(crate) fn one_of(
         .as_str()
         .and_then(|text| allowed.iter().position(|a| *a == text));
     if found.is_none() {
+        let hint = value
+            .as_str()
+            .and_then(|text| closest(text, allowed))
+            .map(|k| format!(" (did you mean {k}?)"))
+            .unwrap_or_default();
         problems.add(
             path,
-            format!("{} is not one of {}", show(value), list(allowed)),
+            format!("{} is not one of {}{hint}", show(value), list(allowed)),
         );
     }
     found

@@ -227,7 +227,7 @@ DeploymentConfig:
       WaitIntervalInSeconds: 300
 "#,
             &[
-                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT",
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT (did you mean CAPACITY_PERCENT?)",
             ],
         ),
         (
@@ -422,7 +422,7 @@ Guardrails:
                 "Guardrails.Alarms[0].Threshold: expected a number, found \"high\"",
                 "Guardrails.Alarms[0].PeriodInSeconds: 45 is not a CloudWatch alarm period; allowed: 10, 20, 30 or a multiple of 60 seconds",
                 "Guardrails.Alarms[0].DatapointsToAlarm: 3 exceeds EvaluationPeriods (2); an alarm needs at most that many datapoints",
-                "Guardrails.Alarms[0].TreatMissingData: \"breach\" is not one of breaching, notBreaching, ignore or missing",
+                "Guardrails.Alarms[0].TreatMissingData: \"breach\" is not one of breaching, notBreaching, ignore or missing (did you mean breaching?)",
                 "Guardrails.Alarms[0].Dimensions: unknown field; expected one of Name, Namespace, MetricName, Statistic, ComparisonOperator, Threshold, PeriodInSeconds, EvaluationPeriods, DatapointsToAlarm or TreatMissingData",
                 "Guardrails.ApproveBeforeFinalShift: expected true or false, found \"yes\"",
                 "Guardrails.PollIntervalInSeconds: 0 is out of range; allowed: 1 to 300 seconds",
