@@ -100,6 +100,17 @@ fn an_invalid_policy_is_refused_with_every_problem_and_exit_code_1() {
 }
 
 #[test]
+fn the_broken_example_policy_shows_every_kind_of_problem() {
+    let output = guardrails(&["validate", &repo_file("examples/broken-policy.yaml")]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let problems = stderr
+        .split_once(": invalid policy")
+        .map(|(_, rest)| rest.to_owned());
+    insta::assert_snapshot!(problems.unwrap_or_default());
+}
+
+#[test]
 fn a_valid_policy_validates() {
     let output = guardrails(&["validate", &repo_file("examples/policies/linear.json")]);
     assert!(stdout(&output).ends_with("linear.json: valid\n"));

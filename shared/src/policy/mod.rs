@@ -252,7 +252,8 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Why a policy document was refused: every problem found, in document order.
+/// Why a policy document was refused: every problem found, field by field in document order,
+/// then the rules that span fields.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
     pub problems: Vec<Problem>,

@@ -21,6 +21,8 @@ const NAME_MAX_CHARS: usize = 255;
 const TEMPLATE_NAME_MAX_CHARS: usize = 64;
 const POLL_MAX_SECS: u32 = 300;
 
+/// Reads and validates `value`. A policy is returned only when no problem was found; partial
+/// values are built along the way only so that later rules can still report their problems.
 pub(super) fn policy(value: &Value) -> Result<Policy, PolicyError> {
     let mut problems = Problems::default();
     let read = read_policy(value, &mut problems);
@@ -83,13 +85,15 @@ fn deployment_config(
         .map(|(v, p)| auto_rollback(v, &p, problems));
     obj.finish(problems);
     Some(DeploymentConfig {
-        blue_green_update_policy: transpose(blue_green)?,
-        rolling_update_policy: transpose(rolling)?,
-        auto_rollback_configuration: transpose(auto_rollback)?,
+        blue_green_update_policy: blue_green.flatten(),
+        rolling_update_policy: rolling.flatten(),
+        auto_rollback_configuration: auto_rollback.flatten(),
     })
 }
 
-/// `Some(None)` for an absent field, `None` for a field that failed to read.
+/// `Some(None)` for an absent field, `None` for a field that failed to read (which fails the
+/// whole section). Optional fields of `DeploymentConfig` use `flatten` instead: a field that
+/// failed has its problem recorded, and reading goes on so that cross-field rules still run.
 fn transpose<T>(field: Option<Option<T>>) -> Option<Option<T>> {
     match field {
         None => Some(None),
@@ -127,8 +131,8 @@ fn blue_green(value: &Value, path: &str, problems: &mut Problems) -> Option<Blue
     obj.finish(problems);
     Some(BlueGreenUpdatePolicy {
         traffic_routing_configuration: routing?,
-        termination_wait_in_seconds: transpose(termination_wait)?,
-        maximum_execution_timeout_in_seconds: transpose(timeout)?,
+        termination_wait_in_seconds: termination_wait.flatten(),
+        maximum_execution_timeout_in_seconds: timeout.flatten(),
     })
 }
 
@@ -205,8 +209,8 @@ fn traffic_routing(
     Some(TrafficRoutingConfiguration {
         r#type: kind?,
         wait_interval_in_seconds: wait?,
-        canary_size: transpose(canary)?,
-        linear_step_size: transpose(linear)?,
+        canary_size: canary.flatten(),
+        linear_step_size: linear.flatten(),
     })
 }
 
@@ -323,8 +327,8 @@ fn rolling(value: &Value, path: &str, problems: &mut Problems) -> Option<Rolling
     Some(RollingUpdatePolicy {
         maximum_batch_size: batch?,
         wait_interval_in_seconds: wait?,
-        maximum_execution_timeout_in_seconds: transpose(timeout)?,
-        rollback_maximum_batch_size: transpose(rollback_batch)?,
+        maximum_execution_timeout_in_seconds: timeout.flatten(),
+        rollback_maximum_batch_size: rollback_batch.flatten(),
     })
 }
 
