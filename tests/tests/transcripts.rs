@@ -78,43 +78,35 @@ fn alarm_during_the_canary_bake_rolls_back_to_blue() {
     insta::assert_snapshot!(run.transcript);
 }
 
+/// The story of a provisioning whose update returns to blue with `reason` (empty: silently).
+fn failed_provisioning(reason: &str) -> Run {
+    let mut world = endpoint(4);
+    world.next_update = UpdateOutcome::ReturnsToOldConfig(reason.to_owned());
+    let run = story("canary.yaml", world);
+    let failed = Phase::Failed {
+        cause: Cause::ProvisioningFailed {
+            reason: if reason.is_empty() {
+                "the endpoint returned to InService on the old config with no FailureReason"
+                    .to_owned()
+            } else {
+                reason.to_owned()
+            },
+        },
+    };
+    assert_eq!(run.deployment.phase, failed);
+    assert_back_on_blue(&run);
+    run
+}
+
 #[test]
 fn green_provisioning_failure_ends_failed_with_nothing_left_behind() {
-    let mut world = endpoint(4);
-    world.next_update = UpdateOutcome::ReturnsToOldConfig(
-        "Failed to download model data for container \"v2\"".to_owned(),
-    );
-    let run = story("canary.yaml", world);
-    assert!(
-        matches!(
-            &run.deployment.phase,
-            Phase::Failed {
-                cause: Cause::ProvisioningFailed { .. }
-            }
-        ),
-        "{:?}",
-        run.deployment.phase
-    );
-    assert_back_on_blue(&run);
+    let run = failed_provisioning("Failed to download model data for container \"v2\"");
     insta::assert_snapshot!(run.transcript);
 }
 
 #[test]
 fn silent_provisioning_failure_is_reported_as_failed_not_success() {
-    let mut world = endpoint(4);
-    world.next_update = UpdateOutcome::ReturnsToOldConfig(String::new());
-    let run = story("canary.yaml", world);
-    assert!(
-        matches!(
-            &run.deployment.phase,
-            Phase::Failed {
-                cause: Cause::ProvisioningFailed { .. }
-            }
-        ),
-        "{:?}",
-        run.deployment.phase
-    );
-    assert_back_on_blue(&run);
+    let run = failed_provisioning("");
     insta::assert_snapshot!(run.transcript);
 }
 

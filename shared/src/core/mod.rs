@@ -16,6 +16,7 @@
 mod action;
 mod observation;
 mod phases;
+mod settle;
 
 use serde::{Deserialize, Serialize};
 

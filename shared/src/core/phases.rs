@@ -1,10 +1,12 @@
-//! What each phase does with an observation: either wait (with the actions that make the world
-//! match the phase) or move to another phase with a cause. Level-triggered: every call looks at
-//! the whole observation, so a lost, late or repeated event changes nothing.
+//! What each phase of the rollout does with an observation: either wait (with the actions that
+//! make the world match the phase) or move to another phase with a cause. Level-triggered: every
+//! call looks at the whole observation, so a lost, late or repeated event changes nothing. The
+//! phases after the outcome is known (removing blue, rolling back) are in `settle`.
 
+use super::settle;
 use super::{
-    Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS,
-    Observation, Phase, SETTLE_SECS, UpdateProgress,
+    Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointView, Observation, Phase,
+    SETTLE_SECS, UpdateProgress,
 };
 use crate::plan::Plan;
 use crate::units::{Share, Timestamp};
@@ -103,12 +105,14 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             Some(by) => go(Phase::Shifting { step }, Cause::Approved { by: by.clone() }),
             None => wait(d, Vec::new(), now),
         },
-        Phase::RemovingBlue { since, update } => removing_blue(d, endpoint, since, update, now),
+        Phase::RemovingBlue { since, update } => {
+            settle::removing_blue(d, endpoint, since, update, now)
+        }
         Phase::RollingBack {
             cause,
             since,
             update,
-        } => rolling_back_step(d, endpoint, cause, since, update, now),
+        } => settle::rolling_back(d, endpoint, cause, since, update, now),
         Phase::Succeeded | Phase::RolledBack { .. } | Phase::Failed { .. } => Outcome::Wait {
             actions: Vec::new(),
             wake_at: now,
@@ -169,7 +173,7 @@ fn usable_endpoint(obs: &Observation) -> Result<&EndpointView, Cause> {
     Ok(endpoint)
 }
 
-fn failed(cause: Cause, actions: Vec<Action>) -> Outcome {
+pub(super) fn failed(cause: Cause, actions: Vec<Action>) -> Outcome {
     Outcome::Move {
         to: Phase::Failed {
             cause: cause.clone(),
@@ -180,7 +184,7 @@ fn failed(cause: Cause, actions: Vec<Action>) -> Outcome {
 }
 
 /// Wait for an event or the next poll, never past the deadline that bounds this phase.
-fn wait(d: &Deployment, actions: Vec<Action>, now: Timestamp) -> Outcome {
+pub(super) fn wait(d: &Deployment, actions: Vec<Action>, now: Timestamp) -> Outcome {
     wait_until(d, actions, now.plus_secs(d.plan.poll_secs), now)
 }
 
@@ -197,7 +201,7 @@ fn wait_until(d: &Deployment, actions: Vec<Action>, at: Timestamp, now: Timestam
     }
 }
 
-fn changed_outside(endpoint: &EndpointView) -> Outcome {
+pub(super) fn changed_outside(endpoint: &EndpointView) -> Outcome {
     failed(
         Cause::ChangedOutsideGuardrails {
             config_name: endpoint.config_name.clone(),
@@ -207,7 +211,7 @@ fn changed_outside(endpoint: &EndpointView) -> Outcome {
 }
 
 /// Marks the phase's update as accepted when the endpoint is seen updating towards its target.
-fn note_update_in_flight(d: &mut Deployment, endpoint: &EndpointView, now: Timestamp) {
+pub(super) fn note_update_in_flight(d: &mut Deployment, endpoint: &EndpointView, now: Timestamp) {
     let target = update_target(&d.plan, &d.phase).map(str::to_owned);
     if target.is_some()
         && endpoint.pending_config_name == target
@@ -362,133 +366,7 @@ fn baking(
     go(next, Cause::BakePassed { step })
 }
 
-fn removing_blue(
-    d: &mut Deployment,
-    endpoint: &EndpointView,
-    since: Timestamp,
-    update: UpdateProgress,
-    now: Timestamp,
-) -> Outcome {
-    let plan = &d.plan;
-    let target = plan.green_config_name.clone();
-    if endpoint.config_name == target && !endpoint.status.is_busy() {
-        let mut cleanup = delete_green_alarms(plan);
-        cleanup.push(Action::DeleteEndpointConfig {
-            config_name: plan.blue_green_config_name.clone(),
-        });
-        return Outcome::Move {
-            to: Phase::Succeeded,
-            cause: Cause::BlueRemoved,
-            actions: cleanup,
-        };
-    }
-    if now >= since.plus_secs(SETTLE_SECS) {
-        return failed(
-            Cause::SettleTimedOut {
-                config_name: target,
-            },
-            Vec::new(),
-        );
-    }
-    if endpoint.status.is_busy() {
-        note_update_in_flight(d, endpoint, now);
-        return wait(d, Vec::new(), now);
-    }
-    if endpoint.config_name != plan.blue_green_config_name {
-        return changed_outside(endpoint);
-    }
-    let green_alone = Action::CreateEndpointConfig {
-        config_name: target.clone(),
-        variants: vec![ConfigVariant::New {
-            variant_name: plan.green.variant_name.clone(),
-            model_name: plan.green.model_name.clone(),
-            instance_type: plan.green.instance_type.clone(),
-            instance_count: plan.green.instance_count,
-            initial_weight: 1.0,
-        }],
-    };
-    retry_update(d, endpoint, update, target, vec![green_alone], now)
-}
-
-fn rolling_back_step(
-    d: &mut Deployment,
-    endpoint: &EndpointView,
-    cause: Cause,
-    since: Timestamp,
-    update: UpdateProgress,
-    now: Timestamp,
-) -> Outcome {
-    let plan = &d.plan;
-    let target = plan.blue_config_name.clone();
-    if endpoint.config_name == target && !endpoint.status.is_busy() {
-        let mut cleanup = delete_green_alarms(plan);
-        cleanup.push(Action::DeleteEndpointConfig {
-            config_name: plan.blue_green_config_name.clone(),
-        });
-        return Outcome::Move {
-            to: Phase::RolledBack { cause },
-            cause: Cause::RollbackComplete,
-            actions: cleanup,
-        };
-    }
-    if now >= since.plus_secs(SETTLE_SECS) {
-        return failed(
-            Cause::SettleTimedOut {
-                config_name: target,
-            },
-            Vec::new(),
-        );
-    }
-    if endpoint.status.is_busy() {
-        note_update_in_flight(d, endpoint, now);
-        return wait(d, Vec::new(), now);
-    }
-    if endpoint.config_name != plan.blue_green_config_name {
-        return changed_outside(endpoint);
-    }
-    // Traffic first: one weights call puts every request back on blue within seconds; removing
-    // the green variant (an UpdateEndpoint) takes minutes and can wait.
-    if endpoint.share_of(&plan.green.variant_name) > 0.0 {
-        return wait(d, vec![set_weights(plan, Share::ZERO)], now);
-    }
-    retry_update(d, endpoint, update, target, Vec::new(), now)
-}
-
-/// Sends (or re-sends after a failure) the UpdateEndpoint to `target`, or gives up after
-/// `MAX_UPDATE_ATTEMPTS` failures. `endpoint` is in service and not yet on `target`.
-fn retry_update(
-    d: &mut Deployment,
-    endpoint: &EndpointView,
-    update: UpdateProgress,
-    target: String,
-    mut actions: Vec<Action>,
-    now: Timestamp,
-) -> Outcome {
-    let mut update = update;
-    if update.accepted_at.is_some() {
-        update.failures += 1;
-        update.accepted_at = None;
-        if update.failures >= MAX_UPDATE_ATTEMPTS {
-            return failed(
-                Cause::UpdateFailed {
-                    config_name: target,
-                    reason: endpoint.failure_reason.clone().unwrap_or_default(),
-                    attempts: update.failures,
-                },
-                Vec::new(),
-            );
-        }
-        if let Some(progress) = update_progress(&mut d.phase) {
-            *progress = update;
-        }
-    }
-    actions.push(Action::UpdateEndpoint {
-        config_name: target,
-    });
-    wait(d, actions, now)
-}
-
-fn set_weights(plan: &Plan, green_share: Share) -> Action {
+pub(super) fn set_weights(plan: &Plan, green_share: Share) -> Action {
     Action::SetWeights {
         blue_variant: plan.blue.variant_name.clone(),
         green_variant: plan.green.variant_name.clone(),
@@ -513,7 +391,7 @@ fn put_missing_green_alarms(plan: &Plan, obs: &Observation) -> Vec<Action> {
         .collect()
 }
 
-fn delete_green_alarms(plan: &Plan) -> Vec<Action> {
+pub(super) fn delete_green_alarms(plan: &Plan) -> Vec<Action> {
     let alarm_names: Vec<String> = plan
         .watched_alarms
         .iter()

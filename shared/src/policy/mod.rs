@@ -17,7 +17,9 @@
 //! ```
 
 mod read;
+mod read_guardrails;
 mod reader;
+mod rules;
 
 use std::fmt;
 
@@ -287,6 +289,8 @@ impl PolicyError {
 
 /// The most watched alarms SageMaker accepts, and the most templates Guardrails accepts.
 pub const MAX_ALARMS: usize = 10;
+/// The longest alarm, metric or namespace name CloudWatch and SageMaker accept.
+pub const NAME_MAX_CHARS: usize = 255;
 /// The most traffic steps in `Guardrails.TrafficSteps`.
 pub const MAX_TRAFFIC_STEPS: usize = 20;
 /// The poll interval when the policy sets none.

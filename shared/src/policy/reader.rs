@@ -291,3 +291,13 @@ pub(crate) fn entries<'a>(
         .map(|(i, item)| (item, format!("{path}[{i}]")))
         .collect()
 }
+
+/// `Some(None)` for an absent field, `None` for a field that failed to read (which fails the
+/// whole section). Optional fields of `DeploymentConfig` use `flatten` instead: a field that
+/// failed has its problem recorded, and reading goes on so that cross-field rules still run.
+pub(crate) fn transpose<T>(field: Option<Option<T>>) -> Option<Option<T>> {
+    match field {
+        None => Some(None),
+        Some(read) => read.map(Some),
+    }
+}
