@@ -836,3 +836,5 @@ fn a_native_plan_is_not_started_by_the_variant_core() {
         StartError::WrongEngine(Engine::Native)
     );
 }
+
+mod table;
