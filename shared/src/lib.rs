@@ -3,6 +3,10 @@
 //! function's `main.rs`.
 
 pub mod core;
+pub mod driver;
+pub mod events;
+pub mod memory;
 pub mod plan;
 pub mod policy;
+pub mod ports;
 pub mod units;

@@ -1,0 +1,440 @@
+//! The driver: one invocation's worth of work around the pure core. Load the endpoint's active
+//! deployment, finish whatever an earlier invocation decided but may not have done (the
+//! outbox), observe, decide, save with a condition on the version, act, publish, schedule the
+//! next wake-up. It holds no state between invocations and never panics.
+//!
+//! Crash safety: every decision is saved, with its actions and events in the record's outbox,
+//! *before* anything is done; the outbox is cleared only after it is done. A crash at any point
+//! leaves either the old record (the next invocation decides again: actions are convergent) or
+//! the new record with its outbox (the next invocation performs it first). Audit entries are
+//! written in the same conditional write as the record, so none is lost or duplicated.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::{Action, Command, Deployment, Observation, Phase, StartError, Transition};
+use crate::events::StateChange;
+use crate::plan::Plan;
+use crate::ports::{
+    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, EventBus, GreenAlarm, Outbox, PortError,
+    PortResult, Store, Stored, Waker,
+};
+use crate::units::{Share, Timestamp};
+
+/// Bounds on the driver's retries within one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Reloads after losing a conditional write to another invocation.
+    pub max_conflicts: u32,
+    /// Retries of a throttled call, with doubling back-off from `throttle_backoff`.
+    pub max_throttle_retries: u32,
+    pub throttle_backoff: Duration,
+    /// How soon to look again when SageMaker said `Cannot update in-progress endpoint`.
+    pub in_progress_retry_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_conflicts: 5,
+            max_throttle_retries: 4,
+            throttle_backoff: Duration::from_millis(200),
+            in_progress_retry_secs: 15,
+        }
+    }
+}
+
+/// The world as the driver reaches it.
+#[derive(Clone)]
+pub struct Driver {
+    pub endpoints: Arc<dyn Endpoints>,
+    pub alarms: Arc<dyn Alarms>,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn EventBus>,
+    pub waker: Arc<dyn Waker>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// No active deployment for this endpoint: nothing to do.
+    NoDeployment,
+    Reconciled(Box<Report>),
+}
+
+/// The decision of one invocation, for its log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub deployment_id: String,
+    pub endpoint_name: String,
+    pub phase: Phase,
+    pub transitions: Vec<Transition>,
+    pub actions_performed: usize,
+    /// An action SageMaker refused for now (in progress); it is decided again later.
+    pub deferred: Option<String>,
+    pub wake_at: Option<Timestamp>,
+    /// Why a command was not acted on.
+    pub ignored: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DriverError {
+    #[error("endpoint {endpoint} already has an active deployment ({active_deployment})")]
+    AlreadyActive {
+        endpoint: String,
+        active_deployment: String,
+    },
+    #[error("cannot start the deployment: {0}")]
+    Start(#[from] StartError),
+    #[error("gave up after {0} conflicting writes to the deployment record")]
+    TooManyConflicts(u32),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl DriverError {
+    /// Whether invoking again may succeed (Lambda and EventBridge should retry).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DriverError::AlreadyActive { .. } | DriverError::Start(_) => false,
+            DriverError::TooManyConflicts(_) => true,
+            DriverError::Port(e) => !matches!(e.kind, ErrorKind::Invalid),
+        }
+    }
+}
+
+/// The record after its outbox was performed, with the message of an action SageMaker
+/// deferred; `None` when another invocation changed the record first.
+type Flushed = Option<(Stored, Option<String>)>;
+
+impl Driver {
+    /// Creates the deployment of `plan` (refused if the endpoint has an active one), then
+    /// reconciles it at once.
+    pub async fn start(&self, plan: Plan) -> Result<Outcome, DriverError> {
+        let endpoint = plan.endpoint_name.clone();
+        let (deployment, started) = Deployment::start(plan, self.clock.now())?;
+        let audit = vec![AuditEntry {
+            deployment_id: deployment.plan.deployment_id.clone(),
+            sequence: 0,
+            transition: started.clone(),
+        }];
+        let event = StateChange::new(&deployment, &started, 0, None);
+        let record = Stored {
+            deployment,
+            version: 1,
+            transitions: 1,
+            outbox: Outbox {
+                actions: Vec::new(),
+                events: vec![event],
+            },
+        };
+        match self.store.create(&record, &audit).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::AlreadyActive => {
+                let active = self.store.load(&endpoint).await?;
+                return Err(DriverError::AlreadyActive {
+                    endpoint,
+                    active_deployment: active
+                        .map(|s| s.deployment.plan.deployment_id)
+                        .unwrap_or_else(|| "unknown".to_owned()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.reconcile(&endpoint, None).await
+    }
+
+    /// Brings the endpoint's active deployment one decision further, with `command` if a
+    /// person sent one.
+    pub async fn reconcile(
+        &self,
+        endpoint: &str,
+        command: Option<&Command>,
+    ) -> Result<Outcome, DriverError> {
+        for _ in 0..self.limits.max_conflicts {
+            let Some(loaded) = self.throttled(|| self.store.load(endpoint)).await? else {
+                return Ok(Outcome::NoDeployment);
+            };
+            let Some((stored, mut deferred)) = self.flush(loaded).await? else {
+                continue;
+            };
+            if stored.deployment.is_final() {
+                if !self.archive(&stored).await? {
+                    continue;
+                }
+                let done = report(&stored, Vec::new(), 0, None, None);
+                return Ok(Outcome::Reconciled(Box::new(done)));
+            }
+            let now = self.clock.now();
+            let observation = self.observe(&stored.deployment).await?;
+            let decision = stored.deployment.decide(&observation, command, now);
+            let changed = decision.deployment != stored.deployment
+                || !decision.actions.is_empty()
+                || !decision.transitions.is_empty();
+            let mut current = stored.clone();
+            let mut performed = 0;
+            if changed {
+                let green = observed_green(&observation, &stored.deployment);
+                let (next, audit) = next_record(&stored, &decision, green);
+                if !self.save(&next, stored.version, &audit).await? {
+                    continue;
+                }
+                performed = next.outbox.actions.len();
+                current = match self.flush(next.clone()).await? {
+                    Some((flushed, refused)) => {
+                        deferred = refused.or(deferred);
+                        flushed
+                    }
+                    // Another invocation performed this outbox too and moved on (the actions
+                    // are convergent, so doing them twice is harmless): its record stands.
+                    None => {
+                        let done = report(&next, decision.transitions, performed, deferred, None);
+                        return Ok(Outcome::Reconciled(Box::new(done)));
+                    }
+                };
+                if current.deployment.is_final() {
+                    self.archive(&current).await?;
+                }
+            }
+            let wake_at = match (decision.wake_at, &deferred) {
+                (Some(at), Some(_)) => {
+                    Some(at.min(now.plus_secs(self.limits.in_progress_retry_secs)))
+                }
+                (at, _) => at,
+            };
+            if let Some(at) = wake_at {
+                let id = &current.deployment.plan.deployment_id;
+                self.throttled(|| self.waker.wake_at(endpoint, id, at))
+                    .await?;
+            }
+            let mut done = report(&current, decision.transitions, performed, deferred, wake_at);
+            done.ignored = decision.ignored;
+            return Ok(Outcome::Reconciled(Box::new(done)));
+        }
+        Err(DriverError::TooManyConflicts(self.limits.max_conflicts))
+    }
+
+    /// DescribeEndpoint and the watched alarms' states.
+    async fn observe(&self, deployment: &Deployment) -> PortResult<Observation> {
+        let plan = &deployment.plan;
+        let endpoint = self
+            .throttled(|| self.endpoints.describe(&plan.endpoint_name))
+            .await?;
+        let names: Vec<&str> = plan.watched_alarm_names().collect();
+        let alarms = self.throttled(|| self.alarms.states(&names)).await?;
+        Ok(Observation { endpoint, alarms })
+    }
+
+    /// Performs the outbox and saves the record without it. An action SageMaker refuses as in
+    /// progress is dropped (the core decides it again); any other error leaves the outbox for
+    /// the next invocation.
+    async fn flush(&self, stored: Stored) -> Result<Flushed, DriverError> {
+        if stored.outbox.is_empty() {
+            return Ok(Some((stored, None)));
+        }
+        let endpoint = stored.deployment.plan.endpoint_name.clone();
+        let mut deployment = stored.deployment.clone();
+        let mut deferred = None;
+        for action in &stored.outbox.actions {
+            match self.perform(&endpoint, action).await {
+                Ok(()) => {
+                    if let Action::UpdateEndpoint { config_name } = action {
+                        deployment = deployment.update_accepted(config_name, self.clock.now());
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::InProgress => {
+                    deferred = Some(e.message);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !stored.outbox.events.is_empty() {
+            self.throttled(|| self.bus.publish(&stored.outbox.events))
+                .await?;
+        }
+        let next = Stored {
+            deployment,
+            version: stored.version + 1,
+            transitions: stored.transitions,
+            outbox: Outbox::default(),
+        };
+        let saved = self.save(&next, stored.version, &[]).await?;
+        Ok(saved.then_some((next, deferred)))
+    }
+
+    async fn perform(&self, endpoint: &str, action: &Action) -> PortResult<()> {
+        let e = &self.endpoints;
+        match action {
+            Action::CreateEndpointConfig {
+                config_name,
+                variants,
+            } => {
+                self.throttled(|| e.create_config(config_name, variants))
+                    .await
+            }
+            Action::UpdateEndpoint { config_name } => {
+                self.throttled(|| e.update_endpoint(endpoint, config_name))
+                    .await
+            }
+            Action::SetWeights {
+                blue_variant,
+                green_variant,
+                green_share,
+            } => {
+                self.throttled(|| {
+                    e.set_weights(endpoint, blue_variant, green_variant, *green_share)
+                })
+                .await
+            }
+            Action::SetInstanceCount {
+                variant_name,
+                instance_count,
+            } => {
+                self.throttled(|| e.set_instance_count(endpoint, variant_name, *instance_count))
+                    .await
+            }
+            Action::PutGreenAlarm {
+                alarm_name,
+                endpoint_name,
+                variant_name,
+                template,
+            } => {
+                let alarm = GreenAlarm {
+                    alarm_name,
+                    endpoint_name,
+                    variant_name,
+                    template,
+                };
+                self.throttled(|| self.alarms.put_green_alarm(alarm.clone()))
+                    .await
+            }
+            Action::DeleteAlarms { alarm_names } => {
+                self.throttled(|| self.alarms.delete_alarms(alarm_names))
+                    .await
+            }
+            Action::DeleteEndpointConfig { config_name } => {
+                self.throttled(|| e.delete_config(config_name)).await
+            }
+        }
+    }
+
+    /// `true` when saved, `false` when another invocation changed the record first.
+    async fn save(
+        &self,
+        record: &Stored,
+        expected_version: u64,
+        audit: &[AuditEntry],
+    ) -> Result<bool, DriverError> {
+        match self
+            .throttled(|| self.store.save(record, expected_version, audit))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind == ErrorKind::Conflict => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn archive(&self, record: &Stored) -> Result<bool, DriverError> {
+        match self
+            .throttled(|| self.store.archive(record, record.version))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind == ErrorKind::Conflict => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Calls `call`, backing off and retrying while it is throttled (bounded).
+    async fn throttled<'a, T, F, Fut>(&'a self, mut call: F) -> PortResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = PortResult<T>> + 'a,
+    {
+        let mut backoff = self.limits.throttle_backoff;
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(e)
+                    if e.kind == ErrorKind::Throttled
+                        && attempt < self.limits.max_throttle_retries =>
+                {
+                    attempt += 1;
+                    self.clock.sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The record after `decision`, with its actions and events in the outbox, and its audit.
+fn next_record(
+    stored: &Stored,
+    decision: &crate::core::Decision,
+    green: Option<Share>,
+) -> (Stored, Vec<AuditEntry>) {
+    let deployment = decision.deployment.clone();
+    let id = deployment.plan.deployment_id.clone();
+    let mut audit = Vec::new();
+    let mut events = Vec::new();
+    for (i, transition) in decision.transitions.iter().enumerate() {
+        let sequence = stored.transitions + i as u64;
+        events.push(StateChange::new(&deployment, transition, sequence, green));
+        audit.push(AuditEntry {
+            deployment_id: id.clone(),
+            sequence,
+            transition: transition.clone(),
+        });
+    }
+    let next = Stored {
+        deployment,
+        version: stored.version + 1,
+        transitions: stored.transitions + decision.transitions.len() as u64,
+        outbox: Outbox {
+            actions: decision.actions.clone(),
+            events,
+        },
+    };
+    (next, audit)
+}
+
+fn observed_green(observation: &Observation, deployment: &Deployment) -> Option<Share> {
+    observation
+        .endpoint
+        .as_ref()
+        .map(|e| Share::nearest(e.share_of(&deployment.plan.green.variant_name)))
+}
+
+fn report(
+    stored: &Stored,
+    transitions: Vec<Transition>,
+    actions_performed: usize,
+    deferred: Option<String>,
+    wake_at: Option<Timestamp>,
+) -> Report {
+    Report {
+        deployment_id: stored.deployment.plan.deployment_id.clone(),
+        endpoint_name: stored.deployment.plan.endpoint_name.clone(),
+        phase: stored.deployment.phase.clone(),
+        transitions,
+        actions_performed,
+        deferred,
+        wake_at,
+        ignored: None,
+    }
+}

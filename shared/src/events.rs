@@ -1,0 +1,127 @@
+//! Our outbound event: "Guardrails Deployment State Change", published on EventBridge for every
+//! transition. It is the source of truth for notifications, dashboards and other automation, so
+//! its schema is stable and documented in the README; fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::{Cause, Deployment, Phase, Transition};
+use crate::units::Share;
+
+/// The EventBridge `source` of our events.
+pub const SOURCE: &str = "guardrails";
+/// The EventBridge `detail-type` of our events.
+pub const DETAIL_TYPE: &str = "Guardrails Deployment State Change";
+/// The version of the `detail` schema below.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// The `detail` of a "Guardrails Deployment State Change" event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateChange {
+    pub schema_version: String,
+    /// `<deploymentId>-<sequence>`: the same transition always has the same id, so consumers
+    /// can drop the duplicates that at-least-once delivery brings.
+    pub event_id: String,
+    pub deployment_id: String,
+    pub endpoint_name: String,
+    pub model_name: String,
+    pub green_variant: String,
+    pub blue_config_name: String,
+    /// Epoch milliseconds of the decision.
+    pub time: i64,
+    /// Position of this transition in the deployment's history, from 0 (the start).
+    pub sequence: u64,
+    pub previous_state: PhaseKind,
+    pub state: PhaseKind,
+    /// 1-based step of the new phase, when it has one.
+    pub step: Option<usize>,
+    pub step_count: usize,
+    /// Green's share of requests when the decision was made, as observed (percent).
+    pub observed_green_percent: Option<f64>,
+    /// The step's planned share of requests (percent), when the new phase has a step.
+    pub planned_green_percent: Option<f64>,
+    pub cause: Cause,
+    /// The cause in words, for people.
+    pub cause_text: String,
+    /// `SUCCEEDED`, `ROLLED_BACK` or `FAILED` once the deployment has ended.
+    pub outcome: Option<PhaseKind>,
+    /// Milliseconds from the start of the deployment.
+    pub elapsed_ms: i64,
+}
+
+/// The kind of a phase, without its data: the `state` of our events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PhaseKind {
+    Provisioning,
+    Shifting,
+    Baking,
+    AwaitingApproval,
+    RemovingBlue,
+    RollingBack,
+    Succeeded,
+    RolledBack,
+    Failed,
+}
+
+impl PhaseKind {
+    pub fn of(phase: &Phase) -> PhaseKind {
+        match phase {
+            Phase::Provisioning { .. } => PhaseKind::Provisioning,
+            Phase::Shifting { .. } => PhaseKind::Shifting,
+            Phase::Baking { .. } => PhaseKind::Baking,
+            Phase::AwaitingApproval { .. } => PhaseKind::AwaitingApproval,
+            Phase::RemovingBlue { .. } => PhaseKind::RemovingBlue,
+            Phase::RollingBack { .. } => PhaseKind::RollingBack,
+            Phase::Succeeded => PhaseKind::Succeeded,
+            Phase::RolledBack { .. } => PhaseKind::RolledBack,
+            Phase::Failed { .. } => PhaseKind::Failed,
+        }
+    }
+}
+
+fn step_of(phase: &Phase) -> Option<usize> {
+    match phase {
+        Phase::Shifting { step }
+        | Phase::Baking { step, .. }
+        | Phase::AwaitingApproval { step } => Some(*step),
+        _ => None,
+    }
+}
+
+impl StateChange {
+    /// The event for `transition`, the `sequence`-th of `deployment` (the record after it).
+    pub fn new(
+        deployment: &Deployment,
+        transition: &Transition,
+        sequence: u64,
+        observed_green: Option<Share>,
+    ) -> StateChange {
+        let plan = &deployment.plan;
+        let step = step_of(&transition.to);
+        let state = PhaseKind::of(&transition.to);
+        StateChange {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            event_id: format!("{}-{sequence}", plan.deployment_id),
+            deployment_id: plan.deployment_id.clone(),
+            endpoint_name: plan.endpoint_name.clone(),
+            model_name: plan.green.model_name.clone(),
+            green_variant: plan.green.variant_name.clone(),
+            blue_config_name: plan.blue_config_name.clone(),
+            time: transition.at.epoch_ms(),
+            sequence,
+            previous_state: PhaseKind::of(&transition.from),
+            state,
+            step: step.map(|s| s + 1),
+            step_count: plan.steps.len(),
+            observed_green_percent: observed_green.map(|s| s.fraction() * 100.0),
+            planned_green_percent: step
+                .and_then(|s| plan.steps.get(s))
+                .map(|s| s.green_share.fraction() * 100.0),
+            cause_text: transition.cause.to_string(),
+            cause: transition.cause.clone(),
+            outcome: transition.to.is_final().then_some(state),
+            elapsed_ms: transition.at.epoch_ms() - deployment.started_at.epoch_ms(),
+        }
+    }
+}

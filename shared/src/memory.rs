@@ -1,0 +1,206 @@
+//! In-memory implementations of the store, the event bus, the waker and the clock, with the
+//! same contracts as the AWS adapters (conditional writes, at most one active deployment per
+//! endpoint). They back the driver's tests and the simulation; production never uses them.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::events::StateChange;
+use crate::ports::{
+    AuditEntry, Clock, ErrorKind, EventBus, PortError, PortResult, Store, Stored, Waker,
+};
+use crate::units::Timestamp;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-written: every write is one
+    // insert or remove. Keep going with the data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    active: BTreeMap<String, Stored>,
+    history: Vec<Stored>,
+    audit: BTreeMap<(String, String), Vec<AuditEntry>>,
+}
+
+/// The deployments table in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    /// Past deployments of `endpoint`, oldest first.
+    pub fn history(&self, endpoint: &str) -> Vec<Stored> {
+        lock(&self.tables)
+            .history
+            .iter()
+            .filter(|s| s.deployment.plan.endpoint_name == endpoint)
+            .cloned()
+            .collect()
+    }
+}
+
+fn append_audit(tables: &mut Tables, endpoint: &str, audit: &[AuditEntry]) {
+    for entry in audit {
+        tables
+            .audit
+            .entry((endpoint.to_owned(), entry.deployment_id.clone()))
+            .or_default()
+            .push(entry.clone());
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
+        Ok(lock(&self.tables).active.get(endpoint).cloned())
+    }
+
+    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
+        let endpoint = &record.deployment.plan.endpoint_name;
+        let mut tables = lock(&self.tables);
+        if let Some(active) = tables.active.get(endpoint) {
+            return Err(PortError::new(
+                ErrorKind::AlreadyActive,
+                format!("{endpoint} has {}", active.deployment.plan.deployment_id),
+            ));
+        }
+        tables.active.insert(endpoint.clone(), record.clone());
+        append_audit(&mut tables, endpoint, audit);
+        Ok(())
+    }
+
+    async fn save(
+        &self,
+        record: &Stored,
+        expected_version: u64,
+        audit: &[AuditEntry],
+    ) -> PortResult<()> {
+        let endpoint = &record.deployment.plan.endpoint_name;
+        let mut tables = lock(&self.tables);
+        let current = tables.active.get(endpoint);
+        let matches = current.is_some_and(|c| {
+            c.version == expected_version
+                && c.deployment.plan.deployment_id == record.deployment.plan.deployment_id
+        });
+        if !matches {
+            return Err(PortError::new(
+                ErrorKind::Conflict,
+                format!("{endpoint}: expected version {expected_version}"),
+            ));
+        }
+        tables.active.insert(endpoint.clone(), record.clone());
+        append_audit(&mut tables, endpoint, audit);
+        Ok(())
+    }
+
+    async fn archive(&self, record: &Stored, expected_version: u64) -> PortResult<()> {
+        let endpoint = &record.deployment.plan.endpoint_name;
+        let mut tables = lock(&self.tables);
+        let matches = tables.active.get(endpoint).is_some_and(|c| {
+            c.version == expected_version
+                && c.deployment.plan.deployment_id == record.deployment.plan.deployment_id
+        });
+        if !matches {
+            return Err(PortError::new(
+                ErrorKind::Conflict,
+                format!("{endpoint}: expected version {expected_version}"),
+            ));
+        }
+        if let Some(done) = tables.active.remove(endpoint) {
+            tables.history.push(done);
+        }
+        Ok(())
+    }
+
+    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        Ok(lock(&self.tables).active.keys().cloned().collect())
+    }
+
+    async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>> {
+        let key = (endpoint.to_owned(), deployment_id.to_owned());
+        Ok(lock(&self.tables)
+            .audit
+            .get(&key)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Records published events.
+#[derive(Debug, Default)]
+pub struct MemoryBus {
+    events: Mutex<Vec<StateChange>>,
+}
+
+impl MemoryBus {
+    pub fn events(&self) -> Vec<StateChange> {
+        lock(&self.events).clone()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, events: &[StateChange]) -> PortResult<()> {
+        lock(&self.events).extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// Records the latest wake-up per endpoint.
+#[derive(Debug, Default)]
+pub struct MemoryWaker {
+    wake_ups: Mutex<BTreeMap<String, Timestamp>>,
+}
+
+impl MemoryWaker {
+    pub fn wake_up(&self, endpoint: &str) -> Option<Timestamp> {
+        lock(&self.wake_ups).get(endpoint).copied()
+    }
+}
+
+#[async_trait]
+impl Waker for MemoryWaker {
+    async fn wake_at(&self, endpoint: &str, _deployment_id: &str, at: Timestamp) -> PortResult<()> {
+        lock(&self.wake_ups).insert(endpoint.to_owned(), at);
+        Ok(())
+    }
+}
+
+/// Virtual time: it moves only when told to, or by `sleep`.
+#[derive(Debug)]
+pub struct VirtualClock {
+    now: Mutex<Timestamp>,
+}
+
+impl VirtualClock {
+    pub fn new(start: Timestamp) -> VirtualClock {
+        VirtualClock {
+            now: Mutex::new(start),
+        }
+    }
+
+    pub fn set(&self, now: Timestamp) {
+        *lock(&self.now) = now;
+    }
+}
+
+#[async_trait]
+impl Clock for VirtualClock {
+    fn now(&self) -> Timestamp {
+        *lock(&self.now)
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let mut now = lock(&self.now);
+        *now = Timestamp::from_epoch_ms(now.epoch_ms().saturating_add(ms));
+    }
+}

@@ -1,0 +1,186 @@
+//! One small trait per capability the driver needs from the world: the endpoint (SageMaker),
+//! alarms (CloudWatch), the store (DynamoDB), the event bus (EventBridge), wake-ups
+//! (EventBridge Scheduler) and the clock. The AWS adapters implement them on the SDK; in-memory
+//! ones (`memory`) serve tests and the simulation. No SDK type appears here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Transition};
+use crate::events::StateChange;
+use crate::policy::AlarmTemplate;
+use crate::units::{Share, Timestamp};
+
+/// What went wrong in a call to the world, classified by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct PortError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// SageMaker's `Cannot update in-progress endpoint`: not now, try on the next wake-up.
+    InProgress,
+    /// Rate limited: back off and try again.
+    Throttled,
+    /// A conditional write lost: someone else changed the record first.
+    Conflict,
+    /// A deployment is already active for this endpoint.
+    AlreadyActive,
+    /// The request was wrong (a bug, or a resource that vanished): retrying will not help.
+    Invalid,
+    /// Anything else that may pass (network, 5xx): let Lambda retry the invocation.
+    Transient,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InProgress => "endpoint update in progress",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Conflict => "conflicting write",
+            ErrorKind::AlreadyActive => "deployment already active",
+            ErrorKind::Invalid => "invalid request",
+            ErrorKind::Transient => "transient error",
+        })
+    }
+}
+
+impl PortError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> PortError {
+        PortError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// SageMaker, as the variant engine uses it.
+#[async_trait]
+pub trait Endpoints: Send + Sync {
+    /// DescribeEndpoint; `None` when the endpoint does not exist.
+    async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>>;
+    /// CreateEndpointConfig; an existing config of that name counts as done.
+    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()>;
+    /// UpdateEndpoint to `config`.
+    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()>;
+    /// UpdateEndpointWeightsAndCapacities: blue at `1 - green_share`, green at `green_share`.
+    async fn set_weights(
+        &self,
+        endpoint: &str,
+        blue: &str,
+        green: &str,
+        green_share: Share,
+    ) -> PortResult<()>;
+    /// UpdateEndpointWeightsAndCapacities: `variant` at `count` instances.
+    async fn set_instance_count(&self, endpoint: &str, variant: &str, count: u32)
+    -> PortResult<()>;
+    /// DeleteEndpointConfig; a missing config counts as done.
+    async fn delete_config(&self, config: &str) -> PortResult<()>;
+}
+
+/// An alarm Guardrails creates for the green variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreenAlarm<'a> {
+    pub alarm_name: &'a str,
+    pub endpoint_name: &'a str,
+    pub variant_name: &'a str,
+    pub template: &'a AlarmTemplate,
+}
+
+/// CloudWatch alarms.
+#[async_trait]
+pub trait Alarms: Send + Sync {
+    /// The state of each named alarm that exists (DescribeAlarms, at most 100 names a call).
+    async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>>;
+    /// PutMetricAlarm for a green-scoped alarm (creating or replacing it).
+    async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()>;
+    /// DeleteAlarms; missing alarms count as done.
+    async fn delete_alarms(&self, names: &[String]) -> PortResult<()>;
+}
+
+/// What the store keeps for an endpoint's active deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    pub deployment: Deployment,
+    /// Incremented by every save; saves are conditional on it.
+    pub version: u64,
+    /// Transitions recorded so far (the next audit entry's sequence number).
+    pub transitions: u64,
+    /// Decided but not yet known to be done: performed again by the next invocation if the
+    /// one that decided them died before finishing.
+    pub outbox: Outbox,
+}
+
+/// Work decided and saved before it is performed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outbox {
+    pub actions: Vec<crate::core::Action>,
+    pub events: Vec<StateChange>,
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.events.is_empty()
+    }
+}
+
+/// One audit entry: a transition with its cause, in the deployment's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub deployment_id: String,
+    pub sequence: u64,
+    pub transition: Transition,
+}
+
+/// The deployments table.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The endpoint's active deployment, if any.
+    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>>;
+    /// Creates the active deployment; `AlreadyActive` if the endpoint has one.
+    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()>;
+    /// Replaces the active record if its version is still `expected_version`, appending
+    /// `audit` in the same write; `Conflict` otherwise.
+    async fn save(
+        &self,
+        record: &Stored,
+        expected_version: u64,
+        audit: &[AuditEntry],
+    ) -> PortResult<()>;
+    /// Moves a final record from active to history (if its version is still
+    /// `expected_version`), freeing the endpoint for the next deployment.
+    async fn archive(&self, record: &Stored, expected_version: u64) -> PortResult<()>;
+    /// Endpoints with an active deployment (the sweep's sparse index).
+    async fn active_endpoints(&self) -> PortResult<Vec<String>>;
+    /// The audit entries of a deployment, in order.
+    async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>>;
+}
+
+/// EventBridge, for our own events.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, events: &[StateChange]) -> PortResult<()>;
+}
+
+/// One-shot wake-ups (EventBridge Scheduler).
+#[async_trait]
+pub trait Waker: Send + Sync {
+    /// Makes sure the endpoint is reconciled at `at` (replacing an earlier wake-up for it).
+    async fn wake_at(&self, endpoint: &str, deployment_id: &str, at: Timestamp) -> PortResult<()>;
+}
+
+/// The only reader of time.
+#[async_trait]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    async fn sleep(&self, duration: Duration);
+}

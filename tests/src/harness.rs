@@ -1,0 +1,355 @@
+//! The real driver wired to in-memory ports and the stand-in endpoint, on virtual time, with
+//! switches to inject crashes (a port call that fails at a chosen point), throttling and
+//! conflicting writers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use guardrails::core::{Action, AlarmView, ConfigVariant, EndpointView, Phase};
+use guardrails::driver::{Driver, DriverError, Limits, Outcome};
+use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
+use guardrails::ports::{
+    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PortError, PortResult, Store,
+    Stored,
+};
+use guardrails::units::{Share, Timestamp};
+
+use crate::world::World;
+
+/// Which port call fails, to stand for the Lambda dying at that point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// The n-th (from 1) call that changes the endpoint fails after the world has applied it:
+    /// the driver dies between acting and saving.
+    AfterAct(u32),
+    /// The n-th (from 1) call that changes the endpoint fails before the world sees it: the
+    /// driver dies between saving and acting.
+    BeforeAct(u32),
+}
+
+/// The stand-in endpoint and its alarms behind the driver's ports.
+#[derive(Debug)]
+pub struct WorldPorts {
+    pub world: Mutex<World>,
+    crash: Mutex<Option<Crash>>,
+    changes: AtomicU32,
+    crashes: AtomicU32,
+    /// Calls still to be throttled before they go through.
+    throttle: AtomicU32,
+    /// Every change the world accepted, in order.
+    pub log: Mutex<Vec<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn crash_error() -> PortError {
+    PortError::new(ErrorKind::Transient, "injected crash")
+}
+
+impl WorldPorts {
+    pub fn new(world: World) -> WorldPorts {
+        WorldPorts {
+            world: Mutex::new(world),
+            crash: Mutex::new(None),
+            changes: AtomicU32::new(0),
+            crashes: AtomicU32::new(0),
+            throttle: AtomicU32::new(0),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+
+    pub fn crash(&self, crash: Option<Crash>) {
+        *lock(&self.crash) = crash;
+        self.changes.store(0, Ordering::SeqCst);
+    }
+
+    /// How many injected crashes happened.
+    pub fn crashes(&self) -> u32 {
+        self.crashes.load(Ordering::SeqCst)
+    }
+
+    pub fn throttle_next(&self, calls: u32) {
+        self.throttle.store(calls, Ordering::SeqCst);
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        lock(&self.log).clone()
+    }
+
+    fn throttled(&self) -> PortResult<()> {
+        let left = self.throttle.load(Ordering::SeqCst);
+        if left > 0 {
+            self.throttle.store(left - 1, Ordering::SeqCst);
+            return Err(PortError::new(ErrorKind::Throttled, "Rate exceeded"));
+        }
+        Ok(())
+    }
+
+    fn change(&self, action: Action, what: String) -> PortResult<()> {
+        self.throttled()?;
+        let n = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
+        let crash = *lock(&self.crash);
+        if crash == Some(Crash::BeforeAct(n)) {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            return Err(crash_error());
+        }
+        let applied = self.world().apply(&action).map_err(|message| {
+            let kind = if message.starts_with("Cannot update in-progress") {
+                ErrorKind::InProgress
+            } else {
+                ErrorKind::Invalid
+            };
+            PortError::new(kind, message)
+        });
+        if applied.is_ok() {
+            lock(&self.log).push(what);
+        }
+        applied?;
+        if crash == Some(Crash::AfterAct(n)) {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            return Err(crash_error());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Endpoints for WorldPorts {
+    async fn describe(&self, _endpoint: &str) -> PortResult<Option<EndpointView>> {
+        self.throttled()?;
+        Ok(self.world().observe().endpoint)
+    }
+
+    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
+        let action = Action::CreateEndpointConfig {
+            config_name: config.to_owned(),
+            variants: variants.to_vec(),
+        };
+        self.change(action, format!("CreateEndpointConfig {config}"))
+    }
+
+    async fn update_endpoint(&self, _endpoint: &str, config: &str) -> PortResult<()> {
+        let action = Action::UpdateEndpoint {
+            config_name: config.to_owned(),
+        };
+        self.change(action, format!("UpdateEndpoint {config}"))
+    }
+
+    async fn set_weights(
+        &self,
+        _endpoint: &str,
+        blue: &str,
+        green: &str,
+        green_share: Share,
+    ) -> PortResult<()> {
+        let action = Action::SetWeights {
+            blue_variant: blue.to_owned(),
+            green_variant: green.to_owned(),
+            green_share,
+        };
+        self.change(action, format!("SetWeights green {green_share}"))
+    }
+
+    async fn set_instance_count(
+        &self,
+        _endpoint: &str,
+        variant: &str,
+        count: u32,
+    ) -> PortResult<()> {
+        let action = Action::SetInstanceCount {
+            variant_name: variant.to_owned(),
+            instance_count: count,
+        };
+        self.change(action, format!("SetInstanceCount {variant} {count}"))
+    }
+
+    async fn delete_config(&self, config: &str) -> PortResult<()> {
+        let action = Action::DeleteEndpointConfig {
+            config_name: config.to_owned(),
+        };
+        self.world()
+            .apply(&action)
+            .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+    }
+}
+
+#[async_trait]
+impl Alarms for WorldPorts {
+    async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
+        let all = self.world().observe().alarms;
+        Ok(all
+            .into_iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .collect())
+    }
+
+    async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()> {
+        let action = Action::PutGreenAlarm {
+            alarm_name: alarm.alarm_name.to_owned(),
+            endpoint_name: alarm.endpoint_name.to_owned(),
+            variant_name: alarm.variant_name.to_owned(),
+            template: alarm.template.clone(),
+        };
+        self.world()
+            .apply(&action)
+            .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+    }
+
+    async fn delete_alarms(&self, names: &[String]) -> PortResult<()> {
+        let action = Action::DeleteAlarms {
+            alarm_names: names.to_vec(),
+        };
+        self.world()
+            .apply(&action)
+            .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+    }
+}
+
+/// The memory store, with an optional injected failure of the n-th save.
+#[derive(Debug, Default)]
+pub struct CrashingStore {
+    pub inner: MemoryStore,
+    fail_save: AtomicU32,
+    saves: AtomicU32,
+    crashes: AtomicU32,
+}
+
+impl CrashingStore {
+    /// How many injected save failures happened.
+    pub fn crashes(&self) -> u32 {
+        self.crashes.load(Ordering::SeqCst)
+    }
+
+    pub fn fail_save(&self, n: u32) {
+        self.saves.store(0, Ordering::SeqCst);
+        self.fail_save.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Store for CrashingStore {
+    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
+        self.inner.load(endpoint).await
+    }
+    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
+        self.inner.create(record, audit).await
+    }
+    async fn save(&self, record: &Stored, expected: u64, audit: &[AuditEntry]) -> PortResult<()> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_save.load(Ordering::SeqCst) {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            return Err(crash_error());
+        }
+        self.inner.save(record, expected, audit).await
+    }
+    async fn archive(&self, record: &Stored, expected: u64) -> PortResult<()> {
+        self.inner.archive(record, expected).await
+    }
+    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        self.inner.active_endpoints().await
+    }
+    async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
+        self.inner.audit(endpoint, id).await
+    }
+}
+
+/// The driver and everything it talks to.
+pub struct Harness {
+    pub ports: Arc<WorldPorts>,
+    pub store: Arc<CrashingStore>,
+    pub bus: Arc<MemoryBus>,
+    pub waker: Arc<MemoryWaker>,
+    pub clock: Arc<VirtualClock>,
+    pub driver: Driver,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").finish_non_exhaustive()
+    }
+}
+
+/// The most invocations one deployment may take in a test.
+const MAX_INVOCATIONS: usize = 1_000;
+
+impl Harness {
+    pub fn new(world: World) -> Harness {
+        let clock = Arc::new(VirtualClock::new(world.now));
+        let ports = Arc::new(WorldPorts::new(world));
+        let store = Arc::new(CrashingStore::default());
+        let bus = Arc::new(MemoryBus::default());
+        let waker = Arc::new(MemoryWaker::default());
+        let driver = Driver {
+            endpoints: ports.clone(),
+            alarms: ports.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            waker: waker.clone(),
+            clock: clock.clone(),
+            limits: Limits::default(),
+        };
+        Harness {
+            ports,
+            store,
+            bus,
+            waker,
+            clock,
+            driver,
+        }
+    }
+
+    /// A second driver on the same world and store, as a concurrent Lambda invocation.
+    pub fn another_driver(&self) -> Driver {
+        self.driver.clone()
+    }
+
+    /// Moves virtual time (and the world) to `to`.
+    pub fn advance_to(&self, to: Timestamp) {
+        let mut world = self.ports.world();
+        world.advance_to(to);
+        self.clock.set(world.now);
+    }
+
+    /// Reconciles on every wake-up and every change of the world until the deployment ends;
+    /// errors (injected crashes) are retried at the next step, as Lambda would.
+    pub async fn run_to_end(&self, endpoint: &str) -> Result<Phase, DriverError> {
+        let mut last = None;
+        for _ in 0..MAX_INVOCATIONS {
+            match self.driver.reconcile(endpoint, None).await {
+                Ok(Outcome::NoDeployment) => {
+                    let done = self.store.inner.history(endpoint);
+                    return Ok(done
+                        .last()
+                        .map_or(Phase::Succeeded, |s| s.deployment.phase.clone()));
+                }
+                Ok(Outcome::Reconciled(report)) => {
+                    if report.phase.is_final() {
+                        return Ok(report.phase);
+                    }
+                    last = None;
+                }
+                Err(e) => last = Some(e),
+            }
+            let now = self.clock.now();
+            let next = [
+                self.waker.wake_up(endpoint),
+                self.ports.world().next_change(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at > now)
+            .min()
+            .unwrap_or(now.plus_secs(1));
+            self.advance_to(next);
+        }
+        Err(last.unwrap_or(DriverError::TooManyConflicts(0)))
+    }
+}

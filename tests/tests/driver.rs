@@ -1,0 +1,293 @@
+//! The driver around the real core, with in-memory store, bus and waker and the stand-in
+//! endpoint: GIVEN a deployment, WHEN invocations run on wake-ups and world changes (some of
+//! them crashing at chosen points, racing or throttled), THEN it converges, with one audit entry
+//! and one event per transition.
+
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use guardrails::core::{Cause, Phase};
+use guardrails::driver::{DriverError, Outcome};
+use guardrails::events::PhaseKind;
+use guardrails::ports::{AuditEntry, ErrorKind, PortResult, Store, Stored};
+use guardrails_tests::harness::{Crash, Harness};
+use guardrails_tests::world::{UpdateOutcome, World};
+use guardrails_tests::{T0, example_policy, sample_plan};
+use tokio::sync::Barrier;
+
+const ENDPOINT: &str = "fraud-scorer";
+
+fn endpoint() -> World {
+    World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4)
+        .with_endpoint_alarm("fraud-scorer-5xx")
+}
+
+fn canary() -> guardrails::plan::Plan {
+    sample_plan(&example_policy("canary.yaml"), 4)
+}
+
+/// Checks what every finished deployment must have: an archived record, one audit entry per
+/// transition numbered without gaps, and one event per audit entry with the same ids.
+async fn assert_trail(h: &Harness) -> Vec<AuditEntry> {
+    assert!(h.store.load(ENDPOINT).await.unwrap().is_none(), "archived");
+    let history = h.store.inner.history(ENDPOINT);
+    assert_eq!(history.len(), 1);
+    let audit = h.store.audit(ENDPOINT, "d1").await.unwrap();
+    let sequences: Vec<u64> = audit.iter().map(|a| a.sequence).collect();
+    assert_eq!(sequences, (0..audit.len() as u64).collect::<Vec<_>>());
+    let mut event_ids: Vec<String> = h.bus.events().iter().map(|e| e.event_id.clone()).collect();
+    event_ids.sort();
+    event_ids.dedup();
+    assert_eq!(
+        event_ids.len(),
+        audit.len(),
+        "one event per transition (duplicates allowed)"
+    );
+    audit
+}
+
+#[tokio::test]
+async fn a_canary_deployment_runs_to_success() {
+    let h = Harness::new(endpoint());
+    h.driver.start(canary()).await.unwrap();
+    assert_eq!(h.run_to_end(ENDPOINT).await.unwrap(), Phase::Succeeded);
+    assert_eq!(h.ports.world().config_name(), "guardrails-d1-green");
+    let audit = assert_trail(&h).await;
+    assert_eq!(
+        audit.last().map(|a| a.transition.cause.clone()),
+        Some(Cause::BlueRemoved)
+    );
+    let last = h.bus.events().last().cloned().unwrap();
+    assert_eq!(last.outcome, Some(PhaseKind::Succeeded));
+}
+
+#[tokio::test]
+async fn an_alarm_during_the_canary_bake_rolls_back_to_the_original_config() {
+    let h = Harness::new(endpoint().with_bad_model("fraud-scorer-v2"));
+    h.driver.start(canary()).await.unwrap();
+    let end = h.run_to_end(ENDPOINT).await.unwrap();
+    assert!(
+        matches!(
+            end,
+            Phase::RolledBack {
+                cause: Cause::AlarmFired { .. }
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(h.ports.world().config_name(), "fraud-scorer-v1");
+    assert_eq!(
+        h.ports.world().traffic(),
+        vec![("AllTraffic".to_owned(), 1.0)]
+    );
+    assert_trail(&h).await;
+    let rolled_back = h
+        .bus
+        .events()
+        .into_iter()
+        .find(|e| e.state == PhaseKind::RollingBack)
+        .unwrap();
+    assert_eq!(
+        rolled_back.observed_green_percent,
+        Some(10.0),
+        "green's share when it tripped"
+    );
+}
+
+#[tokio::test]
+async fn an_injected_failed_update_ends_failed() {
+    let mut world = endpoint();
+    world.next_update = UpdateOutcome::ReturnsToOldConfig("capacity".to_owned());
+    let h = Harness::new(world);
+    h.driver.start(canary()).await.unwrap();
+    let end = h.run_to_end(ENDPOINT).await.unwrap();
+    assert_eq!(
+        end,
+        Phase::Failed {
+            cause: Cause::ProvisioningFailed {
+                reason: "capacity".to_owned()
+            }
+        }
+    );
+    assert!(!h.ports.world().config_exists("guardrails-d1-blue-green"));
+    assert_trail(&h).await;
+}
+
+#[tokio::test]
+async fn a_second_deployment_for_a_busy_endpoint_is_refused_and_changes_nothing() {
+    let h = Harness::new(endpoint());
+    h.driver.start(canary()).await.unwrap();
+    let before = h.store.load(ENDPOINT).await.unwrap();
+    let mut second = canary();
+    second.deployment_id = "d2".to_owned();
+    let refused = h.driver.start(second).await.unwrap_err();
+    assert_eq!(
+        refused,
+        DriverError::AlreadyActive {
+            endpoint: ENDPOINT.to_owned(),
+            active_deployment: "d1".to_owned()
+        }
+    );
+    assert!(!refused.is_retryable());
+    assert_eq!(h.store.load(ENDPOINT).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_crash_after_acting_before_saving_still_converges() {
+    for n in 1..=7 {
+        let h = Harness::new(endpoint());
+        h.ports.crash(Some(Crash::AfterAct(n)));
+        let _ = h.driver.start(canary()).await;
+        assert_eq!(
+            h.run_to_end(ENDPOINT).await.unwrap(),
+            Phase::Succeeded,
+            "crash after act #{n}"
+        );
+        assert_eq!(h.ports.crashes(), 1, "the crash after act #{n} happened");
+        assert_trail(&h).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_saving_before_acting_still_converges() {
+    for n in 1..=7 {
+        let h = Harness::new(endpoint());
+        h.ports.crash(Some(Crash::BeforeAct(n)));
+        let _ = h.driver.start(canary()).await;
+        let end = h.run_to_end(ENDPOINT).await.unwrap();
+        assert_eq!(end, Phase::Succeeded, "crash before act #{n}");
+        assert_eq!(h.ports.crashes(), 1, "the crash before act #{n} happened");
+        assert_trail(&h).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_in_any_save_still_converges_without_losing_or_repeating_audit() {
+    for n in 1..=12 {
+        let h = Harness::new(endpoint().with_bad_model("fraud-scorer-v2"));
+        h.store.fail_save(n);
+        let _ = h.driver.start(canary()).await;
+        let end = h.run_to_end(ENDPOINT).await.unwrap();
+        assert!(
+            matches!(end, Phase::RolledBack { .. }),
+            "crash in save #{n}: {end:?}"
+        );
+        assert_eq!(h.store.crashes(), 1, "the crash in save #{n} happened");
+        assert_trail(&h).await;
+    }
+}
+
+#[tokio::test]
+async fn throttled_calls_back_off_and_go_through() {
+    let h = Harness::new(endpoint());
+    h.ports.throttle_next(3);
+    let started = h.clock_now();
+    h.driver.start(canary()).await.unwrap();
+    assert!(h.clock_now() > started, "backed off on virtual time");
+    assert_eq!(h.run_to_end(ENDPOINT).await.unwrap(), Phase::Succeeded);
+}
+
+trait Now {
+    fn clock_now(&self) -> guardrails::units::Timestamp;
+}
+
+impl Now for Harness {
+    fn clock_now(&self) -> guardrails::units::Timestamp {
+        use guardrails::ports::Clock;
+        self.clock.now()
+    }
+}
+
+/// A store whose first two saves wait for each other: two invocations have both loaded,
+/// observed and decided on the same version before either writes.
+struct RacingStore {
+    inner: Arc<dyn Store>,
+    deciding: Barrier,
+    saves: AtomicU32,
+    conflicts: AtomicU32,
+}
+
+#[async_trait]
+impl Store for RacingStore {
+    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
+        self.inner.load(endpoint).await
+    }
+    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
+        self.inner.create(record, audit).await
+    }
+    async fn save(&self, record: &Stored, expected: u64, audit: &[AuditEntry]) -> PortResult<()> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) < 2 {
+            self.deciding.wait().await;
+        }
+        let saved = self.inner.save(record, expected, audit).await;
+        if saved.as_ref().is_err_and(|e| e.kind == ErrorKind::Conflict) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        saved
+    }
+    async fn archive(&self, record: &Stored, expected: u64) -> PortResult<()> {
+        self.inner.archive(record, expected).await
+    }
+    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        self.inner.active_endpoints().await
+    }
+    async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
+        self.inner.audit(endpoint, id).await
+    }
+}
+
+#[tokio::test]
+async fn two_drivers_racing_on_one_endpoint_never_both_act() {
+    let h = Harness::new(endpoint());
+    h.driver.start(canary()).await.unwrap();
+    // Green is provisioned; both invocations will see it and want the first shift.
+    h.advance_to(T0.plus_secs(600));
+    let log_before = h.ports.log().len();
+    let racing = Arc::new(RacingStore {
+        inner: h.store.clone(),
+        deciding: Barrier::new(2),
+        saves: AtomicU32::new(0),
+        conflicts: AtomicU32::new(0),
+    });
+    let mut first = h.another_driver();
+    first.store = racing.clone();
+    let mut second = h.another_driver();
+    second.store = racing.clone();
+    let (a, b) = tokio::join!(
+        first.reconcile(ENDPOINT, None),
+        second.reconcile(ENDPOINT, None)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let shifted = |o: &Outcome| match o {
+        Outcome::Reconciled(r) => r
+            .transitions
+            .iter()
+            .any(|t| t.cause == Cause::GreenProvisioned),
+        Outcome::NoDeployment => false,
+    };
+    assert_eq!(
+        racing.conflicts.load(Ordering::SeqCst),
+        1,
+        "the conditional write decided"
+    );
+    assert!(
+        shifted(&a) != shifted(&b),
+        "exactly one invocation decided the shift"
+    );
+    let acted: Vec<String> = h.ports.log()[log_before..].to_vec();
+    assert_eq!(
+        acted,
+        vec!["SetWeights green 10%".to_owned()],
+        "the loser did not act"
+    );
+    let audit = h.store.audit(ENDPOINT, "d1").await.unwrap();
+    let provisioned = audit
+        .iter()
+        .filter(|a| a.transition.cause == Cause::GreenProvisioned);
+    assert_eq!(provisioned.count(), 1, "one transition recorded once");
+    assert_eq!(h.run_to_end(ENDPOINT).await.unwrap(), Phase::Succeeded);
+}
