@@ -2,6 +2,8 @@
 //! Lambda function and the command-line tool share. Business logic lives here, never in a
 //! function's `main.rs`.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod core;
 pub mod driver;
 pub mod events;

@@ -1,0 +1,456 @@
+//! The project's own emulator of the two AWS services moto cannot serve here: SageMaker (moto
+//! lacks `UpdateEndpoint` and asynchronous status changes) and CloudWatch (the current SDK speaks
+//! Smithy RPC v2 CBOR, which moto does not; moto never evaluates alarms). One HTTP server on
+//! 127.0.0.1 answers both protocols, plus a small control API to inject faults and set how
+//! models behave. It plays AWS, so it has a real clock; Guardrails' own code does not.
+
+// The emulator stands in for AWS and reads the wall clock, which only Guardrails' core and
+// driver must never do.
+#![allow(clippy::disallowed_methods)]
+// Metric arithmetic mixes counts and floats the way CloudWatch does.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
+pub mod cbor;
+pub mod cloudwatch;
+pub mod events;
+pub mod sagemaker;
+pub mod stack;
+pub mod traffic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::cloudwatch::CloudWatch;
+use crate::events::{Outgoing, Publisher};
+use crate::sagemaker::{Delays, Outcome, SageMaker};
+use crate::traffic::Behaviour;
+
+/// Milliseconds since the Unix epoch.
+pub type Ms = i64;
+
+pub fn now_ms() -> Ms {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Ms)
+}
+
+/// Epoch seconds, the unit of timestamps in SageMaker's JSON.
+pub fn secs(ms: Ms) -> f64 {
+    ms as f64 / 1_000.0
+}
+
+/// `2019-10-02T17:04:40.989+0000`, the form of timestamps in CloudWatch alarm events.
+pub fn iso8601(ms: Ms) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rest = ms.rem_euclid(86_400_000);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}+0000",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000
+    )
+}
+
+/// An error as an AWS service returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> ApiError {
+        ApiError::new("ValidationException", message)
+    }
+}
+
+/// Everything the emulator knows.
+#[derive(Debug, Default)]
+pub struct Emulator {
+    pub sagemaker: SageMaker,
+    pub cloudwatch: CloudWatch,
+    pub behaviours: BTreeMap<String, Behaviour>,
+    /// Calls still to be refused with a throttling error.
+    pub throttle_next: u32,
+    /// Every event sent, oldest first.
+    pub events: Vec<Outgoing>,
+    pub requests_per_tick: u32,
+}
+
+/// How to run the emulator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to send state-change events; `None` keeps them in the log only.
+    pub publisher: Option<Publisher>,
+    pub delays: Delays,
+    /// How often traffic is recorded, alarms evaluated and pending changes finished.
+    pub tick: Duration,
+    /// Requests per tick for each serving endpoint.
+    pub requests_per_tick: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            publisher: None,
+            delays: Delays::default(),
+            tick: Duration::from_millis(250),
+            requests_per_tick: 50,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    emulator: Arc<Mutex<Emulator>>,
+    publisher: Option<Publisher>,
+}
+
+fn lock(emulator: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
+    emulator.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running emulator; it stops when dropped or with `stop`.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub emulator: Arc<Mutex<Emulator>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts the emulator on `addr` (port 0 picks a free one).
+pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let mut emulator = Emulator {
+        requests_per_tick: config.requests_per_tick,
+        ..Emulator::default()
+    };
+    emulator.sagemaker.delays = config.delays;
+    let emulator = Arc::new(Mutex::new(emulator));
+    let shared = Shared {
+        emulator: emulator.clone(),
+        publisher: config.publisher.clone(),
+    };
+    let app = Router::new()
+        .route("/", post(sagemaker_call))
+        .route(
+            "/service/{service}/operation/{operation}",
+            post(cloudwatch_call),
+        )
+        .route("/control/models/{model}", post(set_behaviour))
+        .route(
+            "/control/endpoints/{endpoint}/next-update",
+            post(next_update),
+        )
+        .route("/control/throttle", post(throttle))
+        .route("/control/delays", post(set_delays))
+        .route("/control/events", get(list_events))
+        .with_state(shared.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let (tick_tx, mut tick_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        let _ = serve.await;
+        let _ = tick_tx.send(());
+    });
+    let ticker = shared;
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(config.tick);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = &mut tick_rx => break,
+            }
+            let events = {
+                let mut emulator = lock(&ticker.emulator);
+                let now = now_ms();
+                let mut events = Vec::new();
+                let emulator = &mut *emulator;
+                emulator.sagemaker.tick(now, &mut events);
+                traffic::tick(
+                    &emulator.sagemaker,
+                    &mut emulator.cloudwatch,
+                    &emulator.behaviours,
+                    emulator.requests_per_tick,
+                    now,
+                );
+                emulator.cloudwatch.evaluate(now, &mut events);
+                emulator.events.extend(events.iter().cloned());
+                events
+            };
+            if let (Some(publisher), false) = (&ticker.publisher, events.is_empty()) {
+                publisher.publish(&events).await;
+            }
+        }
+    });
+    Ok(Running {
+        addr,
+        emulator,
+        shutdown: Some(tx),
+    })
+}
+
+/// Takes one throttling token, if any: the call is then refused.
+fn throttled(emulator: &mut Emulator) -> bool {
+    if emulator.throttle_next > 0 {
+        emulator.throttle_next -= 1;
+        return true;
+    }
+    false
+}
+
+async fn sagemaker_call(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(operation) = target.strip_prefix("SageMaker.") else {
+        return json_error(&ApiError::new(
+            "UnknownOperationException",
+            format!("unexpected X-Amz-Target {target:?}"),
+        ));
+    };
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json_error(&ApiError::new("SerializationException", e.to_string())),
+    };
+    let (result, events) = {
+        let mut emulator = lock(&shared.emulator);
+        if throttled(&mut emulator) {
+            return json_error(&ApiError::new("ThrottlingException", "Rate exceeded"));
+        }
+        let mut events = Vec::new();
+        let result = emulator
+            .sagemaker
+            .call(operation, &input, now_ms(), &mut events);
+        emulator.events.extend(events.iter().cloned());
+        (result, events)
+    };
+    if let (Some(publisher), false) = (&shared.publisher, events.is_empty()) {
+        publisher.publish(&events).await;
+    }
+    match result {
+        Ok(output) => {
+            let mut response = output.to_string().into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            response
+        }
+        Err(e) => json_error(&e),
+    }
+}
+
+fn json_error(e: &ApiError) -> Response {
+    let body = json!({ "__type": e.code, "message": e.message }).to_string();
+    let mut response = (StatusCode::BAD_REQUEST, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    response
+}
+
+async fn cloudwatch_call(
+    State(shared): State<Shared>,
+    Path((service, operation)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if service != "GraniteServiceVersion20100801" {
+        return cbor_error(&ApiError::new(
+            "UnknownServiceException",
+            format!("unknown service {service}"),
+        ));
+    }
+    let input = match cbor::decode(&body) {
+        Ok(v) => v,
+        Err(e) => return cbor_error(&ApiError::new("SerializationException", e)),
+    };
+    let (result, events) = {
+        let mut emulator = lock(&shared.emulator);
+        if throttled(&mut emulator) {
+            return cbor_error(&ApiError::new("Throttling", "Rate exceeded"));
+        }
+        let mut events = Vec::new();
+        let result = emulator
+            .cloudwatch
+            .call(&operation, &input, now_ms(), &mut events);
+        emulator.events.extend(events.iter().cloned());
+        (result, events)
+    };
+    if let (Some(publisher), false) = (&shared.publisher, events.is_empty()) {
+        publisher.publish(&events).await;
+    }
+    match result {
+        Ok(output) => cbor_response(StatusCode::OK, &output),
+        Err(e) => cbor_error(&e),
+    }
+}
+
+fn cbor_response(status: StatusCode, value: &ciborium::Value) -> Response {
+    let mut response = (status, cbor::encode(value)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/cbor"),
+    );
+    headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    response
+}
+
+fn cbor_error(e: &ApiError) -> Response {
+    let body = cbor::map(vec![
+        (
+            "__type",
+            cbor::text(format!("com.amazonaws.cloudwatch#{}", e.code)),
+        ),
+        ("message", cbor::text(&e.message)),
+    ]);
+    cbor_response(StatusCode::BAD_REQUEST, &body)
+}
+
+async fn set_behaviour(
+    State(shared): State<Shared>,
+    Path(model): Path<String>,
+    axum::Json(behaviour): axum::Json<Behaviour>,
+) -> impl IntoResponse {
+    lock(&shared.emulator).behaviours.insert(model, behaviour);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NextUpdate {
+    /// `fail-to-old-config` (back on the old config with `reason`; empty for the silent case)
+    /// or `fail` (the endpoint goes to Failed).
+    outcome: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn next_update(
+    State(shared): State<Shared>,
+    Path(endpoint): Path<String>,
+    axum::Json(next): axum::Json<NextUpdate>,
+) -> Response {
+    let outcome = match next.outcome.as_str() {
+        "fail-to-old-config" => Outcome::ReturnsToOldConfig(next.reason),
+        "fail" => Outcome::Fails(next.reason),
+        "succeed" => Outcome::Succeeds,
+        other => {
+            let message = format!("outcome {other:?}: use fail-to-old-config, fail or succeed");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    lock(&shared.emulator)
+        .sagemaker
+        .next_outcome
+        .insert(endpoint, outcome);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Throttle {
+    calls: u32,
+}
+
+async fn throttle(
+    State(shared): State<Shared>,
+    axum::Json(t): axum::Json<Throttle>,
+) -> impl IntoResponse {
+    lock(&shared.emulator).throttle_next = t.calls;
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DelaysMs {
+    create_ms: Option<i64>,
+    update_ms: Option<i64>,
+    weights_ms: Option<i64>,
+}
+
+async fn set_delays(
+    State(shared): State<Shared>,
+    axum::Json(d): axum::Json<DelaysMs>,
+) -> impl IntoResponse {
+    let mut emulator = lock(&shared.emulator);
+    let delays = &mut emulator.sagemaker.delays;
+    delays.create_ms = d.create_ms.unwrap_or(delays.create_ms);
+    delays.update_ms = d.update_ms.unwrap_or(delays.update_ms);
+    delays.weights_ms = d.weights_ms.unwrap_or(delays.weights_ms);
+    StatusCode::NO_CONTENT
+}
+
+async fn list_events(State(shared): State<Shared>) -> impl IntoResponse {
+    axum::Json(lock(&shared.emulator).events.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_like_cloudwatch_events() {
+        assert_eq!(iso8601(1_570_035_880_989), "2019-10-02T17:04:40.989+0000");
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000+0000");
+    }
+}

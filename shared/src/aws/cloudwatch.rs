@@ -1,0 +1,206 @@
+//! `Alarms` on CloudWatch: alarm states (DescribeAlarms, at most 100 names a call), the
+//! green-scoped alarms built from the policy's templates (PutMetricAlarm, DeleteAlarms), and
+//! metric data (GetMetricData) for summaries.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator as SdkComparison, Dimension, Metric, MetricDataQuery, MetricStat,
+    StateValue, Statistic as SdkStatistic,
+};
+
+use super::classify;
+use crate::core::{AlarmState, AlarmView};
+use crate::policy::{ComparisonOperator, Statistic, TreatMissingData};
+use crate::ports::{Alarms, ErrorKind, GreenAlarm, PortError, PortResult};
+use crate::units::Timestamp;
+
+/// DescribeAlarms and DeleteAlarms take at most this many names per call.
+pub const MAX_NAMES_PER_CALL: usize = 100;
+
+/// One metric statistic, as GetMetricData asks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricQuery<'a> {
+    pub namespace: &'a str,
+    pub metric: &'a str,
+    pub dimensions: &'a [(&'a str, &'a str)],
+    /// `Sum`, `Average`, `SampleCount`, `Minimum`, `Maximum` or a percentile (`p99`).
+    pub stat: &'a str,
+    pub period_secs: u32,
+}
+
+/// CloudWatch, through the SDK.
+#[derive(Debug, Clone)]
+pub struct CloudWatchAlarms {
+    client: Client,
+}
+
+impl CloudWatchAlarms {
+    pub fn new(client: Client) -> CloudWatchAlarms {
+        CloudWatchAlarms { client }
+    }
+
+    /// The query's statistic per period between `start` and `end`, oldest first.
+    pub async fn metric_data(
+        &self,
+        query: &MetricQuery<'_>,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> PortResult<Vec<(Timestamp, f64)>> {
+        let MetricQuery {
+            namespace,
+            metric,
+            dimensions,
+            stat,
+            period_secs,
+        } = *query;
+        let metric = Metric::builder()
+            .namespace(namespace)
+            .metric_name(metric)
+            .set_dimensions(Some(
+                dimensions.iter().map(|(n, v)| dimension(n, v)).collect(),
+            ))
+            .build();
+        let query = MetricDataQuery::builder()
+            .id("m1")
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(metric)
+                    .period(i32::try_from(period_secs).unwrap_or(i32::MAX))
+                    .stat(stat)
+                    .build(),
+            )
+            .build();
+        let out = self
+            .client
+            .get_metric_data()
+            .metric_data_queries(query)
+            .start_time(DateTime::from_millis(start.epoch_ms()))
+            .end_time(DateTime::from_millis(end.epoch_ms()))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut points: Vec<(Timestamp, f64)> =
+            out.metric_data_results()
+                .iter()
+                .flat_map(|r| {
+                    r.timestamps().iter().zip(r.values()).filter_map(|(t, v)| {
+                        Some((Timestamp::from_epoch_ms(t.to_millis().ok()?), *v))
+                    })
+                })
+                .collect();
+        points.sort_by_key(|(t, _)| *t);
+        Ok(points)
+    }
+}
+
+fn dimension(name: &str, value: &str) -> Dimension {
+    Dimension::builder().name(name).value(value).build()
+}
+
+fn state(value: Option<&StateValue>) -> PortResult<AlarmState> {
+    match value {
+        Some(StateValue::Ok) => Ok(AlarmState::Ok),
+        Some(StateValue::Alarm) => Ok(AlarmState::Alarm),
+        Some(StateValue::InsufficientData) => Ok(AlarmState::InsufficientData),
+        other => Err(PortError::new(
+            ErrorKind::Invalid,
+            format!("DescribeAlarms returned an unknown StateValue {other:?}"),
+        )),
+    }
+}
+
+fn comparison(op: ComparisonOperator) -> SdkComparison {
+    match op {
+        ComparisonOperator::GreaterThanOrEqualToThreshold => {
+            SdkComparison::GreaterThanOrEqualToThreshold
+        }
+        ComparisonOperator::GreaterThanThreshold => SdkComparison::GreaterThanThreshold,
+        ComparisonOperator::LessThanThreshold => SdkComparison::LessThanThreshold,
+        ComparisonOperator::LessThanOrEqualToThreshold => SdkComparison::LessThanOrEqualToThreshold,
+    }
+}
+
+fn missing(treat: TreatMissingData) -> &'static str {
+    match treat {
+        TreatMissingData::Breaching => "breaching",
+        TreatMissingData::NotBreaching => "notBreaching",
+        TreatMissingData::Ignore => "ignore",
+        TreatMissingData::Missing => "missing",
+    }
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Alarms for CloudWatchAlarms {
+    async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
+        let mut found = BTreeMap::new();
+        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
+            let out = self
+                .client
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
+                .max_records(100)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            for alarm in out.metric_alarms() {
+                let Some(name) = alarm.alarm_name() else {
+                    continue;
+                };
+                let view = AlarmView {
+                    state: state(alarm.state_value())?,
+                    reason: alarm.state_reason().unwrap_or_default().to_owned(),
+                };
+                found.insert(name.to_owned(), view);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()> {
+        let t = alarm.template;
+        let request = self
+            .client
+            .put_metric_alarm()
+            .alarm_name(alarm.alarm_name)
+            .alarm_description(format!(
+                "Created by Guardrails to watch variant {} of endpoint {} during a deployment; \
+                 deleted when it ends.",
+                alarm.variant_name, alarm.endpoint_name
+            ))
+            .namespace(&t.namespace)
+            .metric_name(&t.metric_name)
+            .dimensions(dimension("EndpointName", alarm.endpoint_name))
+            .dimensions(dimension("VariantName", alarm.variant_name))
+            .period(to_i32(t.period_in_seconds))
+            .evaluation_periods(to_i32(t.evaluation_periods))
+            .datapoints_to_alarm(to_i32(t.datapoints_to_alarm))
+            .threshold(t.threshold)
+            .comparison_operator(comparison(t.comparison_operator))
+            .treat_missing_data(missing(t.treat_missing_data));
+        let request = match &t.statistic {
+            Statistic::Percentile(_) => request.extended_statistic(t.statistic.to_string()),
+            named => request.statistic(SdkStatistic::from(named.to_string().as_str())),
+        };
+        request.send().await.map(|_| ()).map_err(|e| classify(&e))
+    }
+
+    async fn delete_alarms(&self, names: &[String]) -> PortResult<()> {
+        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
+            self.client
+                .delete_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(())
+    }
+}

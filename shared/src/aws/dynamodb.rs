@@ -1,0 +1,342 @@
+//! The `Store` on DynamoDB: one table keyed by endpoint.
+//!
+//! | item | `pk` | `sk` | other attributes |
+//! | --- | --- | --- | --- |
+//! | active deployment (at most one per endpoint) | `ENDPOINT#<endpoint>` | `ACTIVE` | `deployment_id`, `version`, `record` (JSON), `active_endpoint` (the sparse index's key) |
+//! | past deployment | `ENDPOINT#<endpoint>` | `HISTORY#<started ms, 15 digits>#<id>` | `deployment_id`, `phase`, `record` |
+//! | audit entry (append-only) | `ENDPOINT#<endpoint>` | `AUDIT#<id>#<sequence, 6 digits>` | `deployment_id`, `at`, `cause`, `entry` (JSON) |
+//!
+//! Every write is conditional: creating the active item requires that none exists (one active
+//! deployment per endpoint), saving it requires the version that was loaded, and audit items
+//! may not already exist; a record and its audit entries are written in one transaction. The
+//! global secondary index `active` (partition key `active_endpoint`) holds only active items,
+//! so the sweep reads just those.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TransactWriteItem,
+};
+
+use super::classify;
+use crate::ports::{AuditEntry, ErrorKind, PortError, PortResult, Store, Stored};
+
+/// The sparse index of active deployments.
+pub const ACTIVE_INDEX: &str = "active";
+/// DynamoDB's limit on items in one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// The deployments table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn pk(endpoint: &str) -> AttributeValue {
+    s(format!("ENDPOINT#{endpoint}"))
+}
+
+fn invalid(message: String) -> PortError {
+    PortError::new(ErrorKind::Invalid, message)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> PortResult<String> {
+    serde_json::to_string(value).map_err(|e| invalid(format!("cannot encode the record: {e}")))
+}
+
+fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> PortResult<T> {
+    built.map_err(|e| invalid(format!("cannot build the request: {e}")))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the table with its index (for the local stack and tests; on AWS the SAM
+    /// template creates it, with point-in-time recovery and encryption).
+    pub async fn create_table(&self) -> PortResult<()> {
+        let key = |name: &str, kind: KeyType| {
+            build(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build(),
+            )
+        };
+        let attribute = |name: &str| {
+            build(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build(),
+            )
+        };
+        let index = build(
+            GlobalSecondaryIndex::builder()
+                .index_name(ACTIVE_INDEX)
+                .key_schema(key("active_endpoint", KeyType::Hash)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build(),
+        )?;
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .attribute_definitions(attribute("pk")?)
+            .attribute_definitions(attribute("sk")?)
+            .attribute_definitions(attribute("active_endpoint")?)
+            .global_secondary_indexes(index)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if format!("{e:?}").contains("ResourceInUseException") => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    fn active_put(&self, record: &Stored) -> PortResult<Put> {
+        let plan = &record.deployment.plan;
+        build(
+            Put::builder()
+                .table_name(&self.table)
+                .item("pk", pk(&plan.endpoint_name))
+                .item("sk", s("ACTIVE"))
+                .item("deployment_id", s(&plan.deployment_id))
+                .item("version", AttributeValue::N(record.version.to_string()))
+                .item("active_endpoint", s(&plan.endpoint_name))
+                .item("record", s(json(record)?))
+                .build(),
+        )
+    }
+
+    fn audit_puts(
+        &self,
+        endpoint: &str,
+        audit: &[AuditEntry],
+    ) -> PortResult<Vec<TransactWriteItem>> {
+        audit
+            .iter()
+            .map(|entry| {
+                let put = build(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .item("pk", pk(endpoint))
+                        .item(
+                            "sk",
+                            s(format!(
+                                "AUDIT#{}#{:06}",
+                                entry.deployment_id, entry.sequence
+                            )),
+                        )
+                        .item("deployment_id", s(&entry.deployment_id))
+                        .item(
+                            "at",
+                            AttributeValue::N(entry.transition.at.epoch_ms().to_string()),
+                        )
+                        .item("cause", s(entry.transition.cause.to_string()))
+                        .item("entry", s(json(entry)?))
+                        .condition_expression("attribute_not_exists(sk)")
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect()
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<()> {
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(invalid(format!(
+                "{} items exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
+                items.len()
+            )));
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+}
+
+fn record_of(item: &std::collections::HashMap<String, AttributeValue>) -> PortResult<Stored> {
+    let text = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| invalid("the active item has no record".to_owned()))?;
+    serde_json::from_str(text)
+        .map_err(|e| invalid(format!("the stored record does not parse: {e}")))
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk(endpoint))
+            .key("sk", s("ACTIVE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        out.item().map(record_of).transpose()
+    }
+
+    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
+        let mut put = self.active_put(record)?;
+        put.condition_expression = Some("attribute_not_exists(pk)".to_owned());
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(self.audit_puts(&record.deployment.plan.endpoint_name, audit)?);
+        self.transact(items).await.map_err(|e| match e.kind {
+            ErrorKind::Conflict => PortError::new(ErrorKind::AlreadyActive, e.message),
+            _ => e,
+        })
+    }
+
+    async fn save(
+        &self,
+        record: &Stored,
+        expected_version: u64,
+        audit: &[AuditEntry],
+    ) -> PortResult<()> {
+        let mut put = self.active_put(record)?;
+        put.condition_expression = Some("#v = :expected AND deployment_id = :id".to_owned());
+        put.expression_attribute_names = Some([("#v".to_owned(), "version".to_owned())].into());
+        put.expression_attribute_values = Some(
+            [
+                (
+                    ":expected".to_owned(),
+                    AttributeValue::N(expected_version.to_string()),
+                ),
+                (":id".to_owned(), s(&record.deployment.plan.deployment_id)),
+            ]
+            .into(),
+        );
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(self.audit_puts(&record.deployment.plan.endpoint_name, audit)?);
+        self.transact(items).await
+    }
+
+    async fn archive(&self, record: &Stored, expected_version: u64) -> PortResult<()> {
+        let plan = &record.deployment.plan;
+        let delete = build(
+            Delete::builder()
+                .table_name(&self.table)
+                .key("pk", pk(&plan.endpoint_name))
+                .key("sk", s("ACTIVE"))
+                .condition_expression("#v = :expected AND deployment_id = :id")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(
+                    ":expected",
+                    AttributeValue::N(expected_version.to_string()),
+                )
+                .expression_attribute_values(":id", s(&plan.deployment_id))
+                .build(),
+        )?;
+        let history = build(
+            Put::builder()
+                .table_name(&self.table)
+                .item("pk", pk(&plan.endpoint_name))
+                .item(
+                    "sk",
+                    s(format!(
+                        "HISTORY#{:015}#{}",
+                        record.deployment.started_at.epoch_ms(),
+                        plan.deployment_id
+                    )),
+                )
+                .item("deployment_id", s(&plan.deployment_id))
+                .item("phase", s(record.deployment.phase.label()))
+                .item("record", s(json(record)?))
+                .build(),
+        )?;
+        self.transact(vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().put(history).build(),
+        ])
+        .await
+    }
+
+    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        let mut endpoints = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .index_name(ACTIVE_INDEX)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            endpoints.extend(out.items().iter().filter_map(|i| {
+                i.get("active_endpoint")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+            }));
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        endpoints.sort();
+        Ok(endpoints)
+    }
+
+    async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", pk(endpoint))
+                .expression_attribute_values(":prefix", s(format!("AUDIT#{deployment_id}#")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            for item in out.items() {
+                let text = item
+                    .get("entry")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| invalid("an audit item has no entry".to_owned()))?;
+                entries.push(
+                    serde_json::from_str(text)
+                        .map_err(|e| invalid(format!("an audit entry does not parse: {e}")))?,
+                );
+            }
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(entries)
+    }
+}

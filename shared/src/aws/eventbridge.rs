@@ -1,0 +1,69 @@
+//! `EventBus` on EventBridge: our "Guardrails Deployment State Change" events (PutEvents, at
+//! most 10 entries a call).
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::Client;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+use super::classify;
+use crate::events::{DETAIL_TYPE, SOURCE, StateChange};
+use crate::ports::{ErrorKind, EventBus, PortError, PortResult};
+
+/// PutEvents takes at most this many entries.
+const MAX_ENTRIES_PER_CALL: usize = 10;
+
+/// EventBridge, through the SDK.
+#[derive(Debug, Clone)]
+pub struct EventBridgeBus {
+    client: Client,
+    bus: String,
+}
+
+impl EventBridgeBus {
+    pub fn new(client: Client, bus: impl Into<String>) -> EventBridgeBus {
+        EventBridgeBus {
+            client,
+            bus: bus.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for EventBridgeBus {
+    async fn publish(&self, events: &[StateChange]) -> PortResult<()> {
+        for chunk in events.chunks(MAX_ENTRIES_PER_CALL) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                let detail = serde_json::to_string(event).map_err(|e| {
+                    PortError::new(ErrorKind::Invalid, format!("cannot encode an event: {e}"))
+                })?;
+                entries.push(
+                    PutEventsRequestEntry::builder()
+                        .source(SOURCE)
+                        .detail_type(DETAIL_TYPE)
+                        .detail(detail)
+                        .event_bus_name(&self.bus)
+                        .build(),
+                );
+            }
+            let out = self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            if out.failed_entry_count() > 0 {
+                return Err(PortError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "EventBridge refused {} of {} events",
+                        out.failed_entry_count(),
+                        chunk.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! `Endpoints` on SageMaker: DescribeEndpoint, CreateEndpointConfig, UpdateEndpoint,
+//! UpdateEndpointWeightsAndCapacities and DeleteEndpointConfig.
+
+use async_trait::async_trait;
+use aws_sdk_sagemaker::Client;
+use aws_sdk_sagemaker::types::{
+    DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
+    ProductionVariantInstanceType, ProductionVariantSummary,
+};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::classify;
+use crate::core::{ConfigVariant, EndpointStatus, EndpointView, VariantView};
+use crate::ports::{Endpoints, ErrorKind, PortError, PortResult};
+use crate::units::Share;
+
+/// SageMaker, through the SDK.
+#[derive(Debug, Clone)]
+pub struct SageMakerEndpoints {
+    client: Client,
+}
+
+impl SageMakerEndpoints {
+    pub fn new(client: Client) -> SageMakerEndpoints {
+        SageMakerEndpoints { client }
+    }
+}
+
+fn status(status: Option<&SdkStatus>) -> PortResult<EndpointStatus> {
+    Ok(match status {
+        Some(SdkStatus::OutOfService) => EndpointStatus::OutOfService,
+        Some(SdkStatus::Creating) => EndpointStatus::Creating,
+        Some(SdkStatus::Updating) => EndpointStatus::Updating,
+        Some(SdkStatus::SystemUpdating) => EndpointStatus::SystemUpdating,
+        Some(SdkStatus::RollingBack) => EndpointStatus::RollingBack,
+        Some(SdkStatus::InService) => EndpointStatus::InService,
+        Some(SdkStatus::Deleting) => EndpointStatus::Deleting,
+        Some(SdkStatus::Failed) => EndpointStatus::Failed,
+        Some(SdkStatus::UpdateRollbackFailed) => EndpointStatus::UpdateRollbackFailed,
+        other => {
+            return Err(PortError::new(
+                ErrorKind::Invalid,
+                format!("DescribeEndpoint returned an unknown EndpointStatus {other:?}"),
+            ));
+        }
+    })
+}
+
+fn count(n: Option<i32>) -> u32 {
+    n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+}
+
+fn variant(v: &ProductionVariantSummary) -> VariantView {
+    VariantView {
+        variant_name: v.variant_name().unwrap_or_default().to_owned(),
+        current_weight: f64::from(v.current_weight().unwrap_or(0.0)),
+        current_instance_count: count(v.current_instance_count()),
+        desired_instance_count: count(v.desired_instance_count().or(v.current_instance_count())),
+    }
+}
+
+/// A share as SageMaker's f32 weight.
+#[allow(clippy::cast_possible_truncation)]
+fn weight(share: Share) -> f32 {
+    share.fraction() as f32
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Endpoints for SageMakerEndpoints {
+    async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
+        let described = self
+            .client
+            .describe_endpoint()
+            .endpoint_name(endpoint)
+            .send()
+            .await;
+        let out = match described {
+            Ok(out) => out,
+            Err(e)
+                if e.message()
+                    .is_some_and(|m| m.contains("Could not find endpoint")) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(classify(&e)),
+        };
+        Ok(Some(EndpointView {
+            status: status(out.endpoint_status())?,
+            config_name: out.endpoint_config_name().unwrap_or_default().to_owned(),
+            pending_config_name: out
+                .pending_deployment_summary()
+                .and_then(|p| p.endpoint_config_name())
+                .map(str::to_owned),
+            failure_reason: out.failure_reason().map(str::to_owned),
+            variants: out.production_variants().iter().map(variant).collect(),
+        }))
+    }
+
+    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
+        let mut built = Vec::with_capacity(variants.len());
+        for v in variants {
+            built.push(match v {
+                ConfigVariant::Copy {
+                    from_config,
+                    variant_name,
+                    initial_weight,
+                } => {
+                    let source = self
+                        .client
+                        .describe_endpoint_config()
+                        .endpoint_config_name(from_config)
+                        .send()
+                        .await
+                        .map_err(|e| classify(&e))?;
+                    let found = source
+                        .production_variants()
+                        .iter()
+                        .find(|p| p.variant_name() == Some(variant_name.as_str()))
+                        .ok_or_else(|| {
+                            PortError::new(
+                                ErrorKind::Invalid,
+                                format!(
+                                    "endpoint config {from_config} has no variant {variant_name}"
+                                ),
+                            )
+                        })?;
+                    // Blue exactly as it was configured (model, instances, serverless or
+                    // container settings...), but for its weight.
+                    let mut copy = found.clone();
+                    #[allow(clippy::cast_possible_truncation)]
+                    let w = *initial_weight as f32;
+                    copy.initial_variant_weight = Some(w);
+                    copy
+                }
+                ConfigVariant::New {
+                    variant_name,
+                    model_name,
+                    instance_type,
+                    instance_count,
+                    initial_weight,
+                } => {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let w = *initial_weight as f32;
+                    ProductionVariant::builder()
+                        .variant_name(variant_name)
+                        .model_name(model_name)
+                        .instance_type(ProductionVariantInstanceType::from(instance_type.as_str()))
+                        .initial_instance_count(to_i32(*instance_count))
+                        .initial_variant_weight(w)
+                        .build()
+                }
+            });
+        }
+        let created = self
+            .client
+            .create_endpoint_config()
+            .endpoint_config_name(config)
+            .set_production_variants(Some(built))
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Convergent: the config this action wants already exists.
+            Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()> {
+        self.client
+            .update_endpoint()
+            .endpoint_name(endpoint)
+            .endpoint_config_name(config)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+
+    async fn set_weights(
+        &self,
+        endpoint: &str,
+        blue: &str,
+        green: &str,
+        green_share: Share,
+    ) -> PortResult<()> {
+        let desired = [(blue, green_share.complement()), (green, green_share)].map(|(v, s)| {
+            DesiredWeightAndCapacity::builder()
+                .variant_name(v)
+                .desired_weight(weight(s))
+                .build()
+        });
+        self.client
+            .update_endpoint_weights_and_capacities()
+            .endpoint_name(endpoint)
+            .set_desired_weights_and_capacities(Some(desired.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+
+    async fn set_instance_count(
+        &self,
+        endpoint: &str,
+        variant: &str,
+        count: u32,
+    ) -> PortResult<()> {
+        let desired = DesiredWeightAndCapacity::builder()
+            .variant_name(variant)
+            .desired_instance_count(to_i32(count))
+            .build();
+        self.client
+            .update_endpoint_weights_and_capacities()
+            .endpoint_name(endpoint)
+            .desired_weights_and_capacities(desired)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+
+    async fn delete_config(&self, config: &str) -> PortResult<()> {
+        let deleted = self
+            .client
+            .delete_endpoint_config()
+            .endpoint_config_name(config)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if e.message().is_some_and(|m| m.contains("Could not find")) => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
