@@ -9,6 +9,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+bash scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings"

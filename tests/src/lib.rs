@@ -5,6 +5,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod harness;
+pub mod local;
 pub mod transcript;
 pub mod world;
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need beyond the Rust toolchain: a project-local Python
+# venv (.venv) with moto[server], the local stand-in for DynamoDB, SNS, SQS, EventBridge and
+# EventBridge Scheduler. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION="5.2.5"
+
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "python3 not found: install Python 3.9 or newer first" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import moto, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION'" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+echo "setup: .venv has moto $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')"
