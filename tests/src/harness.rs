@@ -353,3 +353,141 @@ impl Harness {
         Err(last.unwrap_or(DriverError::TooManyConflicts(0)))
     }
 }
+
+/// Any `Endpoints`, with the n-th change failing after it was applied: the invocation dies
+/// between acting and saving.
+pub struct CrashAfterAct {
+    pub inner: Arc<dyn Endpoints>,
+    crash_at: u32,
+    changes: AtomicU32,
+    crashes: AtomicU32,
+}
+
+impl std::fmt::Debug for CrashAfterAct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrashAfterAct")
+            .field("crash_at", &self.crash_at)
+            .finish()
+    }
+}
+
+impl CrashAfterAct {
+    pub fn new(inner: Arc<dyn Endpoints>, crash_at: u32) -> CrashAfterAct {
+        CrashAfterAct {
+            inner,
+            crash_at,
+            changes: AtomicU32::new(0),
+            crashes: AtomicU32::new(0),
+        }
+    }
+
+    pub fn crashes(&self) -> u32 {
+        self.crashes.load(Ordering::SeqCst)
+    }
+
+    fn after(&self, done: PortResult<()>) -> PortResult<()> {
+        done?;
+        if self.changes.fetch_add(1, Ordering::SeqCst) + 1 == self.crash_at {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            return Err(crash_error());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Endpoints for CrashAfterAct {
+    async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
+        self.inner.describe(endpoint).await
+    }
+    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
+        self.inner.create_config(config, variants).await
+    }
+    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()> {
+        self.after(self.inner.update_endpoint(endpoint, config).await)
+    }
+    async fn set_weights(
+        &self,
+        endpoint: &str,
+        blue: &str,
+        green: &str,
+        share: Share,
+    ) -> PortResult<()> {
+        self.after(self.inner.set_weights(endpoint, blue, green, share).await)
+    }
+    async fn set_instance_count(
+        &self,
+        endpoint: &str,
+        variant: &str,
+        count: u32,
+    ) -> PortResult<()> {
+        self.after(
+            self.inner
+                .set_instance_count(endpoint, variant, count)
+                .await,
+        )
+    }
+    async fn delete_config(&self, config: &str) -> PortResult<()> {
+        self.inner.delete_config(config).await
+    }
+}
+
+/// Any store, whose first two saves wait for each other: two invocations have both loaded,
+/// observed and decided on the same version before either writes.
+pub struct RacingStore {
+    pub inner: Arc<dyn Store>,
+    deciding: tokio::sync::Barrier,
+    saves: AtomicU32,
+    conflicts: AtomicU32,
+}
+
+impl std::fmt::Debug for RacingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RacingStore").finish_non_exhaustive()
+    }
+}
+
+impl RacingStore {
+    pub fn new(inner: Arc<dyn Store>) -> RacingStore {
+        RacingStore {
+            inner,
+            deciding: tokio::sync::Barrier::new(2),
+            saves: AtomicU32::new(0),
+            conflicts: AtomicU32::new(0),
+        }
+    }
+
+    /// Saves refused because the other invocation wrote first.
+    pub fn conflicts(&self) -> u32 {
+        self.conflicts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Store for RacingStore {
+    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
+        self.inner.load(endpoint).await
+    }
+    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
+        self.inner.create(record, audit).await
+    }
+    async fn save(&self, record: &Stored, expected: u64, audit: &[AuditEntry]) -> PortResult<()> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) < 2 {
+            self.deciding.wait().await;
+        }
+        let saved = self.inner.save(record, expected, audit).await;
+        if saved.as_ref().is_err_and(|e| e.kind == ErrorKind::Conflict) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        saved
+    }
+    async fn archive(&self, record: &Stored, expected: u64) -> PortResult<()> {
+        self.inner.archive(record, expected).await
+    }
+    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        self.inner.active_endpoints().await
+    }
+    async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
+        self.inner.audit(endpoint, id).await
+    }
+}

@@ -7,17 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use async_trait::async_trait;
 use guardrails::core::{Cause, Phase};
 use guardrails::driver::{DriverError, Outcome};
 use guardrails::events::PhaseKind;
-use guardrails::ports::{AuditEntry, ErrorKind, PortResult, Store, Stored};
-use guardrails_tests::harness::{Crash, Harness};
+use guardrails::ports::{AuditEntry, Store};
+use guardrails_tests::harness::{Crash, Harness, RacingStore};
 use guardrails_tests::world::{UpdateOutcome, World};
 use guardrails_tests::{T0, example_policy, sample_plan};
-use tokio::sync::Barrier;
 
 const ENDPOINT: &str = "fraud-scorer";
 
@@ -202,44 +199,6 @@ impl Now for Harness {
     }
 }
 
-/// A store whose first two saves wait for each other: two invocations have both loaded,
-/// observed and decided on the same version before either writes.
-struct RacingStore {
-    inner: Arc<dyn Store>,
-    deciding: Barrier,
-    saves: AtomicU32,
-    conflicts: AtomicU32,
-}
-
-#[async_trait]
-impl Store for RacingStore {
-    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
-        self.inner.load(endpoint).await
-    }
-    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
-        self.inner.create(record, audit).await
-    }
-    async fn save(&self, record: &Stored, expected: u64, audit: &[AuditEntry]) -> PortResult<()> {
-        if self.saves.fetch_add(1, Ordering::SeqCst) < 2 {
-            self.deciding.wait().await;
-        }
-        let saved = self.inner.save(record, expected, audit).await;
-        if saved.as_ref().is_err_and(|e| e.kind == ErrorKind::Conflict) {
-            self.conflicts.fetch_add(1, Ordering::SeqCst);
-        }
-        saved
-    }
-    async fn archive(&self, record: &Stored, expected: u64) -> PortResult<()> {
-        self.inner.archive(record, expected).await
-    }
-    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
-        self.inner.active_endpoints().await
-    }
-    async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
-        self.inner.audit(endpoint, id).await
-    }
-}
-
 #[tokio::test]
 async fn two_drivers_racing_on_one_endpoint_never_both_act() {
     let h = Harness::new(endpoint());
@@ -247,12 +206,7 @@ async fn two_drivers_racing_on_one_endpoint_never_both_act() {
     // Green is provisioned; both invocations will see it and want the first shift.
     h.advance_to(T0.plus_secs(600));
     let log_before = h.ports.log().len();
-    let racing = Arc::new(RacingStore {
-        inner: h.store.clone(),
-        deciding: Barrier::new(2),
-        saves: AtomicU32::new(0),
-        conflicts: AtomicU32::new(0),
-    });
+    let racing = Arc::new(RacingStore::new(h.store.clone()));
     let mut first = h.another_driver();
     first.store = racing.clone();
     let mut second = h.another_driver();
@@ -269,11 +223,7 @@ async fn two_drivers_racing_on_one_endpoint_never_both_act() {
             .any(|t| t.cause == Cause::GreenProvisioned),
         Outcome::NoDeployment => false,
     };
-    assert_eq!(
-        racing.conflicts.load(Ordering::SeqCst),
-        1,
-        "the conditional write decided"
-    );
+    assert_eq!(racing.conflicts(), 1, "the conditional write decided");
     assert!(
         shifted(&a) != shifted(&b),
         "exactly one invocation decided the shift"
