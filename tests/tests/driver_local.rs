@@ -121,13 +121,11 @@ impl Setup {
     async fn run_to_end(&self, driver: &Driver) -> Phase {
         let deadline = tokio::time::Instant::now() + local::WAIT_LIMIT;
         loop {
-            if let Ok(Outcome::Reconciled(report)) = driver.reconcile(ENDPOINT, None).await
-                && report.phase.is_final()
-            {
-                return report.phase;
-            }
-            if let Ok(Outcome::NoDeployment) = driver.reconcile(ENDPOINT, None).await {
-                panic!("the deployment vanished before it ended");
+            match driver.reconcile(ENDPOINT, None).await {
+                Ok(Outcome::Reconciled(report)) if report.phase.is_final() => return report.phase,
+                Ok(Outcome::NoDeployment) => panic!("the deployment vanished before it ended"),
+                // An injected crash, or a transient error: retried on the next wake-up.
+                Ok(Outcome::Reconciled(_)) | Err(_) => {}
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
