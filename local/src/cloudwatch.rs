@@ -6,14 +6,13 @@
 use std::collections::BTreeMap;
 
 use ciborium::Value as Cbor;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::alarms::{Alarm, change_state, judge};
 use crate::cbor::{double, int, list, map, text, timestamp};
 use crate::events::Outgoing;
-use crate::{ApiError, Ms, iso8601};
+use crate::{ApiError, Ms};
 
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
 /// How long datapoints are kept: three hours is more than any test or demo needs.
 const RETENTION_MS: i64 = 3 * 3_600_000;
 /// The most samples kept per datapoint for percentiles.
@@ -70,7 +69,7 @@ impl Stat {
         })
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Stat::Average => "Average".to_owned(),
             Stat::Sum => "Sum".to_owned(),
@@ -110,48 +109,6 @@ impl Stat {
                 all[rank.clamp(1, all.len()) - 1]
             }
         })
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Alarm {
-    pub name: String,
-    pub key: MetricKey,
-    pub stat: Stat,
-    pub period_ms: i64,
-    pub evaluation_periods: usize,
-    pub datapoints_to_alarm: usize,
-    pub threshold: f64,
-    pub comparison: String,
-    pub treat_missing: String,
-    pub state: &'static str,
-    pub reason: String,
-    pub reason_data: String,
-    pub updated: Ms,
-}
-
-impl Alarm {
-    fn arn(&self) -> String {
-        format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{}", self.name)
-    }
-
-    fn breaches(&self, value: f64) -> bool {
-        match self.comparison.as_str() {
-            "GreaterThanOrEqualToThreshold" => value >= self.threshold,
-            "GreaterThanThreshold" => value > self.threshold,
-            "LessThanThreshold" => value < self.threshold,
-            "LessThanOrEqualToThreshold" => value <= self.threshold,
-            _ => false,
-        }
-    }
-
-    fn words(&self) -> &'static str {
-        match self.comparison.as_str() {
-            "GreaterThanOrEqualToThreshold" => "greater than or equal to",
-            "GreaterThanThreshold" => "greater than",
-            "LessThanThreshold" => "less than",
-            _ => "less than or equal to",
-        }
     }
 }
 
@@ -524,120 +481,10 @@ impl CloudWatch {
     }
 }
 
-/// The state the alarm's windows (newest first) call for, with CloudWatch's reason; `None` to
-/// keep the current state (all data missing and `TreatMissingData: ignore`).
-fn judge(
-    alarm: &Alarm,
-    windows: &[Option<f64>],
-    now: Ms,
-) -> Option<(&'static str, String, String)> {
-    let missing_breaches = match alarm.treat_missing.as_str() {
-        "breaching" => Some(true),
-        "notBreaching" => Some(false),
-        _ => None,
-    };
-    let verdicts: Vec<Option<bool>> = windows
-        .iter()
-        .map(|w| w.map(|v| alarm.breaches(v)).or(missing_breaches))
-        .collect();
-    let breaching = verdicts.iter().filter(|v| **v == Some(true)).count();
-    let evaluated = verdicts.iter().filter(|v| v.is_some()).count();
-    let values: Vec<String> = windows.iter().flatten().map(|v| format!("{v}")).collect();
-    let data = json!({
-        "version": "1.0",
-        "queryDate": iso8601(now),
-        "statistic": alarm.stat.name(),
-        "period": alarm.period_ms / 1_000,
-        "recentDatapoints": windows.iter().flatten().collect::<Vec<_>>(),
-        "threshold": alarm.threshold,
-    })
-    .to_string();
-    let n = alarm.evaluation_periods;
-    let m = alarm.datapoints_to_alarm;
-    if breaching >= m {
-        let reason = format!(
-            "Threshold Crossed: {breaching} out of the last {n} datapoints [{}] {} {} the threshold ({}) (minimum {m} datapoint{} for OK -> ALARM transition).",
-            values.join(", "),
-            if breaching == 1 { "was" } else { "were" },
-            alarm.words(),
-            alarm.threshold,
-            if m == 1 { "" } else { "s" },
-        );
-        return Some(("ALARM", reason, data));
-    }
-    if evaluated == 0 {
-        if alarm.treat_missing == "ignore" {
-            return None;
-        }
-        let reason = format!("Insufficient Data: {n} datapoints were unknown.");
-        return Some(("INSUFFICIENT_DATA", reason, data));
-    }
-    let reason = format!(
-        "Threshold Crossed: {} out of the last {n} datapoints [{}] {} not {} the threshold ({}) (minimum {m} datapoint{} for ALARM -> OK transition).",
-        evaluated - breaching,
-        values.join(", "),
-        if evaluated - breaching == 1 {
-            "was"
-        } else {
-            "were"
-        },
-        alarm.words(),
-        alarm.threshold,
-        if m == 1 { "" } else { "s" },
-    );
-    Some(("OK", reason, data))
-}
-
-/// Moves `alarm` to `state` and returns the event, if the state changed.
-fn change_state(
-    alarm: &mut Alarm,
-    state: &'static str,
-    reason: String,
-    data: String,
-    now: Ms,
-) -> Option<Outgoing> {
-    if alarm.state == state {
-        return None;
-    }
-    let previous = json!({
-        "value": alarm.state,
-        "reason": alarm.reason,
-        "reasonData": alarm.reason_data,
-        "timestamp": iso8601(alarm.updated),
-    });
-    alarm.state = state;
-    alarm.reason = reason;
-    alarm.reason_data = data;
-    alarm.updated = now;
-    let (namespace, metric, dims) = &alarm.key;
-    let dimensions: serde_json::Map<String, Value> =
-        dims.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-    let detail = json!({
-        "alarmName": alarm.name,
-        "state": {
-            "value": state,
-            "reason": alarm.reason,
-            "reasonData": alarm.reason_data,
-            "timestamp": iso8601(now),
-        },
-        "previousState": previous,
-        "configuration": {
-            "metrics": [{
-                "id": "m1",
-                "metricStat": {
-                    "metric": { "namespace": namespace, "name": metric, "dimensions": dimensions },
-                    "period": alarm.period_ms / 1_000,
-                    "stat": alarm.stat.name(),
-                },
-                "returnData": true,
-            }],
-        },
-    });
-    Some(Outgoing::alarm_state(alarm.arn(), detail))
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     const T: Ms = 1_790_000_000_000;

@@ -15,8 +15,10 @@
     clippy::cast_possible_wrap
 )]
 
+mod alarms;
 pub mod cbor;
 pub mod cloudwatch;
+mod control;
 pub mod events;
 pub mod sagemaker;
 pub mod stack;
@@ -39,7 +41,7 @@ use tokio::sync::oneshot;
 
 use crate::cloudwatch::CloudWatch;
 use crate::events::{Outgoing, Publisher};
-use crate::sagemaker::{Delays, Outcome, SageMaker};
+use crate::sagemaker::{Delays, SageMaker};
 use crate::traffic::Behaviour;
 
 /// Milliseconds since the Unix epoch.
@@ -136,12 +138,12 @@ impl Default for Config {
 }
 
 #[derive(Clone)]
-struct Shared {
-    emulator: Arc<Mutex<Emulator>>,
-    publisher: Option<Publisher>,
+pub(crate) struct Shared {
+    pub(crate) emulator: Arc<Mutex<Emulator>>,
+    pub(crate) publisher: Option<Publisher>,
 }
 
-fn lock(emulator: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
+pub(crate) fn lock(emulator: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
     emulator.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -194,14 +196,14 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
             "/service/{service}/operation/{operation}",
             post(cloudwatch_call),
         )
-        .route("/control/models/{model}", post(set_behaviour))
+        .route("/control/models/{model}", post(control::set_behaviour))
         .route(
             "/control/endpoints/{endpoint}/next-update",
-            post(next_update),
+            post(control::next_update),
         )
-        .route("/control/throttle", post(throttle))
-        .route("/control/delays", post(set_delays))
-        .route("/control/events", get(list_events))
+        .route("/control/throttle", post(control::throttle))
+        .route("/control/delays", post(control::set_delays))
+        .route("/control/events", get(control::list_events))
         .with_state(shared.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let (tick_tx, mut tick_rx) = oneshot::channel::<()>();
@@ -367,81 +369,6 @@ fn cbor_error(e: &ApiError) -> Response {
         ("message", cbor::text(&e.message)),
     ]);
     cbor_response(StatusCode::BAD_REQUEST, &body)
-}
-
-async fn set_behaviour(
-    State(shared): State<Shared>,
-    Path(model): Path<String>,
-    axum::Json(behaviour): axum::Json<Behaviour>,
-) -> impl IntoResponse {
-    lock(&shared.emulator).behaviours.insert(model, behaviour);
-    StatusCode::NO_CONTENT
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct NextUpdate {
-    /// `fail-to-old-config` (back on the old config with `reason`; empty for the silent case)
-    /// or `fail` (the endpoint goes to Failed).
-    outcome: String,
-    #[serde(default)]
-    reason: String,
-}
-
-async fn next_update(
-    State(shared): State<Shared>,
-    Path(endpoint): Path<String>,
-    axum::Json(next): axum::Json<NextUpdate>,
-) -> Response {
-    let outcome = match next.outcome.as_str() {
-        "fail-to-old-config" => Outcome::ReturnsToOldConfig(next.reason),
-        "fail" => Outcome::Fails(next.reason),
-        "succeed" => Outcome::Succeeds,
-        other => {
-            let message = format!("outcome {other:?}: use fail-to-old-config, fail or succeed");
-            return (StatusCode::BAD_REQUEST, message).into_response();
-        }
-    };
-    lock(&shared.emulator)
-        .sagemaker
-        .next_outcome
-        .insert(endpoint, outcome);
-    StatusCode::NO_CONTENT.into_response()
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct Throttle {
-    calls: u32,
-}
-
-async fn throttle(
-    State(shared): State<Shared>,
-    axum::Json(t): axum::Json<Throttle>,
-) -> impl IntoResponse {
-    lock(&shared.emulator).throttle_next = t.calls;
-    StatusCode::NO_CONTENT
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct DelaysMs {
-    create_ms: Option<i64>,
-    update_ms: Option<i64>,
-    weights_ms: Option<i64>,
-}
-
-async fn set_delays(
-    State(shared): State<Shared>,
-    axum::Json(d): axum::Json<DelaysMs>,
-) -> impl IntoResponse {
-    let mut emulator = lock(&shared.emulator);
-    let delays = &mut emulator.sagemaker.delays;
-    delays.create_ms = d.create_ms.unwrap_or(delays.create_ms);
-    delays.update_ms = d.update_ms.unwrap_or(delays.update_ms);
-    delays.weights_ms = d.weights_ms.unwrap_or(delays.weights_ms);
-    StatusCode::NO_CONTENT
-}
-
-async fn list_events(State(shared): State<Shared>) -> impl IntoResponse {
-    axum::Json(lock(&shared.emulator).events.clone())
 }
 
 #[cfg(test)]
