@@ -7,6 +7,8 @@ pub mod aws;
 pub mod core;
 pub mod driver;
 pub mod events;
+#[cfg(feature = "aws")]
+pub mod inbound;
 pub mod memory;
 pub mod plan;
 pub mod policy;
