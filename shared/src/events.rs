@@ -125,3 +125,21 @@ impl StateChange {
         }
     }
 }
+
+/// The `detail-type` of a refused request.
+pub const REFUSED_DETAIL_TYPE: &str = "Guardrails Deployment Refused";
+
+/// The `detail` of a "Guardrails Deployment Refused" event: a request that changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    pub schema_version: String,
+    pub endpoint_name: String,
+    /// The id the deployment would have had.
+    pub deployment_id: Option<String>,
+    /// The deployment already active on the endpoint, when that is the reason.
+    pub active_deployment_id: Option<String>,
+    pub requested_by: Option<String>,
+    /// Why, in words: every problem of an invalid policy, the missing endpoint, ...
+    pub reason: String,
+}

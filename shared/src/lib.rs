@@ -8,6 +8,8 @@ pub mod core;
 pub mod driver;
 pub mod events;
 #[cfg(feature = "aws")]
+pub mod handlers;
+#[cfg(feature = "aws")]
 pub mod inbound;
 pub mod memory;
 pub mod plan;

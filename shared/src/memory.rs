@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::events::StateChange;
+use crate::events::{Refusal, StateChange};
 use crate::ports::{
     AuditEntry, Clock, ErrorKind, EventBus, PortError, PortResult, Store, Stored, Waker,
 };
@@ -138,11 +138,16 @@ impl Store for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryBus {
     events: Mutex<Vec<StateChange>>,
+    refusals: Mutex<Vec<Refusal>>,
 }
 
 impl MemoryBus {
     pub fn events(&self) -> Vec<StateChange> {
         lock(&self.events).clone()
+    }
+
+    pub fn refusals(&self) -> Vec<Refusal> {
+        lock(&self.refusals).clone()
     }
 }
 
@@ -150,6 +155,11 @@ impl MemoryBus {
 impl EventBus for MemoryBus {
     async fn publish(&self, events: &[StateChange]) -> PortResult<()> {
         lock(&self.events).extend_from_slice(events);
+        Ok(())
+    }
+
+    async fn refused(&self, refusal: &Refusal) -> PortResult<()> {
+        lock(&self.refusals).push(refusal.clone());
         Ok(())
     }
 }

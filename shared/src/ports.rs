@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Transition};
-use crate::events::StateChange;
+use crate::events::{Refusal, StateChange};
+use crate::plan::Fleet;
 use crate::policy::AlarmTemplate;
 use crate::units::{Share, Timestamp};
 
@@ -85,6 +86,16 @@ pub trait Endpoints: Send + Sync {
     -> PortResult<()>;
     /// DeleteEndpointConfig; a missing config counts as done.
     async fn delete_config(&self, config: &str) -> PortResult<()>;
+    /// The endpoint's current fleet (its config and production variants); `None` when the
+    /// endpoint does not exist.
+    async fn fleet(&self, endpoint: &str) -> PortResult<Option<Fleet>>;
+    /// CreateModel from a model package (an existing model of that name counts as done).
+    async fn create_model_from_package(
+        &self,
+        model: &str,
+        package_arn: &str,
+        role_arn: &str,
+    ) -> PortResult<()>;
 }
 
 /// An alarm Guardrails creates for the green variant.
@@ -169,6 +180,8 @@ pub trait Store: Send + Sync {
 #[async_trait]
 pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[StateChange]) -> PortResult<()>;
+    /// Publishes a "Guardrails Deployment Refused" event.
+    async fn refused(&self, refusal: &Refusal) -> PortResult<()>;
 }
 
 /// One-shot wake-ups (EventBridge Scheduler).

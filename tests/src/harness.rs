@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use guardrails::core::{Action, AlarmView, ConfigVariant, EndpointView, Phase};
 use guardrails::driver::{Driver, DriverError, Limits, Outcome};
 use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
+use guardrails::plan::Fleet;
 use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PortError, PortResult, Store,
     Stored,
@@ -178,6 +179,21 @@ impl Endpoints for WorldPorts {
         self.world()
             .apply(&action)
             .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+    }
+
+    async fn fleet(&self, endpoint: &str) -> PortResult<Option<Fleet>> {
+        self.throttled()?;
+        Ok(self.world().fleet(endpoint))
+    }
+
+    async fn create_model_from_package(
+        &self,
+        model: &str,
+        package: &str,
+        _role: &str,
+    ) -> PortResult<()> {
+        lock(&self.log).push(format!("CreateModel {model} from {package}"));
+        Ok(())
     }
 }
 
@@ -429,6 +445,19 @@ impl Endpoints for CrashAfterAct {
     }
     async fn delete_config(&self, config: &str) -> PortResult<()> {
         self.inner.delete_config(config).await
+    }
+    async fn fleet(&self, endpoint: &str) -> PortResult<Option<Fleet>> {
+        self.inner.fleet(endpoint).await
+    }
+    async fn create_model_from_package(
+        &self,
+        model: &str,
+        package: &str,
+        role: &str,
+    ) -> PortResult<()> {
+        self.inner
+            .create_model_from_package(model, package, role)
+            .await
     }
 }
 

@@ -9,6 +9,7 @@ use guardrails::core::{
     Action, AlarmState, AlarmView, ConfigVariant, EndpointStatus, EndpointView, Observation,
     VariantView,
 };
+use guardrails::plan::{Fleet, FleetVariant};
 use guardrails::units::{Share, Timestamp};
 
 /// How the next UpdateEndpoint ends.
@@ -23,6 +24,7 @@ pub enum UpdateOutcome {
 struct Variant {
     name: String,
     model: String,
+    instance_type: String,
     weight: f64,
     instances: u32,
 }
@@ -38,6 +40,8 @@ enum Change {
 #[derive(Debug)]
 pub struct World {
     pub now: Timestamp,
+    /// The endpoint's name (only this one exists).
+    pub endpoint_name: String,
     pub endpoint_exists: bool,
     status: EndpointStatus,
     config: String,
@@ -73,11 +77,13 @@ impl World {
         let variants = vec![Variant {
             name: variant.to_owned(),
             model: model.to_owned(),
+            instance_type: "ml.m5.xlarge".to_owned(),
             weight: 1.0,
             instances,
         }];
         World {
             now,
+            endpoint_name: "fraud-scorer".to_owned(),
             endpoint_exists: true,
             status: EndpointStatus::InService,
             config: config.to_owned(),
@@ -126,6 +132,23 @@ impl World {
                 )
             })
             .collect()
+    }
+
+    /// The fleet as DescribeEndpoint and DescribeEndpointConfig would show it.
+    pub fn fleet(&self, endpoint_name: &str) -> Option<Fleet> {
+        (self.endpoint_exists && endpoint_name == self.endpoint_name).then(|| Fleet {
+            endpoint_name: endpoint_name.to_owned(),
+            config_name: self.config.clone(),
+            variants: self
+                .variants
+                .iter()
+                .map(|v| FleetVariant {
+                    variant_name: v.name.clone(),
+                    instance_type: v.instance_type.clone(),
+                    instance_count: v.instances,
+                })
+                .collect(),
+        })
     }
 
     pub fn config_exists(&self, name: &str) -> bool {
@@ -271,12 +294,13 @@ impl World {
             ConfigVariant::New {
                 variant_name,
                 model_name,
+                instance_type,
                 instance_count,
                 initial_weight,
-                ..
             } => Ok(Variant {
                 name: variant_name.clone(),
                 model: model_name.clone(),
+                instance_type: instance_type.clone(),
                 weight: *initial_weight,
                 instances: *instance_count,
             }),

@@ -6,7 +6,7 @@ use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use super::classify;
-use crate::events::{DETAIL_TYPE, SOURCE, StateChange};
+use crate::events::{DETAIL_TYPE, REFUSED_DETAIL_TYPE, Refusal, SOURCE, StateChange};
 use crate::ports::{ErrorKind, EventBus, PortError, PortResult};
 
 /// PutEvents takes at most this many entries.
@@ -63,6 +63,32 @@ impl EventBus for EventBridgeBus {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    async fn refused(&self, refusal: &Refusal) -> PortResult<()> {
+        let detail = serde_json::to_string(refusal).map_err(|e| {
+            PortError::new(ErrorKind::Invalid, format!("cannot encode a refusal: {e}"))
+        })?;
+        let entry = PutEventsRequestEntry::builder()
+            .source(SOURCE)
+            .detail_type(REFUSED_DETAIL_TYPE)
+            .detail(detail)
+            .event_bus_name(&self.bus)
+            .build();
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        if out.failed_entry_count() > 0 {
+            return Err(PortError::new(
+                ErrorKind::Transient,
+                "EventBridge refused the refusal event",
+            ));
         }
         Ok(())
     }

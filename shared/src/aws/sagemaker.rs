@@ -4,13 +4,14 @@
 use async_trait::async_trait;
 use aws_sdk_sagemaker::Client;
 use aws_sdk_sagemaker::types::{
-    DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
+    ContainerDefinition, DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
     ProductionVariantInstanceType, ProductionVariantSummary,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::classify;
 use crate::core::{ConfigVariant, EndpointStatus, EndpointView, VariantView};
+use crate::plan::{Fleet, FleetVariant};
 use crate::ports::{Endpoints, ErrorKind, PortError, PortResult};
 use crate::units::Share;
 
@@ -234,6 +235,86 @@ impl Endpoints for SageMakerEndpoints {
         match deleted {
             Ok(_) => Ok(()),
             Err(e) if e.message().is_some_and(|m| m.contains("Could not find")) => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn fleet(&self, endpoint: &str) -> PortResult<Option<Fleet>> {
+        let described = self
+            .client
+            .describe_endpoint()
+            .endpoint_name(endpoint)
+            .send()
+            .await;
+        let out = match described {
+            Ok(out) => out,
+            Err(e)
+                if e.message()
+                    .is_some_and(|m| m.contains("Could not find endpoint")) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(classify(&e)),
+        };
+        let config_name = out.endpoint_config_name().unwrap_or_default().to_owned();
+        let config = self
+            .client
+            .describe_endpoint_config()
+            .endpoint_config_name(&config_name)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        // The serving instance counts (auto scaling may have moved them from the config's).
+        let serving: Vec<VariantView> = out.production_variants().iter().map(variant).collect();
+        let variants = config
+            .production_variants()
+            .iter()
+            .map(|v| {
+                let name = v.variant_name().unwrap_or_default().to_owned();
+                let count = serving
+                    .iter()
+                    .find(|s| s.variant_name == name)
+                    .map_or(count(v.initial_instance_count()), |s| {
+                        s.current_instance_count
+                    });
+                FleetVariant {
+                    variant_name: name,
+                    instance_type: v
+                        .instance_type()
+                        .map(|t| t.as_str().to_owned())
+                        .unwrap_or_default(),
+                    instance_count: count,
+                }
+            })
+            .collect();
+        Ok(Some(Fleet {
+            endpoint_name: endpoint.to_owned(),
+            config_name,
+            variants,
+        }))
+    }
+
+    async fn create_model_from_package(
+        &self,
+        model: &str,
+        package_arn: &str,
+        role_arn: &str,
+    ) -> PortResult<()> {
+        let created = self
+            .client
+            .create_model()
+            .model_name(model)
+            .execution_role_arn(role_arn)
+            .containers(
+                ContainerDefinition::builder()
+                    .model_package_name(package_arn)
+                    .build(),
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => Ok(()),
             Err(e) => Err(classify(&e)),
         }
     }

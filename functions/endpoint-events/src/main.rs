@@ -1,0 +1,18 @@
+//! `endpoint-events`: SageMaker endpoint (deployment) state changes -> reconcile that endpoint.
+//! Builds the clients once, then hands each event to `guardrails::handlers`.
+
+use guardrails::handlers::endpoint_events;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    guardrails::aws::wiring::init_logging();
+    let driver = guardrails::aws::wiring::driver().await?;
+    let driver = &driver;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let handled = endpoint_events(driver, &event.payload).await?;
+        Ok::<Value, Error>(serde_json::to_value(handled)?)
+    }))
+    .await
+}

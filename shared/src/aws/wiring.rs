@@ -1,0 +1,99 @@
+//! What every function builds once at start-up: the SDK clients from the environment, the
+//! driver on them, the settings, and JSON logs. Configuration comes from environment variables
+//! (the SAM template sets them; `guardrails-local up` prints the endpoint ones):
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `GUARDRAILS_TABLE` | the DynamoDB table | `guardrails` |
+//! | `GUARDRAILS_EVENT_BUS` | where our events go | `default` |
+//! | `GUARDRAILS_SCHEDULE_GROUP` | the Scheduler group of wake-ups | `default` |
+//! | `GUARDRAILS_WAKE_TARGET_ARN` | what a wake-up invokes (bake-watcher) | required by functions that schedule |
+//! | `GUARDRAILS_SCHEDULER_ROLE_ARN` | the role Scheduler assumes to invoke it | required likewise |
+//! | `GUARDRAILS_PACKAGE_TARGETS` | JSON: model package group to `{endpointName, policy, ...}` | none |
+//! | `GUARDRAILS_MODEL_ROLE_ARN` | execution role of models created from packages | none |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+
+use super::clock::SystemClock;
+use super::cloudwatch::CloudWatchAlarms;
+use super::dynamodb::DynamoStore;
+use super::eventbridge::EventBridgeBus;
+use super::sagemaker::SageMakerEndpoints;
+use super::scheduler::SchedulerWaker;
+use crate::driver::{Driver, Limits};
+use crate::handlers::{PackageTarget, Settings};
+
+/// A configuration problem found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn var_or(name: &str, default: &str) -> String {
+    var(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// JSON log lines (one per decision), level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .try_init();
+}
+
+/// The settings from the environment.
+pub fn settings() -> Result<Settings, ConfigError> {
+    let package_targets: BTreeMap<String, PackageTarget> = match var("GUARDRAILS_PACKAGE_TARGETS") {
+        None => BTreeMap::new(),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            ConfigError(format!(
+                "GUARDRAILS_PACKAGE_TARGETS is not a JSON object of group -> {{endpointName, policy}}: {e}"
+            ))
+        })?,
+    };
+    Ok(Settings {
+        package_targets,
+        model_role_arn: var("GUARDRAILS_MODEL_ROLE_ARN"),
+    })
+}
+
+/// The driver on the AWS SDK, configured from the environment.
+pub async fn driver() -> Result<Driver, ConfigError> {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let wake_target = var("GUARDRAILS_WAKE_TARGET_ARN")
+        .ok_or_else(|| ConfigError("GUARDRAILS_WAKE_TARGET_ARN is not set".to_owned()))?;
+    let scheduler_role = var("GUARDRAILS_SCHEDULER_ROLE_ARN")
+        .ok_or_else(|| ConfigError("GUARDRAILS_SCHEDULER_ROLE_ARN is not set".to_owned()))?;
+    Ok(Driver {
+        endpoints: Arc::new(SageMakerEndpoints::new(aws_sdk_sagemaker::Client::new(
+            &sdk,
+        ))),
+        alarms: Arc::new(CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk))),
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            var_or("GUARDRAILS_TABLE", "guardrails"),
+        )),
+        bus: Arc::new(EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            var_or("GUARDRAILS_EVENT_BUS", "default"),
+        )),
+        waker: Arc::new(SchedulerWaker::new(
+            aws_sdk_scheduler::Client::new(&sdk),
+            &var_or("GUARDRAILS_SCHEDULE_GROUP", "default"),
+            &wake_target,
+            &scheduler_role,
+        )),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+    })
+}

@@ -1,0 +1,405 @@
+//! What each Lambda function does with an event, so that a function's `main.rs` only builds
+//! clients and runs `lambda_runtime`. A malformed or unexpected event is logged and
+//! acknowledged (`Handled::Ignored`: retrying would not help); a transient AWS error is returned
+//! (`HandlerError`) so that Lambda and EventBridge retry. One log line per decision, with the
+//! endpoint, the deployment and the cause.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::core::Command;
+use crate::driver::{Driver, DriverError, Outcome, Report};
+use crate::events::Refusal;
+use crate::inbound::{DeploymentRequest, Inbound, parse};
+use crate::plan::{GreenSpec, Plan};
+use crate::policy::Policy;
+use crate::ports::PortError;
+
+/// Where an approved model package goes (`GUARDRAILS_PACKAGE_TARGETS`, by package group).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageTarget {
+    pub endpoint_name: String,
+    pub policy: Value,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub instance_count: Option<u32>,
+}
+
+/// The functions' configuration beyond the clients.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Model package group name to the endpoint and policy its approved versions deploy with.
+    pub package_targets: BTreeMap<String, PackageTarget>,
+    /// The execution role of models created from model packages.
+    pub model_role_arn: Option<String>,
+}
+
+/// What a function did with one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "handled", rename_all = "camelCase")]
+pub enum Handled {
+    /// Nothing to do (not ours, not for this function, or malformed); the reason is logged.
+    Ignored { reason: String },
+    /// A request that changed nothing; published as a "Guardrails Deployment Refused" event.
+    Refused { endpoint: String, reason: String },
+    /// Deployments moved on, one entry per endpoint reconciled.
+    Reconciled { deployments: Vec<Decided> },
+}
+
+/// One reconciled deployment, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decided {
+    pub endpoint: String,
+    pub deployment_id: String,
+    pub phase: String,
+    pub causes: Vec<String>,
+}
+
+/// An error worth retrying the invocation for.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+impl From<DriverError> for HandlerError {
+    fn from(e: DriverError) -> HandlerError {
+        HandlerError(e.to_string())
+    }
+}
+
+impl From<PortError> for HandlerError {
+    fn from(e: PortError) -> HandlerError {
+        HandlerError(e.to_string())
+    }
+}
+
+fn ignored(reason: String) -> Handled {
+    info!(reason = %reason, "ignored");
+    Handled::Ignored { reason }
+}
+
+fn decided(report: &Report) -> Decided {
+    let causes: Vec<String> = report
+        .transitions
+        .iter()
+        .map(|t| t.cause.to_string())
+        .collect();
+    info!(
+        endpoint = %report.endpoint_name,
+        deployment_id = %report.deployment_id,
+        phase = %report.phase.label(),
+        causes = ?causes,
+        actions = report.actions_performed,
+        deferred = report.deferred.as_deref().unwrap_or(""),
+        "decision"
+    );
+    Decided {
+        endpoint: report.endpoint_name.clone(),
+        deployment_id: report.deployment_id.clone(),
+        phase: report.phase.label(),
+        causes,
+    }
+}
+
+/// Reads the event; a malformed one is logged and acknowledged.
+fn read(event: &Value) -> Result<Inbound, Handled> {
+    parse(event).map_err(|e| {
+        warn!(error = %e, "malformed event acknowledged without retry");
+        Handled::Ignored {
+            reason: e.to_string(),
+        }
+    })
+}
+
+async fn reconcile(
+    driver: &Driver,
+    endpoint: &str,
+    command: Option<&Command>,
+) -> Result<Handled, HandlerError> {
+    match driver.reconcile(endpoint, command).await? {
+        Outcome::NoDeployment => Ok(ignored(format!(
+            "no active deployment for endpoint {endpoint}"
+        ))),
+        Outcome::Reconciled(report) => Ok(Handled::Reconciled {
+            deployments: vec![decided(&report)],
+        }),
+    }
+}
+
+/// `start-deployment`: deployment requests and approved model packages.
+pub async fn start_deployment(
+    driver: &Driver,
+    settings: &Settings,
+    event: &Value,
+) -> Result<Handled, HandlerError> {
+    let inbound = match read(event) {
+        Ok(inbound) => inbound,
+        Err(handled) => return Ok(handled),
+    };
+    let event_id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+    let request = match inbound {
+        Inbound::DeploymentRequested(request) => *request,
+        Inbound::ModelPackageChanged(package) if package.approval_status == "Approved" => {
+            let Some(target) = settings.package_targets.get(&package.group_name) else {
+                return Ok(ignored(format!(
+                    "model package group {} has no target endpoint in GUARDRAILS_PACKAGE_TARGETS",
+                    package.group_name
+                )));
+            };
+            let model = sanitize(&format!(
+                "{}-{}",
+                package.group_name,
+                package
+                    .version
+                    .map_or_else(|| "latest".to_owned(), |v| v.to_string())
+            ));
+            DeploymentRequest {
+                endpoint_name: target.endpoint_name.clone(),
+                model_name: Some(model),
+                model_package_arn: Some(package.arn.clone()),
+                instance_type: target.instance_type.clone(),
+                instance_count: target.instance_count,
+                green_variant: None,
+                policy: target.policy.clone(),
+                requested_by: Some(format!("model package approval {}", package.arn)),
+                deployment_id: None,
+            }
+        }
+        Inbound::ModelPackageChanged(package) => {
+            return Ok(ignored(format!(
+                "model package {} is {}, not Approved",
+                package.arn, package.approval_status
+            )));
+        }
+        other => {
+            return Ok(ignored(format!(
+                "start-deployment does not handle {other:?}"
+            )));
+        }
+    };
+    start(driver, settings, request, event_id).await
+}
+
+/// `[A-Za-z0-9-]`, at most 63 characters, no leading or trailing `-`: SageMaker's name rule.
+fn sanitize(text: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name.truncate(63);
+    name.trim_matches('-').to_owned()
+}
+
+/// `d-` and the first 12 hex digits of the event id: the same event always gives the same
+/// deployment, so a duplicated request is recognised.
+fn deployment_id_from(event_id: &str) -> String {
+    let hex: String = event_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
+    format!("d-{}", if hex.is_empty() { "0".to_owned() } else { hex })
+}
+
+async fn start(
+    driver: &Driver,
+    settings: &Settings,
+    request: DeploymentRequest,
+    event_id: &str,
+) -> Result<Handled, HandlerError> {
+    let endpoint = request.endpoint_name.clone();
+    let id = request
+        .deployment_id
+        .clone()
+        .unwrap_or_else(|| deployment_id_from(event_id));
+    let refuse = async |reason: String, active: Option<String>| -> Result<Handled, HandlerError> {
+        let refusal = Refusal {
+            schema_version: crate::events::SCHEMA_VERSION.to_owned(),
+            endpoint_name: endpoint.clone(),
+            deployment_id: Some(id.clone()),
+            active_deployment_id: active,
+            requested_by: request.requested_by.clone(),
+            reason: reason.clone(),
+        };
+        driver.bus.refused(&refusal).await?;
+        warn!(endpoint = %endpoint, deployment_id = %id, reason = %reason, "refused");
+        Ok(Handled::Refused {
+            endpoint: endpoint.clone(),
+            reason,
+        })
+    };
+    let policy = match &request.policy {
+        Value::String(text) => Policy::parse(text),
+        document => Policy::from_value(document),
+    };
+    let policy = match policy {
+        Ok(policy) => policy,
+        Err(e) => return refuse(e.to_string(), None).await,
+    };
+    let Some(fleet) = driver.endpoints.fleet(&endpoint).await? else {
+        return refuse(format!("endpoint {endpoint} does not exist"), None).await;
+    };
+    let model = match (&request.model_name, &request.model_package_arn) {
+        (Some(model), Some(package)) => {
+            let Some(role) = &settings.model_role_arn else {
+                let reason = "a model package needs GUARDRAILS_MODEL_ROLE_ARN to create its model";
+                return refuse(reason.to_owned(), None).await;
+            };
+            driver
+                .endpoints
+                .create_model_from_package(model, package, role)
+                .await?;
+            model.clone()
+        }
+        (Some(model), None) => model.clone(),
+        (None, _) => {
+            let reason =
+                "the request names no model (modelName, or modelPackageArn with modelName)";
+            return refuse(reason.to_owned(), None).await;
+        }
+    };
+    let blue = fleet.variants.first();
+    let mut variant = request
+        .green_variant
+        .clone()
+        .unwrap_or_else(|| sanitize(&model));
+    if blue.is_some_and(|b| b.variant_name == variant) {
+        variant = sanitize(&format!("{variant}-green"));
+    }
+    let green = GreenSpec {
+        variant_name: variant,
+        model_name: model,
+        instance_type: request
+            .instance_type
+            .clone()
+            .or_else(|| blue.map(|b| b.instance_type.clone()))
+            .unwrap_or_default(),
+        instance_count: request
+            .instance_count
+            .or_else(|| blue.map(|b| b.instance_count))
+            .unwrap_or(1),
+    };
+    let plan = match Plan::new(&id, &policy, &fleet, &green) {
+        Ok(plan) => plan,
+        Err(e) => return refuse(e.to_string(), None).await,
+    };
+    match driver.start(plan).await {
+        Ok(Outcome::Reconciled(report)) => Ok(Handled::Reconciled {
+            deployments: vec![decided(&report)],
+        }),
+        Ok(Outcome::NoDeployment) => Ok(ignored(format!("deployment {id} ended at once"))),
+        Err(DriverError::AlreadyActive {
+            active_deployment, ..
+        }) if active_deployment == id => Ok(ignored(format!(
+            "duplicate request: deployment {id} is already running on {endpoint}"
+        ))),
+        Err(DriverError::AlreadyActive {
+            active_deployment, ..
+        }) => {
+            let reason = format!(
+                "endpoint {endpoint} already has an active deployment ({active_deployment}); \
+                 wait for it to end or abort it"
+            );
+            refuse(reason, Some(active_deployment)).await
+        }
+        Err(DriverError::Start(e)) => refuse(e.to_string(), None).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `endpoint-events`: SageMaker endpoint (deployment) state changes reconcile that endpoint.
+/// An endpoint Guardrails does not manage costs one read.
+pub async fn endpoint_events(driver: &Driver, event: &Value) -> Result<Handled, HandlerError> {
+    match read(event) {
+        Ok(Inbound::EndpointChanged { endpoint_name }) => {
+            reconcile(driver, &endpoint_name, None).await
+        }
+        Ok(other) => Ok(ignored(format!(
+            "endpoint-events does not handle {other:?}"
+        ))),
+        Err(handled) => Ok(handled),
+    }
+}
+
+/// `bake-watcher`: alarm state changes (the deployments watching that alarm), one-shot
+/// wake-ups, people's approvals and aborts, and the one-minute sweep of every active deployment.
+pub async fn bake_watcher(driver: &Driver, event: &Value) -> Result<Handled, HandlerError> {
+    match read(event) {
+        Ok(Inbound::WakeUp(wake)) => reconcile(driver, &wake.endpoint, None).await,
+        Ok(Inbound::Command(c)) => {
+            let command = match c.command.as_str() {
+                "approve" => Command::Approve { by: c.by },
+                "abort" => Command::Abort {
+                    by: c.by,
+                    reason: c.reason.unwrap_or_else(|| "no reason given".to_owned()),
+                },
+                other => {
+                    return Ok(ignored(format!(
+                        "unknown command {other:?}: use approve or abort"
+                    )));
+                }
+            };
+            let active = driver.store.load(&c.endpoint_name).await?;
+            match active {
+                Some(s) if s.deployment.plan.deployment_id == c.deployment_id => {
+                    reconcile(driver, &c.endpoint_name, Some(&command)).await
+                }
+                _ => Ok(ignored(format!(
+                    "deployment {} is not active on {}",
+                    c.deployment_id, c.endpoint_name
+                ))),
+            }
+        }
+        Ok(Inbound::AlarmChanged(alarm)) => {
+            let mut deployments = Vec::new();
+            for endpoint in driver.store.active_endpoints().await? {
+                let Some(stored) = driver.store.load(&endpoint).await? else {
+                    continue;
+                };
+                let watched = stored
+                    .deployment
+                    .plan
+                    .watched_alarm_names()
+                    .any(|n| n == alarm.alarm_name);
+                if watched
+                    && let Outcome::Reconciled(report) = driver.reconcile(&endpoint, None).await?
+                {
+                    deployments.push(decided(&report));
+                }
+            }
+            if deployments.is_empty() {
+                return Ok(ignored(format!(
+                    "no active deployment watches alarm {}",
+                    alarm.alarm_name
+                )));
+            }
+            Ok(Handled::Reconciled { deployments })
+        }
+        Ok(Inbound::Sweep) => {
+            let mut deployments = Vec::new();
+            let mut failures = Vec::new();
+            for endpoint in driver.store.active_endpoints().await? {
+                // One endpoint's trouble must not stop the sweep of the others.
+                match driver.reconcile(&endpoint, None).await {
+                    Ok(Outcome::Reconciled(report)) => deployments.push(decided(&report)),
+                    Ok(Outcome::NoDeployment) => {}
+                    Err(e) => {
+                        warn!(endpoint = %endpoint, error = %e, "sweep could not reconcile");
+                        failures.push(format!("{endpoint}: {e}"));
+                    }
+                }
+            }
+            if deployments.is_empty() && !failures.is_empty() {
+                return Err(HandlerError(failures.join("; ")));
+            }
+            Ok(Handled::Reconciled { deployments })
+        }
+        Ok(other) => Ok(ignored(format!("bake-watcher does not handle {other:?}"))),
+        Err(handled) => Ok(handled),
+    }
+}

@@ -1,0 +1,289 @@
+//! The functions' handlers on the `events/` samples, with the in-memory store and the stand-in
+//! endpoint: GIVEN an event, WHEN a function handles it, THEN it starts, reconciles, refuses
+//! (published, changing nothing) or ignores it, and never fails on a malformed event.
+
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use guardrails::handlers::{
+    Handled, PackageTarget, Settings, bake_watcher, endpoint_events, start_deployment,
+};
+use guardrails::ports::Store;
+use guardrails_tests::harness::Harness;
+use guardrails_tests::world::World;
+use guardrails_tests::{T0, repo_root};
+use serde_json::{Value, json};
+
+fn sample(file: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("events").join(file)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn harness() -> Harness {
+    Harness::new(
+        World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4)
+            .with_endpoint_alarm("fraud-scorer-5xx"),
+    )
+}
+
+fn reconciled(handled: &Handled) -> Vec<(String, String)> {
+    match handled {
+        Handled::Reconciled { deployments } => deployments
+            .iter()
+            .map(|d| (d.deployment_id.clone(), d.phase.clone()))
+            .collect(),
+        other => panic!("expected a reconciliation, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_request_starts_a_deployment() {
+    let h = harness();
+    let handled = start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested.json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reconciled(&handled),
+        vec![("d-6a7e8febb491".to_owned(), "provisioning".to_owned())]
+    );
+    let active = h.store.load("fraud-scorer").await.unwrap().unwrap();
+    assert_eq!(active.deployment.plan.green.model_name, "fraud-scorer-v2");
+    assert_eq!(active.deployment.plan.green.instance_count, 4);
+    assert!(
+        h.ports
+            .log()
+            .contains(&"UpdateEndpoint guardrails-d-6a7e8febb491-blue-green".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published() {
+    let h = harness();
+    let request = sample("guardrails-deployment-requested.json");
+    start_deployment(&h.driver, &Settings::default(), &request)
+        .await
+        .unwrap();
+    let again = start_deployment(&h.driver, &Settings::default(), &request)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, Handled::Ignored { reason } if reason.starts_with("duplicate request")),
+        "{again:?}"
+    );
+    let mut other = request.clone();
+    other["id"] = json!("ffffffff-0000-0000-0000-000000000000");
+    let refused = start_deployment(&h.driver, &Settings::default(), &other)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        Handled::Refused {
+            endpoint: "fraud-scorer".to_owned(),
+            reason: "endpoint fraud-scorer already has an active deployment (d-6a7e8febb491); wait for it to end or abort it".to_owned()
+        }
+    );
+    let published = h.bus.refusals();
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        published[0].active_deployment_id.as_deref(),
+        Some("d-6a7e8febb491")
+    );
+    assert_eq!(
+        published[0].requested_by.as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        h.store
+            .load("fraud-scorer")
+            .await
+            .unwrap()
+            .unwrap()
+            .deployment
+            .plan
+            .deployment_id,
+        "d-6a7e8febb491"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_policy_is_refused_with_every_problem_and_changes_nothing() {
+    let h = harness();
+    let handled = start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested-invalid-policy.json"),
+    )
+    .await
+    .unwrap();
+    let Handled::Refused { reason, .. } = handled else {
+        panic!("{handled:?}")
+    };
+    assert!(
+        reason.contains("CanarySize.Value: 80% exceeds the 50% SageMaker allows for a canary"),
+        "{reason}"
+    );
+    assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
+    assert!(h.ports.log().is_empty(), "nothing was done to the endpoint");
+    assert_eq!(h.bus.refusals().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_for_an_unknown_endpoint_is_refused() {
+    let h = harness();
+    let mut request = sample("guardrails-deployment-requested.json");
+    request["detail"]["endpointName"] = json!("no-such-endpoint");
+    let handled = start_deployment(&h.driver, &Settings::default(), &request)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&handled, Handled::Refused { reason, .. } if reason == "endpoint no-such-endpoint does not exist"),
+        "{handled:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
+    let h = harness();
+    let package = sample("sagemaker-model-package-state-change.json");
+    let unmapped = start_deployment(&h.driver, &Settings::default(), &package)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&unmapped, Handled::Ignored { reason } if reason.contains("has no target endpoint")),
+        "{unmapped:?}"
+    );
+    let policy = sample("guardrails-deployment-requested.json")["detail"]["policy"].clone();
+    let settings = Settings {
+        package_targets: BTreeMap::from([(
+            "versionedmp-p-idy6c3e1fiqj".to_owned(),
+            PackageTarget {
+                endpoint_name: "fraud-scorer".to_owned(),
+                policy,
+                instance_type: None,
+                instance_count: Some(2),
+            },
+        )]),
+        model_role_arn: Some("arn:aws:iam::123456789012:role/models".to_owned()),
+    };
+    let handled = start_deployment(&h.driver, &settings, &package)
+        .await
+        .unwrap();
+    assert_eq!(reconciled(&handled)[0].1, "provisioning");
+    assert!(
+        h.ports.log()[0]
+            .starts_with("CreateModel versionedmp-p-idy6c3e1fiqj-2 from arn:aws:sagemaker")
+    );
+    let active = h.store.load("fraud-scorer").await.unwrap().unwrap();
+    assert_eq!(active.deployment.plan.green.instance_count, 2);
+    let mut rejected = package.clone();
+    rejected["detail"]["ModelApprovalStatus"] = json!("Rejected");
+    let ignored = start_deployment(&h.driver, &settings, &rejected)
+        .await
+        .unwrap();
+    assert!(matches!(ignored, Handled::Ignored { .. }));
+}
+
+#[tokio::test]
+async fn endpoint_events_reconcile_managed_endpoints_and_ignore_the_rest() {
+    let h = harness();
+    let unmanaged = endpoint_events(&h.driver, &sample("sagemaker-endpoint-state-change.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        unmanaged,
+        Handled::Ignored {
+            reason: "no active deployment for endpoint MyEndpoint".to_owned()
+        }
+    );
+    start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested.json"),
+    )
+    .await
+    .unwrap();
+    let mut event = sample("sagemaker-endpoint-state-change.json");
+    event["detail"]["EndpointName"] = json!("fraud-scorer");
+    let handled = endpoint_events(&h.driver, &event).await.unwrap();
+    assert_eq!(reconciled(&handled)[0].0, "d-6a7e8febb491");
+}
+
+#[tokio::test]
+async fn malformed_and_foreign_events_are_acknowledged_not_retried() {
+    let h = harness();
+    let malformed = sample("malformed-endpoint-event-without-name.json");
+    for handled in [
+        endpoint_events(&h.driver, &malformed).await.unwrap(),
+        bake_watcher(&h.driver, &malformed).await.unwrap(),
+        start_deployment(&h.driver, &Settings::default(), &malformed)
+            .await
+            .unwrap(),
+        start_deployment(
+            &h.driver,
+            &Settings::default(),
+            &json!("not even an object"),
+        )
+        .await
+        .unwrap(),
+        endpoint_events(&h.driver, &sample("scheduled-sweep.json"))
+            .await
+            .unwrap(),
+    ] {
+        assert!(matches!(handled, Handled::Ignored { .. }), "{handled:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_bake_watcher_reconciles_on_wake_ups_alarms_commands_and_the_sweep() {
+    let h = harness();
+    start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested.json"),
+    )
+    .await
+    .unwrap();
+    let woken = bake_watcher(&h.driver, &sample("guardrails-wake-up.json"))
+        .await
+        .unwrap();
+    assert_eq!(reconciled(&woken)[0].0, "d-6a7e8febb491");
+
+    let mut alarm = sample("cloudwatch-alarm-state-change.json");
+    let unwatched = bake_watcher(&h.driver, &alarm).await.unwrap();
+    assert_eq!(
+        unwatched,
+        Handled::Ignored {
+            reason: "no active deployment watches alarm ServerCpuTooHigh".to_owned()
+        }
+    );
+    alarm["detail"]["alarmName"] = json!("fraud-scorer-5xx");
+    let watched = bake_watcher(&h.driver, &alarm).await.unwrap();
+    assert_eq!(reconciled(&watched).len(), 1);
+
+    let swept = bake_watcher(&h.driver, &sample("scheduled-sweep.json"))
+        .await
+        .unwrap();
+    assert_eq!(reconciled(&swept).len(), 1);
+
+    let abort = json!({
+        "version": "0", "id": "c0ffee00-0000-0000-0000-000000000001",
+        "detail-type": "Guardrails Deployment Command", "source": "guardrails",
+        "account": "123456789012", "time": "2026-11-27T08:05:00Z", "region": "us-east-1", "resources": [],
+        "detail": { "endpointName": "fraud-scorer", "deploymentId": "d-6a7e8febb491", "command": "abort",
+                    "by": "bob@example.com", "reason": "customer complaints" }
+    });
+    let aborted = bake_watcher(&h.driver, &abort).await.unwrap();
+    assert_eq!(reconciled(&aborted)[0].1, "rolling back");
+    let mut stale = abort.clone();
+    stale["detail"]["deploymentId"] = json!("d-other");
+    assert!(matches!(
+        bake_watcher(&h.driver, &stale).await.unwrap(),
+        Handled::Ignored { .. }
+    ));
+}
