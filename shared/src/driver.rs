@@ -128,6 +128,7 @@ impl Driver {
             deployment_id: deployment.plan.deployment_id.clone(),
             sequence: 0,
             transition: started.clone(),
+            observed_green_percent: None,
         }];
         let event = StateChange::new(&deployment, &started, 0, None);
         let record = Stored {
@@ -399,6 +400,7 @@ fn next_record(
             deployment_id: id.clone(),
             sequence,
             transition: transition.clone(),
+            observed_green_percent: green.map(|g| g.fraction() * 100.0),
         });
     }
     let next = Stored {

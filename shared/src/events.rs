@@ -47,6 +47,12 @@ pub struct StateChange {
     pub outcome: Option<PhaseKind>,
     /// Milliseconds from the start of the deployment.
     pub elapsed_ms: i64,
+    /// When the rollback was decided (epoch ms), once there is one.
+    #[serde(default)]
+    pub rollback_started_at: Option<i64>,
+    /// When every request was seen back on blue during the rollback (epoch ms).
+    #[serde(default)]
+    pub traffic_restored_at: Option<i64>,
 }
 
 /// The kind of a phase, without its data: the `state` of our events.
@@ -122,6 +128,8 @@ impl StateChange {
             cause: transition.cause.clone(),
             outcome: transition.to.is_final().then_some(state),
             elapsed_ms: transition.at.epoch_ms() - deployment.started_at.epoch_ms(),
+            rollback_started_at: deployment.rollback_started_at.map(|t| t.epoch_ms()),
+            traffic_restored_at: deployment.traffic_restored_at.map(|t| t.epoch_ms()),
         }
     }
 }

@@ -12,11 +12,13 @@ use tracing::{info, warn};
 
 use crate::core::Command;
 use crate::driver::{Driver, DriverError, Outcome, Report};
+use crate::events::PhaseKind;
 use crate::events::Refusal;
 use crate::inbound::{DeploymentRequest, Inbound, parse};
+use crate::page;
 use crate::plan::{GreenSpec, Plan};
 use crate::policy::Policy;
-use crate::ports::PortError;
+use crate::ports::{Clock, PageClaim, Pager, PortError, SentPage, Store};
 
 /// Where an approved model package goes (`GUARDRAILS_PACKAGE_TARGETS`, by package group).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,10 @@ pub struct Settings {
     pub package_targets: BTreeMap<String, PackageTarget>,
     /// The execution role of models created from model packages.
     pub model_role_arn: Option<String>,
+    /// Page on successes too, not only on rollbacks and failures.
+    pub notify_successes: bool,
+    /// The deployments table, named in pages.
+    pub table: String,
 }
 
 /// What a function did with one event.
@@ -49,6 +55,13 @@ pub enum Handled {
     Refused { endpoint: String, reason: String },
     /// Deployments moved on, one entry per endpoint reconciled.
     Reconciled { deployments: Vec<Decided> },
+    /// On-call was paged.
+    Paged {
+        endpoint: String,
+        deployment_id: String,
+        subject: String,
+        message_id: String,
+    },
 }
 
 /// One reconciled deployment, as logged.
@@ -402,4 +415,71 @@ pub async fn bake_watcher(driver: &Driver, event: &Value) -> Result<Handled, Han
         Ok(other) => Ok(ignored(format!("bake-watcher does not handle {other:?}"))),
         Err(handled) => Ok(handled),
     }
+}
+
+/// How long a claim to page may stay unsent before another invocation takes it over.
+const PAGE_CLAIM_STALE_SECS: u32 = 60;
+
+/// `rollback-notifier`: our state-change events for rollbacks and failures (and successes, if
+/// configured) -> one page per outcome, and its record in the store.
+pub async fn rollback_notifier(
+    store: &dyn Store,
+    pager: &dyn Pager,
+    clock: &dyn Clock,
+    settings: &Settings,
+    event: &Value,
+) -> Result<Handled, HandlerError> {
+    let change = match read(event) {
+        Ok(Inbound::StateChanged(change)) => change,
+        Ok(other) => {
+            return Ok(ignored(format!(
+                "rollback-notifier does not handle {other:?}"
+            )));
+        }
+        Err(handled) => return Ok(handled),
+    };
+    let wanted = match change.outcome {
+        Some(PhaseKind::RolledBack | PhaseKind::Failed) => true,
+        Some(PhaseKind::Succeeded) => settings.notify_successes,
+        _ => false,
+    };
+    if !wanted {
+        return Ok(ignored(format!(
+            "deployment {} moved to {:?}: not an outcome that pages",
+            change.deployment_id, change.state
+        )));
+    }
+    let (endpoint, id) = (&change.endpoint_name, &change.deployment_id);
+    match store
+        .claim_page(endpoint, id, clock.now(), PAGE_CLAIM_STALE_SECS)
+        .await?
+    {
+        PageClaim::AlreadySent => {
+            return Ok(ignored(format!(
+                "deployment {id} on {endpoint}: already paged"
+            )));
+        }
+        PageClaim::InProgress => {
+            return Err(HandlerError(format!(
+                "deployment {id} on {endpoint}: another invocation is paging; retry later"
+            )));
+        }
+        PageClaim::Claimed => {}
+    }
+    let audit = store.audit(endpoint, id).await?;
+    let message = page::page(&change, &audit, &settings.table);
+    let message_id = pager.page(&message).await?;
+    let sent = SentPage {
+        message_id: message_id.clone(),
+        subject: message.subject.clone(),
+        sent_at: clock.now(),
+    };
+    store.page_sent(endpoint, id, &sent).await?;
+    info!(endpoint = %endpoint, deployment_id = %id, subject = %message.subject, message_id = %message_id, "paged");
+    Ok(Handled::Paged {
+        endpoint: endpoint.clone(),
+        deployment_id: id.clone(),
+        subject: message.subject,
+        message_id,
+    })
 }

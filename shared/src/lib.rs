@@ -12,6 +12,7 @@ pub mod handlers;
 #[cfg(feature = "aws")]
 pub mod inbound;
 pub mod memory;
+pub mod page;
 pub mod plan;
 pub mod policy;
 pub mod ports;

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use crate::events::{Refusal, StateChange};
 use crate::ports::{
-    AuditEntry, Clock, ErrorKind, EventBus, PortError, PortResult, Store, Stored, Waker,
+    AuditEntry, Clock, ErrorKind, EventBus, Page, PageClaim, Pager, PortError, PortResult,
+    SentPage, Store, Stored, Waker,
 };
 use crate::units::Timestamp;
 
@@ -27,6 +28,8 @@ struct Tables {
     active: BTreeMap<String, Stored>,
     history: Vec<Stored>,
     audit: BTreeMap<(String, String), Vec<AuditEntry>>,
+    /// Page claims: claimed at, and what was sent once sent.
+    pages: BTreeMap<(String, String), (Timestamp, Option<SentPage>)>,
 }
 
 /// The deployments table in memory.
@@ -131,6 +134,61 @@ impl Store for MemoryStore {
             .get(&key)
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn claim_page(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        now: Timestamp,
+        stale_after_secs: u32,
+    ) -> PortResult<PageClaim> {
+        let key = (endpoint.to_owned(), deployment_id.to_owned());
+        let mut tables = lock(&self.tables);
+        match tables.pages.get(&key) {
+            Some((_, Some(_))) => Ok(PageClaim::AlreadySent),
+            Some((claimed, None)) if now < claimed.plus_secs(stale_after_secs) => {
+                Ok(PageClaim::InProgress)
+            }
+            _ => {
+                tables.pages.insert(key, (now, None));
+                Ok(PageClaim::Claimed)
+            }
+        }
+    }
+
+    async fn page_sent(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        sent: &SentPage,
+    ) -> PortResult<()> {
+        let key = (endpoint.to_owned(), deployment_id.to_owned());
+        let mut tables = lock(&self.tables);
+        let entry = tables.pages.entry(key).or_insert((sent.sent_at, None));
+        entry.1 = Some(sent.clone());
+        Ok(())
+    }
+}
+
+/// Records pages.
+#[derive(Debug, Default)]
+pub struct MemoryPager {
+    pages: Mutex<Vec<Page>>,
+}
+
+impl MemoryPager {
+    pub fn pages(&self) -> Vec<Page> {
+        lock(&self.pages).clone()
+    }
+}
+
+#[async_trait]
+impl Pager for MemoryPager {
+    async fn page(&self, page: &Page) -> PortResult<String> {
+        let mut pages = lock(&self.pages);
+        pages.push(page.clone());
+        Ok(format!("memory-{}", pages.len()))
     }
 }
 

@@ -150,6 +150,9 @@ pub struct AuditEntry {
     pub deployment_id: String,
     pub sequence: u64,
     pub transition: Transition,
+    /// Green's share of requests (percent) as observed when the transition was decided.
+    #[serde(default)]
+    pub observed_green_percent: Option<f64>,
 }
 
 /// The deployments table.
@@ -174,6 +177,56 @@ pub trait Store: Send + Sync {
     async fn active_endpoints(&self) -> PortResult<Vec<String>>;
     /// The audit entries of a deployment, in order.
     async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>>;
+    /// Claims the right to page about a deployment's outcome, so that one page is sent per
+    /// outcome: `Claimed` (go ahead), `AlreadySent`, or `InProgress` (another invocation holds
+    /// a claim younger than `stale_after_secs`; retry later). A stale claim is taken over: its
+    /// holder died before sending.
+    async fn claim_page(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        now: Timestamp,
+        stale_after_secs: u32,
+    ) -> PortResult<PageClaim>;
+    /// Records the page as sent (the notifier's audit record).
+    async fn page_sent(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        sent: &SentPage,
+    ) -> PortResult<()>;
+}
+
+/// The outcome of `Store::claim_page`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageClaim {
+    Claimed,
+    AlreadySent,
+    InProgress,
+}
+
+/// What was paged, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentPage {
+    pub message_id: String,
+    pub subject: String,
+    pub sent_at: Timestamp,
+}
+
+/// A message to on-call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    pub subject: String,
+    pub body: String,
+    /// For subscribers' filter policies and other machines.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Where pages go (SNS).
+#[async_trait]
+pub trait Pager: Send + Sync {
+    /// Sends the page; returns the message id.
+    async fn page(&self, page: &Page) -> PortResult<String>;
 }
 
 /// EventBridge, for our own events.

@@ -12,8 +12,8 @@ use guardrails::driver::{Driver, DriverError, Limits, Outcome};
 use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
 use guardrails::plan::Fleet;
 use guardrails::ports::{
-    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PortError, PortResult, Store,
-    Stored,
+    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
+    SentPage, Store, Stored,
 };
 use guardrails::units::{Share, Timestamp};
 
@@ -275,6 +275,18 @@ impl Store for CrashingStore {
     async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
         self.inner.audit(endpoint, id).await
     }
+    async fn claim_page(
+        &self,
+        endpoint: &str,
+        id: &str,
+        now: Timestamp,
+        stale: u32,
+    ) -> PortResult<PageClaim> {
+        self.inner.claim_page(endpoint, id, now, stale).await
+    }
+    async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
+        self.inner.page_sent(endpoint, id, sent).await
+    }
 }
 
 /// The driver and everything it talks to.
@@ -518,5 +530,17 @@ impl Store for RacingStore {
     }
     async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
         self.inner.audit(endpoint, id).await
+    }
+    async fn claim_page(
+        &self,
+        endpoint: &str,
+        id: &str,
+        now: Timestamp,
+        stale: u32,
+    ) -> PortResult<PageClaim> {
+        self.inner.claim_page(endpoint, id, now, stale).await
+    }
+    async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
+        self.inner.page_sent(endpoint, id, sent).await
     }
 }

@@ -314,6 +314,7 @@ fn audit(record: &Stored, sequence: u64) -> AuditEntry {
         deployment_id: record.deployment.plan.deployment_id.clone(),
         sequence,
         transition: started,
+        observed_green_percent: Some(10.0),
     }
 }
 

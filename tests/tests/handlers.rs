@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use guardrails::handlers::{
-    Handled, PackageTarget, Settings, bake_watcher, endpoint_events, start_deployment,
+    Handled, PackageTarget, Settings, bake_watcher, endpoint_events, rollback_notifier,
+    start_deployment,
 };
 use guardrails::ports::Store;
 use guardrails_tests::harness::Harness;
@@ -170,6 +171,7 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
             },
         )]),
         model_role_arn: Some("arn:aws:iam::123456789012:role/models".to_owned()),
+        ..Settings::default()
     };
     let handled = start_deployment(&h.driver, &settings, &package)
         .await
@@ -286,4 +288,150 @@ async fn the_bake_watcher_reconciles_on_wake_ups_alarms_commands_and_the_sweep()
         bake_watcher(&h.driver, &stale).await.unwrap(),
         Handled::Ignored { .. }
     ));
+}
+
+fn envelope(detail: &impl serde::Serialize) -> Value {
+    json!({
+        "version": "0", "id": "7e1d0000-0000-0000-0000-000000000001",
+        "detail-type": "Guardrails Deployment State Change", "source": "guardrails",
+        "account": "123456789012", "time": "2026-11-27T08:10:00Z", "region": "us-east-1",
+        "resources": [], "detail": detail
+    })
+}
+
+fn notifier_settings() -> Settings {
+    Settings {
+        table: "guardrails".to_owned(),
+        ..Settings::default()
+    }
+}
+
+/// Runs a deployment of a bad model to its end and returns the final event our bus carried.
+async fn rolled_back(h: &Harness) -> guardrails::events::StateChange {
+    start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested.json"),
+    )
+    .await
+    .unwrap();
+    h.run_to_end("fraud-scorer").await.unwrap();
+    h.bus
+        .events()
+        .into_iter()
+        .rev()
+        .find(|e| e.outcome.is_some())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rollback_pages_on_call_exactly_once_with_what_they_need() {
+    let h = Harness::new(
+        World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4)
+            .with_endpoint_alarm("fraud-scorer-5xx")
+            .with_bad_model("fraud-scorer-v2"),
+    );
+    let last = rolled_back(&h).await;
+    let pager = guardrails::memory::MemoryPager::default();
+    let event = envelope(&last);
+    let handled = rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &notifier_settings(),
+        &event,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&handled, Handled::Paged { message_id, .. } if message_id == "memory-1"),
+        "{handled:?}"
+    );
+    let again = rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &notifier_settings(),
+        &event,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&again, Handled::Ignored { reason } if reason.ends_with("already paged")),
+        "{again:?}"
+    );
+    let pages = pager.pages();
+    assert_eq!(pages.len(), 1, "exactly one page per outcome");
+    assert_eq!(pages[0].attributes["outcome"], "ROLLED_BACK");
+    assert_eq!(pages[0].attributes["cause"], "AlarmFired");
+    insta::assert_snapshot!(format!(
+        "Subject: {}\n\n{}",
+        pages[0].subject, pages[0].body
+    ));
+}
+
+#[tokio::test]
+async fn a_failure_pages_and_other_state_changes_do_not() {
+    let mut world = World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4);
+    world.next_update =
+        guardrails_tests::world::UpdateOutcome::ReturnsToOldConfig("image not found".to_owned());
+    let h = Harness::new(world);
+    let last = rolled_back(&h).await;
+    let pager = guardrails::memory::MemoryPager::default();
+    let settings = notifier_settings();
+    rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &settings,
+        &envelope(&last),
+    )
+    .await
+    .unwrap();
+    let page = &pager.pages()[0];
+    assert!(
+        page.subject
+            .starts_with("[Guardrails] FAILED fraud-scorer: green provisioning failed"),
+        "{}",
+        page.subject
+    );
+    assert!(
+        page.body
+            .contains("What happened:   green provisioning failed: image not found"),
+        "{}",
+        page.body
+    );
+    let first = h.bus.events()[0].clone();
+    let ignored = rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &settings,
+        &envelope(&first),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(ignored, Handled::Ignored { .. }));
+    assert_eq!(pager.pages().len(), 1);
+}
+
+#[tokio::test]
+async fn the_rolled_back_sample_pages_even_without_an_audit_trail() {
+    let h = harness();
+    let pager = guardrails::memory::MemoryPager::default();
+    let handled = rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &notifier_settings(),
+        &sample("guardrails-deployment-rolled-back.json"),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(handled, Handled::Paged { .. }), "{handled:?}");
+    assert!(
+        pager.pages()[0]
+            .subject
+            .starts_with("[Guardrails] ROLLED BACK fraud-scorer")
+    );
 }

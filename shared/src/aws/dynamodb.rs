@@ -5,6 +5,7 @@
 //! | active deployment (at most one per endpoint) | `ENDPOINT#<endpoint>` | `ACTIVE` | `deployment_id`, `version`, `record` (JSON), `active_endpoint` (the sparse index's key) |
 //! | past deployment | `ENDPOINT#<endpoint>` | `HISTORY#<started ms, 15 digits>#<id>` | `deployment_id`, `phase`, `record` |
 //! | audit entry (append-only) | `ENDPOINT#<endpoint>` | `AUDIT#<id>#<sequence, 6 digits>` | `deployment_id`, `at`, `cause`, `entry` (JSON) |
+//! | page about the outcome | `ENDPOINT#<endpoint>` | `PAGE#<id>` | `page_status` (`claimed`, `sent`), `claimed_at`, `message_id`, `subject`, `sent_at` |
 //!
 //! Every write is conditional: creating the active item requires that none exists (one active
 //! deployment per endpoint), saving it requires the version that was loaded, and audit items
@@ -21,7 +22,10 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::classify;
-use crate::ports::{AuditEntry, ErrorKind, PortError, PortResult, Store, Stored};
+use crate::ports::{
+    AuditEntry, ErrorKind, PageClaim, PortError, PortResult, SentPage, Store, Stored,
+};
+use crate::units::Timestamp;
 
 /// The sparse index of active deployments.
 pub const ACTIVE_INDEX: &str = "active";
@@ -338,5 +342,84 @@ impl Store for DynamoStore {
             }
         }
         Ok(entries)
+    }
+
+    async fn claim_page(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        now: Timestamp,
+        stale_after_secs: u32,
+    ) -> PortResult<PageClaim> {
+        let stale = now.epoch_ms() - i64::from(stale_after_secs) * 1_000;
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", pk(endpoint))
+            .item("sk", s(format!("PAGE#{deployment_id}")))
+            .item("deployment_id", s(deployment_id))
+            .item("page_status", s("claimed"))
+            .item("claimed_at", AttributeValue::N(now.epoch_ms().to_string()))
+            .condition_expression(
+                "attribute_not_exists(sk) OR (page_status = :claimed AND claimed_at < :stale)",
+            )
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":stale", AttributeValue::N(stale.to_string()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(PageClaim::Claimed),
+            Err(e) if classify(&e).kind == ErrorKind::Conflict => {
+                let existing = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", pk(endpoint))
+                    .key("sk", s(format!("PAGE#{deployment_id}")))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let sent = existing
+                    .item()
+                    .and_then(|i| i.get("page_status"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|status| status == "sent");
+                Ok(if sent {
+                    PageClaim::AlreadySent
+                } else {
+                    PageClaim::InProgress
+                })
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn page_sent(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        sent: &SentPage,
+    ) -> PortResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(endpoint))
+            .key("sk", s(format!("PAGE#{deployment_id}")))
+            .update_expression(
+                "SET page_status = :sent, message_id = :id, subject = :subject, sent_at = :at",
+            )
+            .expression_attribute_values(":sent", s("sent"))
+            .expression_attribute_values(":id", s(&sent.message_id))
+            .expression_attribute_values(":subject", s(&sent.subject))
+            .expression_attribute_values(
+                ":at",
+                AttributeValue::N(sent.sent_at.epoch_ms().to_string()),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::classify;
-use crate::ports::{ErrorKind, PortError, PortResult};
+use crate::ports::{ErrorKind, Page, Pager, PortError, PortResult};
 
 /// SNS subjects are at most 100 characters.
 const MAX_SUBJECT_CHARS: usize = 100;
@@ -58,5 +58,13 @@ impl SnsTopic {
         }
         let out = request.send().await.map_err(|e| classify(&e))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pager for SnsTopic {
+    async fn page(&self, page: &Page) -> PortResult<String> {
+        self.publish(&page.subject, &page.body, &page.attributes)
+            .await
     }
 }

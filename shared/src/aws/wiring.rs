@@ -11,6 +11,8 @@
 //! | `GUARDRAILS_SCHEDULER_ROLE_ARN` | the role Scheduler assumes to invoke it | required likewise |
 //! | `GUARDRAILS_PACKAGE_TARGETS` | JSON: model package group to `{endpointName, policy, ...}` | none |
 //! | `GUARDRAILS_MODEL_ROLE_ARN` | execution role of models created from packages | none |
+//! | `GUARDRAILS_TOPIC_ARN` | the SNS topic pages go to (rollback-notifier) | required there |
+//! | `GUARDRAILS_NOTIFY_SUCCESSES` | `true` to page on successes too | `false` |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +66,8 @@ pub fn settings() -> Result<Settings, ConfigError> {
     Ok(Settings {
         package_targets,
         model_role_arn: var("GUARDRAILS_MODEL_ROLE_ARN"),
+        notify_successes: var("GUARDRAILS_NOTIFY_SUCCESSES").is_some_and(|v| v == "true"),
+        table: var_or("GUARDRAILS_TABLE", "guardrails"),
     })
 }
 
@@ -96,4 +100,24 @@ pub async fn driver() -> Result<Driver, ConfigError> {
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
     })
+}
+
+/// The SNS topic pages go to.
+pub async fn pager() -> Result<super::sns::SnsTopic, ConfigError> {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let topic = var("GUARDRAILS_TOPIC_ARN")
+        .ok_or_else(|| ConfigError("GUARDRAILS_TOPIC_ARN is not set".to_owned()))?;
+    Ok(super::sns::SnsTopic::new(
+        aws_sdk_sns::Client::new(&sdk),
+        topic,
+    ))
+}
+
+/// The deployments table alone (the notifier reads the audit trail and records its pages).
+pub async fn store() -> DynamoStore {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        var_or("GUARDRAILS_TABLE", "guardrails"),
+    )
 }

@@ -48,6 +48,12 @@ pub struct Deployment {
     pub phase: Phase,
     /// Who approved the last shift, if anyone has (approval may come early).
     pub approved_by: Option<String>,
+    /// When the rollback was decided, if there was one.
+    #[serde(default)]
+    pub rollback_started_at: Option<Timestamp>,
+    /// When the rollback was first seen with every request back on blue.
+    #[serde(default)]
+    pub traffic_restored_at: Option<Timestamp>,
 }
 
 /// Where a deployment is. Steps are indexes into `plan.steps`.
@@ -184,6 +190,8 @@ impl Deployment {
             started_at: now,
             phase: phase.clone(),
             approved_by: None,
+            rollback_started_at: None,
+            traffic_restored_at: None,
         };
         let transition = Transition {
             at: now,
@@ -258,6 +266,9 @@ impl Deployment {
 
 impl Decision {
     fn move_to(&mut self, to: Phase, cause: Cause, now: Timestamp) {
+        if matches!(to, Phase::RollingBack { .. }) {
+            self.deployment.rollback_started_at.get_or_insert(now);
+        }
         let from = std::mem::replace(&mut self.deployment.phase, to.clone());
         self.transitions.push(Transition {
             at: now,

@@ -49,6 +49,9 @@ pub(super) fn rolling_back(
     now: Timestamp,
 ) -> Outcome {
     let target = d.plan.blue_config_name.clone();
+    if endpoint.config_name == target {
+        d.traffic_restored_at.get_or_insert(now);
+    }
     if let Some(outcome) = common(d, endpoint, &target, since, now, || {
         (Phase::RolledBack { cause }, Cause::RollbackComplete)
     }) {
@@ -59,6 +62,7 @@ pub(super) fn rolling_back(
     if endpoint.share_of(&d.plan.green.variant_name) > 0.0 {
         return wait(d, vec![set_weights(&d.plan, Share::ZERO)], now);
     }
+    d.traffic_restored_at.get_or_insert(now);
     retry_update(d, endpoint, update, target, Vec::new(), now)
 }
 

@@ -1,0 +1,23 @@
+//! `rollback-notifier`: our "Guardrails Deployment State Change" events for rollbacks and
+//! failures (successes too if configured) -> exactly one SNS page per outcome, recorded in the
+//! store. Builds the clients once, then hands each event to `guardrails::handlers`.
+
+use guardrails::aws::clock::SystemClock;
+use guardrails::handlers::rollback_notifier;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    guardrails::aws::wiring::init_logging();
+    let settings = guardrails::aws::wiring::settings()?;
+    let store = guardrails::aws::wiring::store().await;
+    let pager = guardrails::aws::wiring::pager().await?;
+    let (settings, store, pager) = (&settings, &store, &pager);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let handled =
+            rollback_notifier(store, pager, &SystemClock, settings, &event.payload).await?;
+        Ok::<Value, Error>(serde_json::to_value(handled)?)
+    }))
+    .await
+}

@@ -1,0 +1,181 @@
+//! The page on-call gets when a deployment rolls back or fails: a subject and a body a person
+//! can act on at 3 a.m. (what happened, what tripped and its value, where the rollout was, how
+//! fast traffic went back to blue, what serves now, the names to look up), and attributes for
+//! machines. Built from our final state-change event and the deployment's audit trail.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::core::{Cause, Phase};
+use crate::events::{PhaseKind, StateChange};
+use crate::ports::{AuditEntry, Page};
+
+/// The audit entry that started the end: the first move to rolling back or to failed.
+fn trigger(audit: &[AuditEntry]) -> Option<&AuditEntry> {
+    audit.iter().find(|a| {
+        matches!(
+            a.transition.to,
+            Phase::RollingBack { .. } | Phase::Failed { .. }
+        )
+    })
+}
+
+fn step_of(phase: &Phase) -> Option<usize> {
+    match phase {
+        Phase::Shifting { step }
+        | Phase::Baking { step, .. }
+        | Phase::AwaitingApproval { step } => Some(*step + 1),
+        _ => None,
+    }
+}
+
+/// `2026-11-27T08:10:30Z`.
+fn utc(epoch_ms: i64) -> String {
+    let secs = epoch_ms.div_euclid(1_000);
+    let days = secs.div_euclid(86_400);
+    let rest = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+fn cause_kind(cause: &Cause) -> String {
+    serde_json::to_value(cause)
+        .ok()
+        .and_then(|v| v.get("cause").and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The page for `event` (a final one), with the deployment's `audit` trail and the name of the
+/// deployments table.
+pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
+    let outcome = match event.outcome {
+        Some(PhaseKind::RolledBack) => "ROLLED BACK",
+        Some(PhaseKind::Failed) => "FAILED",
+        Some(PhaseKind::Succeeded) => "SUCCEEDED",
+        _ => "ENDED",
+    };
+    let trigger = trigger(audit);
+    let cause = trigger.map_or(&event.cause, |t| &t.transition.cause);
+    let alarm = match cause {
+        Cause::AlarmFired { alarm_name, .. } | Cause::AlarmMissing { alarm_name } => {
+            Some(alarm_name.clone())
+        }
+        _ => None,
+    };
+    let headline = match cause {
+        Cause::AlarmFired { alarm_name, .. } => format!("alarm {alarm_name} in ALARM"),
+        other if event.outcome == Some(PhaseKind::Succeeded) => other.to_string(),
+        other => {
+            let mut text = other.to_string();
+            text.truncate(60);
+            text
+        }
+    };
+    let subject = format!("[Guardrails] {outcome} {}: {headline}", event.endpoint_name);
+
+    let mut body = String::new();
+    let _ = match event.outcome {
+        Some(PhaseKind::RolledBack) => writeln!(
+            body,
+            "Guardrails rolled back a deployment. All traffic is back on the previous model."
+        ),
+        Some(PhaseKind::Failed) => writeln!(
+            body,
+            "A deployment failed and needs a person: read \"What happened\" and \"Now\"."
+        ),
+        _ => writeln!(body, "A deployment ended."),
+    };
+    let _ = writeln!(body);
+    let line = |body: &mut String, label: &str, value: String| {
+        let _ = writeln!(body, "{label:<17}{value}");
+    };
+    line(&mut body, "Endpoint:", event.endpoint_name.clone());
+    line(&mut body, "Deployment:", event.deployment_id.clone());
+    line(
+        &mut body,
+        "New model:",
+        format!("{} (variant {})", event.model_name, event.green_variant),
+    );
+    line(
+        &mut body,
+        "Outcome:",
+        format!("{outcome} at {}", utc(event.time)),
+    );
+    line(&mut body, "What happened:", cause.to_string());
+    if let Some(t) = trigger {
+        let step = step_of(&t.transition.from).map_or_else(
+            || format!("during {}", t.transition.from.label()),
+            |s| format!("step {s} of {}", event.step_count),
+        );
+        let share = t
+            .observed_green_percent
+            .map_or_else(|| "unknown".to_owned(), |p| format!("{p:.2}%"));
+        line(
+            &mut body,
+            "Where it was:",
+            format!(
+                "{step}, green serving {share} of requests, at {}",
+                utc(t.transition.at.epoch_ms())
+            ),
+        );
+    }
+    if let (Some(started), Some(restored)) = (event.rollback_started_at, event.traffic_restored_at)
+    {
+        let secs = (restored - started).max(0) as f64 / 1_000.0;
+        line(
+            &mut body,
+            "Back on blue:",
+            format!("{secs:.1} s after the rollback started"),
+        );
+    }
+    let now = match event.outcome {
+        Some(PhaseKind::RolledBack) => format!(
+            "config {} (the original), 100% of requests; green's variant and alarms removed",
+            event.blue_config_name
+        ),
+        Some(PhaseKind::Succeeded) => format!("green ({}) alone", event.green_variant),
+        _ => "check the endpoint: Guardrails left it as it was found when the deployment failed"
+            .to_owned(),
+    };
+    line(&mut body, "Now:", now);
+    let _ = writeln!(body);
+    let _ = writeln!(body, "Names to look up:");
+    let _ = writeln!(body, "  SageMaker endpoint:  {}", event.endpoint_name);
+    let _ = writeln!(body, "  Original config:     {}", event.blue_config_name);
+    if let Some(alarm) = &alarm {
+        let _ = writeln!(body, "  CloudWatch alarm:    {alarm}");
+    }
+    let _ = writeln!(
+        body,
+        "  Audit trail:         DynamoDB table {table}, pk ENDPOINT#{}, sk begins with AUDIT#{}#",
+        event.endpoint_name, event.deployment_id
+    );
+
+    let mut attributes = BTreeMap::from([
+        ("endpoint".to_owned(), event.endpoint_name.clone()),
+        ("deploymentId".to_owned(), event.deployment_id.clone()),
+        ("outcome".to_owned(), outcome.replace(' ', "_")),
+        ("cause".to_owned(), cause_kind(cause)),
+    ]);
+    if let Some(alarm) = alarm {
+        attributes.insert("alarmName".to_owned(), alarm);
+    }
+    Page {
+        subject,
+        body,
+        attributes,
+    }
+}
