@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
+CFN_LINT_VERSION="1.58.0"
 
 if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 not found: install Python 3.9 or newer first" >&2
@@ -17,4 +18,8 @@ fi
 if ! .venv/bin/python -c "import moto, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION'" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
+if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('cfn-lint') == '$CFN_LINT_VERSION'" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
+fi
+echo "setup: .venv has cfn-lint $CFN_LINT_VERSION"
 echo "setup: .venv has moto $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')"

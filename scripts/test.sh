@@ -12,6 +12,8 @@ fi
 bash scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all --check
+echo "== cfn-lint infra/template.yaml"
+.venv/bin/cfn-lint infra/template.yaml
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"

@@ -20,6 +20,7 @@ fn sample(file: &str) -> serde_json::Value {
 fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
     vec![
         ("cloudwatch-alarm-state-change.json", Some("AlarmChanged")),
+        ("guardrails-deployment-command.json", Some("Command")),
         (
             "guardrails-deployment-requested-invalid-policy.json",
             Some("DeploymentRequested"),

@@ -1,0 +1,228 @@
+//! The SAM template (`infra/template.yaml`): what cfn-lint cannot check (runtime, architecture,
+//! build method, that each function is a crate of the workspace), and every EventBridge rule's
+//! pattern against the `events/` samples it must and must not match, matched by moto's
+//! EventBridge on the local stack.
+
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
+use guardrails_tests::local::{self, Clients};
+use guardrails_tests::repo_root;
+use serde_yaml_ng::Value as Yaml;
+
+fn template() -> Yaml {
+    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+fn functions(template: &Yaml) -> Vec<(String, Yaml)> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, r)| (name.as_str().unwrap().to_owned(), r.clone()))
+        .collect()
+}
+
+#[test]
+fn every_function_is_a_rust_arm64_lambda_built_from_its_workspace_crate() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    let mut binaries = Vec::new();
+    for (name, function) in functions(&template) {
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let manifest = repo_root()
+            .join("functions")
+            .join(&binary)
+            .join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", manifest.display()));
+        assert!(
+            text.contains(&format!("name = \"{binary}\"")),
+            "{name}: folder = package = function name"
+        );
+        binaries.push(binary);
+    }
+    binaries.sort();
+    assert_eq!(
+        binaries,
+        vec![
+            "bake-watcher",
+            "endpoint-events",
+            "rollback-notifier",
+            "start-deployment"
+        ]
+    );
+}
+
+/// `(function, event name) -> pattern` for every EventBridge rule in the template.
+fn patterns(template: &Yaml) -> BTreeMap<String, serde_json::Value> {
+    let mut found = BTreeMap::new();
+    for (name, function) in functions(template) {
+        let Some(events) = function["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (event, spec) in events {
+            if spec["Type"].as_str() != Some("CloudWatchEvent") {
+                continue;
+            }
+            let pattern: serde_json::Value =
+                serde_json::to_value(&spec["Properties"]["Pattern"]).unwrap();
+            found.insert(format!("{name}.{}", event.as_str().unwrap()), pattern);
+        }
+    }
+    found
+}
+
+/// The rules each sample must reach; every other rule must not see it.
+fn routes() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        (
+            "cloudwatch-alarm-state-change.json",
+            &["BakeWatcherFunction.AlarmChanges"],
+        ),
+        (
+            "guardrails-deployment-command.json",
+            &["BakeWatcherFunction.Commands"],
+        ),
+        (
+            "guardrails-deployment-requested-invalid-policy.json",
+            &["StartDeploymentFunction.Requests"],
+        ),
+        (
+            "guardrails-deployment-requested.json",
+            &["StartDeploymentFunction.Requests"],
+        ),
+        (
+            "guardrails-deployment-rolled-back.json",
+            &["RollbackNotifierFunction.Outcomes"],
+        ),
+        (
+            "malformed-endpoint-event-without-name.json",
+            &["EndpointEventsFunction.EndpointChanges"],
+        ),
+        (
+            "sagemaker-endpoint-deployment-state-change.json",
+            &["EndpointEventsFunction.EndpointChanges"],
+        ),
+        (
+            "sagemaker-endpoint-state-change.json",
+            &["EndpointEventsFunction.EndpointChanges"],
+        ),
+        (
+            "sagemaker-model-package-state-change.json",
+            &["StartDeploymentFunction.ApprovedPackages"],
+        ),
+        ("scheduled-sweep.json", &[]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_matches_exactly_the_samples_it_must() {
+    let stack = local::start().await;
+    let c = Clients::new(&stack);
+    let patterns = patterns(&template());
+    assert_eq!(patterns.len(), 6, "{:?}", patterns.keys());
+    let mut queues = BTreeMap::new();
+    for (i, (rule, pattern)) in patterns.iter().enumerate() {
+        let queue = c
+            .sqs
+            .create_queue()
+            .queue_name(format!("rule-{i}"))
+            .send()
+            .await
+            .unwrap();
+        let url = queue.queue_url().unwrap().to_owned();
+        let arn = format!("arn:aws:sqs:us-east-1:123456789012:rule-{i}");
+        let name = format!("rule-{i}");
+        c.eventbridge
+            .put_rule()
+            .name(&name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .unwrap();
+        c.eventbridge
+            .put_targets()
+            .rule(&name)
+            .targets(Target::builder().id("q").arn(arn).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        queues.insert(rule.clone(), url);
+    }
+    // Samples that are EventBridge events, plus the non-final variant of our state change,
+    // which must not page.
+    let mut samples: Vec<(String, serde_json::Value)> = Vec::new();
+    for (file, _) in routes() {
+        let text = std::fs::read_to_string(repo_root().join("events").join(file)).unwrap();
+        samples.push((file.to_owned(), serde_json::from_str(&text).unwrap()));
+    }
+    let mut in_progress = samples
+        .iter()
+        .find(|(f, _)| f == "guardrails-deployment-rolled-back.json")
+        .unwrap()
+        .1
+        .clone();
+    in_progress["detail"]["outcome"] = serde_json::Value::Null;
+    in_progress["detail"]["state"] = serde_json::json!("BAKING");
+    samples.push(("(a non-final state change)".to_owned(), in_progress));
+
+    for (file, sample) in &samples {
+        let entry = PutEventsRequestEntry::builder()
+            .source(sample["source"].as_str().unwrap())
+            .detail_type(sample["detail-type"].as_str().unwrap())
+            .detail(sample["detail"].to_string())
+            .build();
+        let out = c
+            .eventbridge
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_entry_count(), 0, "{file}");
+        let mut reached = Vec::new();
+        for (rule, url) in &queues {
+            let got = c
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if !got.messages().is_empty() {
+                reached.push(rule.as_str());
+                for m in got.messages() {
+                    c.sqs
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        let expected: Vec<&str> = routes()
+            .iter()
+            .find(|(f, _)| f == file)
+            .map_or(Vec::new(), |(_, rules)| rules.to_vec());
+        assert_eq!(reached, expected, "{file} reached the wrong rules");
+    }
+}
