@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need beyond the Rust toolchain: a project-local Python
-# venv (.venv) with moto[server], the local stand-in for DynamoDB, SNS, SQS, EventBridge and
-# EventBridge Scheduler. Safe to run again: it only installs what is missing.
+# Installs what the tests and the demo need beyond the Rust toolchain, in a project-local
+# Python venv (.venv): moto[server] (the local DynamoDB, SNS, SQS, EventBridge and Scheduler),
+# cfn-lint (checks infra/template.yaml) and cargo-lambda (runs the functions locally). Safe to
+# run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
+CARGO_LAMBDA_VERSION="1.9.2"
 
 if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 not found: install Python 3.9 or newer first" >&2
@@ -22,4 +24,8 @@ if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('cfn-
   .venv/bin/pip install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
 fi
 echo "setup: .venv has cfn-lint $CFN_LINT_VERSION"
+if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('cargo-lambda') == '$CARGO_LAMBDA_VERSION'" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+echo "setup: .venv has cargo-lambda $CARGO_LAMBDA_VERSION"
 echo "setup: .venv has moto $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')"

@@ -23,6 +23,7 @@ pub mod events;
 pub mod sagemaker;
 pub mod stack;
 pub mod traffic;
+pub mod wiring;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,21 +1,70 @@
 //! `guardrails-local up`: starts the local AWS stack (moto and the SageMaker/CloudWatch
-//! emulator) on free 127.0.0.1 ports, prints the environment that points the AWS SDK at it
-//! (and writes it to a file to `source`), and stops everything on Ctrl-C or SIGTERM.
+//! emulator) on free 127.0.0.1 ports, wires it like the SAM template wires AWS (table, pages
+//! topic, EventBridge rules from `infra/template.yaml` into queues), prints the environment
+//! that points the AWS SDK and the functions at it (and writes it as KEY=VALUE lines, the form
+//! `cargo lambda watch --env-file` reads), and, with `--lambda`, delivers events, due wake-ups
+//! and the sweep to the functions under `cargo lambda watch`. Ctrl-C or SIGTERM stops it all.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use guardrails_local::Config;
 use guardrails_local::stack::LocalStack;
+use guardrails_local::{Config, wiring};
+
+const USAGE: &str = "usage: guardrails-local up [--env-file PATH] [--lambda http://127.0.0.1:9000] \
+                     [--sweep-secs 60] [--template infra/template.yaml]";
+
+struct Options {
+    env_file: Option<String>,
+    lambda: Option<String>,
+    sweep_secs: u64,
+    template: String,
+}
+
+fn options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("up") {
+        return Err(USAGE.to_owned());
+    }
+    let mut options = Options {
+        env_file: None,
+        lambda: None,
+        sweep_secs: 60,
+        template: "infra/template.yaml".to_owned(),
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--env-file" => options.env_file = Some(value),
+            "--lambda" => options.lambda = Some(value),
+            "--sweep-secs" => {
+                options.sweep_secs = value
+                    .parse()
+                    .map_err(|_| format!("--sweep-secs {value:?}: not a number"))?;
+            }
+            "--template" => options.template = value,
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let env_file = match args.as_slice() {
-        [up] if up == "up" => None,
-        [up, flag, path] if up == "up" && flag == "--env-file" => Some(path.clone()),
-        _ => {
-            eprintln!("usage: guardrails-local up [--env-file PATH]");
+    let options = match options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::from(2);
+        }
+    };
+    let template = match std::fs::read_to_string(&options.template) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("guardrails-local: cannot read {}: {e}", options.template);
+            return ExitCode::FAILURE;
         }
     };
     let stack = match LocalStack::start(Config::default()).await {
@@ -25,17 +74,43 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exports: String = stack
-        .env()
-        .iter()
-        .map(|(k, v)| format!("export {k}={v}\n"))
-        .collect();
-    print!("{exports}");
-    if let Some(path) = env_file
-        && let Err(e) = std::fs::write(&path, &exports)
+    let sdk = stack.sdk_config();
+    let wired = match wiring::provision(&sdk, &template).await {
+        Ok(wired) => wired,
+        Err(e) => {
+            eprintln!("guardrails-local: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut env: Vec<(&str, String)> = stack.env();
+    env.extend([
+        ("GUARDRAILS_TABLE", wired.table.clone()),
+        ("GUARDRAILS_TOPIC_ARN", wired.topic_arn.clone()),
+        (
+            "GUARDRAILS_WAKE_TARGET_ARN",
+            "arn:aws:lambda:us-east-1:123456789012:function:bake-watcher".to_owned(),
+        ),
+        (
+            "GUARDRAILS_SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/guardrails-scheduler".to_owned(),
+        ),
+        ("GUARDRAILS_PAGES_QUEUE_URL", wired.pages_queue_url.clone()),
+        (
+            "GUARDRAILS_TIMELINE_QUEUE_URL",
+            wired.timeline_queue_url.clone(),
+        ),
+    ]);
+    let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    print!("{lines}");
+    if let Some(path) = &options.env_file
+        && let Err(e) = std::fs::write(path, &lines)
     {
         eprintln!("guardrails-local: cannot write {path}: {e}");
         return ExitCode::FAILURE;
+    }
+    if let Some(lambda) = options.lambda.clone() {
+        let sweep = Duration::from_secs(options.sweep_secs.max(1));
+        tokio::spawn(wiring::route(sdk, wired, lambda, sweep));
     }
     eprintln!("guardrails-local: running; Ctrl-C to stop");
     wait_for_stop().await;

@@ -1,0 +1,332 @@
+//! The demo's story, told through the real functions on the local stack: an endpoint serves
+//! model v1; a canary deployment of v2 succeeds; a deployment of a faulty v3 trips its alarm in
+//! the canary bake, rolls back, and on-call is paged; the endpoint is back on v2. It prints a
+//! timeline and a summary, and exits non-zero if the story does not go that way.
+//!
+//! Run by `scripts/demo.sh`, which starts the stack and `cargo lambda watch` and exports the
+//! environment `guardrails-local up` prints (the SDK clients read it like on AWS).
+
+// A demo prints and reads the clock; it is a user of Guardrails, not part of it.
+#![allow(clippy::disallowed_methods, clippy::print_stdout)]
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_sagemaker::types::{
+    ContainerDefinition, ProductionVariant, ProductionVariantInstanceType, Tag,
+};
+use guardrails_local::wiring::post;
+use serde_json::{Value, json};
+
+const ENDPOINT: &str = "fraud-scorer";
+/// The longest one deployment may take in the demo before it is called stuck.
+const STORY_LIMIT: Duration = Duration::from_secs(150);
+
+struct Demo {
+    sagemaker: aws_sdk_sagemaker::Client,
+    events: aws_sdk_eventbridge::Client,
+    sqs: aws_sdk_sqs::Client,
+    timeline_queue: String,
+    pages_queue: String,
+    control: String,
+    started: Instant,
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set: run this through scripts/demo.sh"))
+}
+
+fn policy() -> Value {
+    json!({
+        "DeploymentConfig": {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "CanarySize": { "Type": "CAPACITY_PERCENT", "Value": 10 },
+                    "WaitIntervalInSeconds": 15
+                },
+                "TerminationWaitInSeconds": 10,
+                "MaximumExecutionTimeoutInSeconds": 600
+            }
+        },
+        "Guardrails": {
+            "PollIntervalInSeconds": 2,
+            "Alarms": [{
+                "Name": "green-errors", "MetricName": "Invocation5XXErrors", "Statistic": "Average",
+                "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0.05,
+                "PeriodInSeconds": 10, "EvaluationPeriods": 1, "TreatMissingData": "notBreaching"
+            }]
+        }
+    })
+}
+
+impl Demo {
+    fn clock(&self) -> String {
+        format!("t+{:>4.0}s", self.started.elapsed().as_secs_f64())
+    }
+
+    async fn model(&self, name: &str) -> Result<(), String> {
+        self.sagemaker
+            .create_model()
+            .model_name(name)
+            .primary_container(
+                ContainerDefinition::builder()
+                    .image(format!("local/{name}:latest"))
+                    .build(),
+            )
+            .execution_role_arn("arn:aws:iam::123456789012:role/models")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("CreateModel {name}: {e:?}"))
+    }
+
+    async fn endpoint_serving_v1(&self) -> Result<(), String> {
+        for model in ["fraud-scorer-v1", "fraud-scorer-v2", "fraud-scorer-v3"] {
+            self.model(model).await?;
+        }
+        self.sagemaker
+            .create_endpoint_config()
+            .endpoint_config_name("fraud-scorer-v1")
+            .production_variants(
+                ProductionVariant::builder()
+                    .variant_name("AllTraffic")
+                    .model_name("fraud-scorer-v1")
+                    .instance_type(ProductionVariantInstanceType::MlM5Xlarge)
+                    .initial_instance_count(2)
+                    .initial_variant_weight(1.0)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("CreateEndpointConfig: {e:?}"))?;
+        self.sagemaker
+            .create_endpoint()
+            .endpoint_name(ENDPOINT)
+            .endpoint_config_name("fraud-scorer-v1")
+            .tags(
+                Tag::builder()
+                    .key("guardrails:managed")
+                    .value("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("CreateEndpoint: {e:?}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = self
+                .sagemaker
+                .describe_endpoint()
+                .endpoint_name(ENDPOINT)
+                .send()
+                .await;
+            if d.is_ok_and(|d| {
+                d.endpoint_status()
+                    .is_some_and(|s| s.as_str() == "InService")
+            }) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("the endpoint did not come into service".to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn request(&self, model: &str) -> Result<(), String> {
+        let detail = json!({
+            "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo", "policy": policy()
+        });
+        let entry = PutEventsRequestEntry::builder()
+            .source("guardrails")
+            .detail_type("Guardrails Deployment Requested")
+            .detail(detail.to_string())
+            .build();
+        let out = self
+            .events
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| format!("PutEvents: {e:?}"))?;
+        if out.failed_entry_count() > 0 {
+            return Err("EventBridge refused the request".to_owned());
+        }
+        println!(
+            "{}  request: deploy {model} to {ENDPOINT} (canary 10%, 15 s bake, 10 s final bake)",
+            self.clock()
+        );
+        Ok(())
+    }
+
+    /// Prints the timeline of `model`'s deployment until it ends; returns its outcome.
+    async fn follow(&self, model: &str) -> Result<String, String> {
+        let deadline = Instant::now() + STORY_LIMIT;
+        while Instant::now() < deadline {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.timeline_queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .map_err(|e| format!("ReceiveMessage: {e:?}"))?;
+            for message in out.messages() {
+                if let Some(handle) = message.receipt_handle() {
+                    let _ = self
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.timeline_queue)
+                        .receipt_handle(handle)
+                        .send()
+                        .await;
+                }
+                let event: Value =
+                    serde_json::from_str(message.body().unwrap_or("{}")).unwrap_or_default();
+                let d = &event["detail"];
+                if event["detail-type"] == "Guardrails Deployment Refused" {
+                    return Err(format!("refused: {}", d["reason"]));
+                }
+                if d["modelName"] != model {
+                    continue;
+                }
+                let share = d["observedGreenPercent"]
+                    .as_f64()
+                    .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"));
+                println!(
+                    "{}  {:<16} {:<18} green {:>4}  {}",
+                    self.clock(),
+                    model,
+                    d["state"].as_str().unwrap_or("?"),
+                    share,
+                    d["causeText"].as_str().unwrap_or("")
+                );
+                if let Some(outcome) = d["outcome"].as_str() {
+                    return Ok(outcome.to_owned());
+                }
+            }
+        }
+        Err(format!("{model}: no outcome within {STORY_LIMIT:?}"))
+    }
+
+    async fn page(&self) -> Result<(String, String), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.pages_queue)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .map_err(|e| format!("ReceiveMessage: {e:?}"))?;
+            if let Some(message) = out.messages().first() {
+                let envelope: Value =
+                    serde_json::from_str(message.body().unwrap_or("{}")).unwrap_or_default();
+                return Ok((
+                    envelope["Subject"].as_str().unwrap_or("").to_owned(),
+                    envelope["Message"].as_str().unwrap_or("").to_owned(),
+                ));
+            }
+        }
+        Err("no page arrived".to_owned())
+    }
+
+    async fn serving(&self) -> Result<String, String> {
+        let d = self
+            .sagemaker
+            .describe_endpoint()
+            .endpoint_name(ENDPOINT)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let variants: Vec<String> = d
+            .production_variants()
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} at weight {}",
+                    v.variant_name().unwrap_or("?"),
+                    v.current_weight().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        Ok(format!(
+            "config {} ({})",
+            d.endpoint_config_name().unwrap_or("?"),
+            variants.join(", ")
+        ))
+    }
+}
+
+async fn story() -> Result<(), String> {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let demo = Demo {
+        sagemaker: aws_sdk_sagemaker::Client::new(&sdk),
+        events: aws_sdk_eventbridge::Client::new(&sdk),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        timeline_queue: env("GUARDRAILS_TIMELINE_QUEUE_URL")?,
+        pages_queue: env("GUARDRAILS_PAGES_QUEUE_URL")?,
+        control: env("GUARDRAILS_LOCAL_CONTROL")?,
+        started: Instant::now(),
+    };
+    println!("== An endpoint serves model v1");
+    demo.endpoint_serving_v1().await?;
+    println!(
+        "{}  {ENDPOINT} in service: {}",
+        demo.clock(),
+        demo.serving().await?
+    );
+
+    println!("\n== A canary deployment of v2");
+    let v2_started = Instant::now();
+    demo.request("fraud-scorer-v2").await?;
+    let v2 = demo.follow("fraud-scorer-v2").await?;
+    let v2_secs = v2_started.elapsed().as_secs();
+    let after_v2 = demo.serving().await?;
+    println!("{}  {ENDPOINT} now serves {after_v2}", demo.clock());
+
+    println!("\n== A deployment of a faulty v3 (half of its responses are errors)");
+    let (status, body) = post(
+        &demo.control,
+        "/control/models/fraud-scorer-v3",
+        r#"{"error_rate":0.5}"#,
+    )
+    .await?;
+    if status != 204 {
+        return Err(format!("control API answered {status}: {body}"));
+    }
+    demo.request("fraud-scorer-v3").await?;
+    let v3 = demo.follow("fraud-scorer-v3").await?;
+    let (subject, message) = demo.page().await?;
+    let after_v3 = demo.serving().await?;
+    println!("\n== The page on-call received\nSubject: {subject}\n\n{message}");
+
+    println!("== Summary");
+    println!("  v2: {v2} after {v2_secs} s");
+    println!("  v3: {v3}; on-call paged: \"{subject}\"");
+    println!("  {ENDPOINT} serves {after_v3}");
+    let back_on_v2 = after_v3 == after_v2;
+    if v2 != "SUCCEEDED" || v3 != "ROLLED_BACK" || !subject.contains("ROLLED BACK") || !back_on_v2 {
+        return Err(format!(
+            "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: {back_on_v2}"
+        ));
+    }
+    println!("  all as expected: the faulty model never reached more than its canary share");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match story().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
