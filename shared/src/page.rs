@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use crate::core::{Cause, Phase};
 use crate::events::{PhaseKind, StateChange};
 use crate::ports::{AuditEntry, Page};
+use crate::units::Timestamp;
 
 /// The audit entry that started the end: the first move to rolling back or to failed.
 fn trigger(audit: &[AuditEntry]) -> Option<&AuditEntry> {
@@ -31,24 +32,7 @@ fn step_of(phase: &Phase) -> Option<usize> {
 
 /// `2026-11-27T08:10:30Z`.
 fn utc(epoch_ms: i64) -> String {
-    let secs = epoch_ms.div_euclid(1_000);
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    Timestamp::from_epoch_ms(epoch_ms).utc().to_string()
 }
 
 fn cause_kind(cause: &Cause) -> String {

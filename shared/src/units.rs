@@ -126,6 +126,53 @@ impl Timestamp {
     pub fn secs_since(self, earlier: Timestamp) -> i64 {
         (self.0 - earlier.0).div_euclid(1_000)
     }
+
+    /// The UTC calendar date and time of this instant.
+    pub fn utc(self) -> Utc {
+        let days = self.0.div_euclid(86_400_000);
+        let rest = self.0.rem_euclid(86_400_000);
+        // Howard Hinnant's civil-from-days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        Utc {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: rest / 3_600_000,
+            minute: rest / 60_000 % 60,
+            second: rest / 1_000 % 60,
+            millisecond: rest % 1_000,
+        }
+    }
+}
+
+/// A UTC calendar date and time (proleptic Gregorian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+    pub millisecond: i64,
+}
+
+impl fmt::Display for Utc {
+    /// `2026-11-27T08:10:30Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +210,21 @@ mod tests {
         assert_eq!(pct(1.0).of_instances_rounded_up(4), 1);
         assert_eq!(pct(100.0).of_instances_rounded_up(7), 7);
         assert_eq!(Share::ZERO.of_instances_rounded_up(7), 0);
+    }
+
+    #[test]
+    fn instants_render_as_utc_calendar_time() {
+        let t = Timestamp::from_epoch_ms(1_570_035_880_989).utc();
+        assert_eq!(t.to_string(), "2019-10-02T17:04:40Z");
+        assert_eq!(t.millisecond, 989);
+        assert_eq!(
+            Timestamp::from_epoch_ms(0).utc().to_string(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Timestamp::from_epoch_ms(951_782_400_000).utc().to_string(),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]

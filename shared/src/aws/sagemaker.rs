@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sagemaker::Client;
+use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
 use aws_sdk_sagemaker::types::{
     ContainerDefinition, DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
     ProductionVariantInstanceType, ProductionVariantSummary,
@@ -70,24 +71,33 @@ fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-#[async_trait]
-impl Endpoints for SageMakerEndpoints {
-    async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
-        let described = self
+impl SageMakerEndpoints {
+    /// DescribeEndpoint; `None` when SageMaker says `Could not find endpoint`.
+    async fn described(&self, endpoint: &str) -> PortResult<Option<DescribeEndpointOutput>> {
+        match self
             .client
             .describe_endpoint()
             .endpoint_name(endpoint)
             .send()
-            .await;
-        let out = match described {
-            Ok(out) => out,
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
             Err(e)
                 if e.message()
                     .is_some_and(|m| m.contains("Could not find endpoint")) =>
             {
-                return Ok(None);
+                Ok(None)
             }
-            Err(e) => return Err(classify(&e)),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Endpoints for SageMakerEndpoints {
+    async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
+        let Some(out) = self.described(endpoint).await? else {
+            return Ok(None);
         };
         Ok(Some(EndpointView {
             status: status(out.endpoint_status())?,
@@ -240,21 +250,8 @@ impl Endpoints for SageMakerEndpoints {
     }
 
     async fn fleet(&self, endpoint: &str) -> PortResult<Option<Fleet>> {
-        let described = self
-            .client
-            .describe_endpoint()
-            .endpoint_name(endpoint)
-            .send()
-            .await;
-        let out = match described {
-            Ok(out) => out,
-            Err(e)
-                if e.message()
-                    .is_some_and(|m| m.contains("Could not find endpoint")) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(classify(&e)),
+        let Some(out) = self.described(endpoint).await? else {
+            return Ok(None);
         };
         let config_name = out.endpoint_config_name().unwrap_or_default().to_owned();
         let config = self

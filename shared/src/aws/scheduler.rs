@@ -47,23 +47,15 @@ pub fn schedule_name(endpoint: &str) -> String {
 /// `at(2026-11-27T08:52:00)`, Scheduler's one-time expression (UTC, whole seconds, rounded up
 /// so that the wake-up is never early).
 pub fn at_expression(at: Timestamp) -> String {
-    let secs = at.epoch_ms().div_euclid(1_000) + i64::from(at.epoch_ms().rem_euclid(1_000) > 0);
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let up = if at.epoch_ms().rem_euclid(1_000) > 0 {
+        1
+    } else {
+        0
+    };
+    let t = at.plus_secs(up).utc();
     format!(
-        "at({year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02})",
-        rest / 3_600,
-        rest / 60 % 60,
-        rest % 60
+        "at({:04}-{:02}-{:02}T{:02}:{:02}:{:02})",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
