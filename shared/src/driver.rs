@@ -95,6 +95,11 @@ pub enum DriverError {
         endpoint: String,
         active_deployment: String,
     },
+    #[error("deployment {deployment} already ran on endpoint {endpoint}")]
+    Duplicate {
+        endpoint: String,
+        deployment: String,
+    },
     #[error("cannot start the deployment: {0}")]
     Start(#[from] StartError),
     #[error("gave up after {0} conflicting writes to the deployment record")]
@@ -107,7 +112,9 @@ impl DriverError {
     /// Whether invoking again may succeed (Lambda and EventBridge should retry).
     pub fn is_retryable(&self) -> bool {
         match self {
-            DriverError::AlreadyActive { .. } | DriverError::Start(_) => false,
+            DriverError::AlreadyActive { .. }
+            | DriverError::Duplicate { .. }
+            | DriverError::Start(_) => false,
             DriverError::TooManyConflicts(_) => true,
             DriverError::Port(e) => !matches!(e.kind, ErrorKind::Invalid),
         }
@@ -142,6 +149,12 @@ impl Driver {
         };
         match self.store.create(&record, &audit).await {
             Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::Duplicate => {
+                return Err(DriverError::Duplicate {
+                    endpoint,
+                    deployment: record.deployment.plan.deployment_id.clone(),
+                });
+            }
             Err(e) if e.kind == ErrorKind::AlreadyActive => {
                 let active = self.store.load(&endpoint).await?;
                 return Err(DriverError::AlreadyActive {

@@ -320,6 +320,9 @@ async fn start(
             );
             refuse(reason, Some(active_deployment)).await
         }
+        Err(DriverError::Duplicate { .. }) => Ok(ignored(format!(
+            "duplicate request: deployment {id} already ran on {endpoint}"
+        ))),
         Err(DriverError::Start(e)) => refuse(e.to_string(), None).await,
         Err(e) => Err(e.into()),
     }

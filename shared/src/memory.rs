@@ -75,6 +75,15 @@ impl Store for MemoryStore {
                 format!("{endpoint} has {}", active.deployment.plan.deployment_id),
             ));
         }
+        let id = &record.deployment.plan.deployment_id;
+        if tables.history.iter().any(|h| {
+            h.deployment.plan.endpoint_name == *endpoint && h.deployment.plan.deployment_id == *id
+        }) {
+            return Err(PortError::new(
+                ErrorKind::Duplicate,
+                format!("{endpoint} already ran deployment {id}"),
+            ));
+        }
         tables.active.insert(endpoint.clone(), record.clone());
         append_audit(&mut tables, endpoint, audit);
         Ok(())

@@ -34,6 +34,9 @@ pub enum ErrorKind {
     Conflict,
     /// A deployment is already active for this endpoint.
     AlreadyActive,
+    /// This deployment id was used before (a request delivered again after its deployment
+    /// ended): the deployment is not run twice.
+    Duplicate,
     /// The request was wrong (a bug, or a resource that vanished): retrying will not help.
     Invalid,
     /// Anything else that may pass (network, 5xx): let Lambda retry the invocation.
@@ -47,6 +50,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Throttled => "throttled",
             ErrorKind::Conflict => "conflicting write",
             ErrorKind::AlreadyActive => "deployment already active",
+            ErrorKind::Duplicate => "deployment id already used",
             ErrorKind::Invalid => "invalid request",
             ErrorKind::Transient => "transient error",
         })
@@ -160,7 +164,8 @@ pub struct AuditEntry {
 pub trait Store: Send + Sync {
     /// The endpoint's active deployment, if any.
     async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>>;
-    /// Creates the active deployment; `AlreadyActive` if the endpoint has one.
+    /// Creates the active deployment; `AlreadyActive` if the endpoint has one, `Duplicate` if
+    /// its deployment id was ever used on this endpoint.
     async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()>;
     /// Replaces the active record if its version is still `expected_version`, appending
     /// `audit` in the same write; `Conflict` otherwise.

@@ -6,6 +6,7 @@
 
 pub mod harness;
 pub mod local;
+pub mod sim;
 pub mod transcript;
 pub mod world;
 

@@ -435,3 +435,29 @@ async fn the_rolled_back_sample_pages_even_without_an_audit_trail() {
             .starts_with("[Guardrails] ROLLED BACK fraud-scorer")
     );
 }
+
+/// Found by the simulation (a request delivered again after its deployment had ended ran the
+/// same deployment a second time): the deployment id is remembered.
+#[tokio::test]
+async fn a_request_delivered_again_after_its_deployment_ended_does_not_run_it_twice() {
+    let h = harness();
+    let request = sample("guardrails-deployment-requested.json");
+    start_deployment(&h.driver, &Settings::default(), &request)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.run_to_end("fraud-scorer").await.unwrap(),
+        guardrails::core::Phase::Succeeded
+    );
+    let again = start_deployment(&h.driver, &Settings::default(), &request)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, Handled::Ignored { reason } if reason.starts_with("duplicate request: deployment d-6a7e8febb491 already ran")),
+        "{again:?}"
+    );
+    assert!(
+        h.store.load("fraud-scorer").await.unwrap().is_none(),
+        "nothing started"
+    );
+}

@@ -5,6 +5,7 @@
 //! | active deployment (at most one per endpoint) | `ENDPOINT#<endpoint>` | `ACTIVE` | `deployment_id`, `version`, `record` (JSON), `active_endpoint` (the sparse index's key) |
 //! | past deployment | `ENDPOINT#<endpoint>` | `HISTORY#<started ms, 15 digits>#<id>` | `deployment_id`, `phase`, `record` |
 //! | audit entry (append-only) | `ENDPOINT#<endpoint>` | `AUDIT#<id>#<sequence, 6 digits>` | `deployment_id`, `at`, `cause`, `entry` (JSON) |
+//! | deployment id (idempotency) | `ENDPOINT#<endpoint>` | `ID#<id>` | |
 //! | page about the outcome | `ENDPOINT#<endpoint>` | `PAGE#<id>` | `page_status` (`claimed`, `sent`), `claimed_at`, `message_id`, `subject`, `sent_at` |
 //!
 //! Every write is conditional: creating the active item requires that none exists (one active
@@ -209,14 +210,36 @@ impl Store for DynamoStore {
     }
 
     async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
+        let plan = &record.deployment.plan;
         let mut put = self.active_put(record)?;
         put.condition_expression = Some("attribute_not_exists(pk)".to_owned());
-        let mut items = vec![TransactWriteItem::builder().put(put).build()];
-        items.extend(self.audit_puts(&record.deployment.plan.endpoint_name, audit)?);
-        self.transact(items).await.map_err(|e| match e.kind {
-            ErrorKind::Conflict => PortError::new(ErrorKind::AlreadyActive, e.message),
-            _ => e,
-        })
+        // An id item per deployment, so that a request delivered again after its deployment
+        // ended does not run it twice.
+        let id = build(
+            Put::builder()
+                .table_name(&self.table)
+                .item("pk", pk(&plan.endpoint_name))
+                .item("sk", s(format!("ID#{}", plan.deployment_id)))
+                .condition_expression("attribute_not_exists(sk)")
+                .build(),
+        )?;
+        let mut items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().put(id).build(),
+        ];
+        items.extend(self.audit_puts(&plan.endpoint_name, audit)?);
+        match self.transact(items).await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                let active = self.load(&plan.endpoint_name).await?;
+                let kind = if active.is_some() {
+                    ErrorKind::AlreadyActive
+                } else {
+                    ErrorKind::Duplicate
+                };
+                Err(PortError::new(kind, e.message))
+            }
+            other => other,
+        }
     }
 
     async fn save(
