@@ -3,6 +3,13 @@
 //! One seed reproduces a whole run. After every delivery the checker verifies the invariants of
 //! DESIGN.md; after the faulty phase, faults stop and every deployment must end within a bound.
 
+// Random numbers are mapped to small ranges and probabilities on purpose.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,7 +41,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -43,10 +50,10 @@ impl Rng {
     }
     /// Uniform in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 }
 
@@ -165,15 +172,15 @@ impl Sim {
         };
         let mut result = Ok(());
         for name in worlds {
-            if let Some(w) = s.worlds.get_mut(&name) {
-                if let Err(message) = w.apply(&action) {
-                    let kind = if message.starts_with("Cannot update in-progress") {
-                        ErrorKind::InProgress
-                    } else {
-                        ErrorKind::Invalid
-                    };
-                    result = Err(PortError::new(kind, message));
-                }
+            if let Some(w) = s.worlds.get_mut(&name)
+                && let Err(message) = w.apply(&action)
+            {
+                let kind = if message.starts_with("Cannot update in-progress") {
+                    ErrorKind::InProgress
+                } else {
+                    ErrorKind::Invalid
+                };
+                result = Err(PortError::new(kind, message));
             }
         }
         result?;
@@ -689,7 +696,8 @@ pub async fn run(seed: u64) -> Result<Counts, Violation> {
     }
     let mut counts = sim.state().counts.clone();
     let pages = pager.pages();
-    for endpoint in sim.state().worlds.keys().cloned().collect::<Vec<_>>() {
+    let endpoints: Vec<String> = sim.state().worlds.keys().cloned().collect();
+    for endpoint in endpoints {
         for done in store.history(&endpoint) {
             let id = &done.deployment.plan.deployment_id;
             counts.deployments += 1;
@@ -759,7 +767,7 @@ async fn deliver(
                 .unwrap_or_default();
             let id = {
                 let mut s = sim.state();
-                format!("{:016x}{:016x}", s.rng.next(), s.rng.next())
+                format!("{:016x}{:016x}", s.rng.next_u64(), s.rng.next_u64())
             };
             let detail = json!({ "endpointName": endpoint, "modelName": model, "policy": text, "requestedBy": "sim" });
             let event = envelope("Guardrails Deployment Requested", "guardrails", detail, id);
