@@ -410,6 +410,18 @@ pub async fn bake_watcher(driver: &Driver, event: &Value) -> Result<Handled, Han
                     }
                 }
             }
+            // The safety net for pages: outcomes still unpaged two minutes after they happened
+            // (their event was lost) are published again; the notifier pages once.
+            let now = driver.clock.now();
+            let before = crate::units::Timestamp::from_epoch_ms(now.epoch_ms() - UNPAGED_GRACE_MS);
+            let unpaged = driver.store.unpaged(before).await?;
+            if !unpaged.is_empty() {
+                info!(
+                    outcomes = unpaged.len(),
+                    "publishing unpaged outcomes again"
+                );
+                driver.bus.publish(&unpaged).await?;
+            }
             if deployments.is_empty() && !failures.is_empty() {
                 return Err(HandlerError(failures.join("; ")));
             }
@@ -419,6 +431,9 @@ pub async fn bake_watcher(driver: &Driver, event: &Value) -> Result<Handled, Han
         Err(handled) => Ok(handled),
     }
 }
+
+/// How long an outcome may wait for its page before the sweep publishes it again.
+const UNPAGED_GRACE_MS: i64 = 120_000;
 
 /// How long a claim to page may stay unsent before another invocation takes it over.
 const PAGE_CLAIM_STALE_SECS: u32 = 60;

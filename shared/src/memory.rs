@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::core::Phase;
 use crate::events::{Refusal, StateChange};
 use crate::ports::{
     AuditEntry, Clock, ErrorKind, EventBus, Page, PageClaim, Pager, PortError, PortResult,
@@ -164,6 +165,32 @@ impl Store for MemoryStore {
                 Ok(PageClaim::Claimed)
             }
         }
+    }
+
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
+        let tables = lock(&self.tables);
+        let mut events = Vec::new();
+        for done in &tables.history {
+            let plan = &done.deployment.plan;
+            let key = (plan.endpoint_name.clone(), plan.deployment_id.clone());
+            let pages = matches!(
+                done.deployment.phase,
+                Phase::RolledBack { .. } | Phase::Failed { .. }
+            );
+            let sent = matches!(tables.pages.get(&key), Some((_, Some(_))));
+            let Some(last) = tables.audit.get(&key).and_then(|a| a.last()) else {
+                continue;
+            };
+            if pages && !sent && last.transition.at < before {
+                events.push(StateChange::new(
+                    &done.deployment,
+                    &last.transition,
+                    last.sequence,
+                    None,
+                ));
+            }
+        }
+        Ok(events)
     }
 
     async fn page_sent(

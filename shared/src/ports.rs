@@ -193,6 +193,9 @@ pub trait Store: Send + Sync {
         now: Timestamp,
         stale_after_secs: u32,
     ) -> PortResult<PageClaim>;
+    /// The final events of rolled-back or failed deployments that ended before `before` and have
+    /// not been paged about: the sweep publishes them again, so a lost event still pages.
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>>;
     /// Records the page as sent (the notifier's audit record).
     async fn page_sent(
         &self,

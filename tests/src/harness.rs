@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use guardrails::core::{Action, AlarmView, ConfigVariant, EndpointView, Phase};
 use guardrails::driver::{Driver, DriverError, Limits, Outcome};
+use guardrails::events::StateChange;
 use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
 use guardrails::plan::Fleet;
 use guardrails::ports::{
@@ -284,6 +285,9 @@ impl Store for CrashingStore {
     ) -> PortResult<PageClaim> {
         self.inner.claim_page(endpoint, id, now, stale).await
     }
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
+        self.inner.unpaged(before).await
+    }
     async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
         self.inner.page_sent(endpoint, id, sent).await
     }
@@ -539,6 +543,9 @@ impl Store for RacingStore {
         stale: u32,
     ) -> PortResult<PageClaim> {
         self.inner.claim_page(endpoint, id, now, stale).await
+    }
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
+        self.inner.unpaged(before).await
     }
     async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
         self.inner.page_sent(endpoint, id, sent).await

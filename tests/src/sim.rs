@@ -355,6 +355,9 @@ impl Store for Sim {
     ) -> PortResult<PageClaim> {
         self.store.claim_page(endpoint, id, now, stale).await
     }
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
+        self.store.unpaged(before).await
+    }
     async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
         self.store.page_sent(endpoint, id, sent).await
     }
@@ -556,7 +559,10 @@ pub async fn run(seed: u64) -> Result<Counts, Violation> {
                     }
                 }
             }
+            // One wake-up per endpoint, as Scheduler keeps one schedule per endpoint: a new
+            // one replaces the pending one.
             for (endpoint, at) in std::mem::take(&mut s.wake_ups) {
+                queue.retain(|_, d| *d != Delivery::WakeUp(endpoint.clone()));
                 push(&mut queue, at.max(now), Delivery::WakeUp(endpoint));
             }
             let events = bus.events();
@@ -763,8 +769,10 @@ async fn deliver(
             model,
             policy,
         } => {
+            // The examples watch `fraud-scorer-5xx`; each simulated endpoint has its own.
             let text = std::fs::read_to_string(repo_root().join("examples/policies").join(policy))
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .replace("fraud-scorer-5xx", &format!("{endpoint}-5xx"));
             let id = {
                 let mut s = sim.state();
                 format!("{:016x}{:016x}", s.rng.next_u64(), s.rng.next_u64())

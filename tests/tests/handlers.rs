@@ -461,3 +461,52 @@ async fn a_request_delivered_again_after_its_deployment_ended_does_not_run_it_tw
         "nothing started"
     );
 }
+
+/// Found by the simulation (seed 17: a failure whose state-change event was lost never
+/// paged): the sweep publishes outcomes still unpaged after two minutes again.
+#[tokio::test]
+async fn the_sweep_publishes_an_unpaged_outcome_again_so_a_lost_event_still_pages() {
+    let mut world = World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4);
+    world.next_update =
+        guardrails_tests::world::UpdateOutcome::ReturnsToOldConfig("capacity".to_owned());
+    let h = Harness::new(world);
+    rolled_back(&h).await;
+    let published = h.bus.events().len();
+    h.advance_to(h.clock_now().plus_secs(180));
+    bake_watcher(&h.driver, &sample("scheduled-sweep.json"))
+        .await
+        .unwrap();
+    let again: Vec<_> = h.bus.events()[published..].to_vec();
+    assert_eq!(again.len(), 1, "the failure's outcome, published again");
+    let pager = guardrails::memory::MemoryPager::default();
+    rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &notifier_settings(),
+        &envelope(&again[0]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pager.pages().len(), 1);
+    h.advance_to(h.clock_now().plus_secs(180));
+    bake_watcher(&h.driver, &sample("scheduled-sweep.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.bus.events().len(),
+        published + 1,
+        "paged: not published again"
+    );
+}
+
+trait Now {
+    fn clock_now(&self) -> guardrails::units::Timestamp;
+}
+
+impl Now for Harness {
+    fn clock_now(&self) -> guardrails::units::Timestamp {
+        use guardrails::ports::Clock;
+        self.clock.now()
+    }
+}

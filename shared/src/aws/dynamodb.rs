@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::classify;
+use crate::events::StateChange;
 use crate::ports::{
     AuditEntry, ErrorKind, PageClaim, PortError, PortResult, SentPage, Store, Stored,
 };
@@ -30,6 +31,8 @@ use crate::units::Timestamp;
 
 /// The sparse index of active deployments.
 pub const ACTIVE_INDEX: &str = "active";
+/// The sparse index of rollbacks and failures not yet paged about.
+pub const UNPAGED_INDEX: &str = "unpaged";
 /// DynamoDB's limit on items in one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
@@ -108,7 +111,19 @@ impl DynamoStore {
             .attribute_definitions(attribute("pk")?)
             .attribute_definitions(attribute("sk")?)
             .attribute_definitions(attribute("active_endpoint")?)
+            .attribute_definitions(attribute("unpaged_endpoint")?)
             .global_secondary_indexes(index)
+            .global_secondary_indexes(build(
+                GlobalSecondaryIndex::builder()
+                    .index_name(UNPAGED_INDEX)
+                    .key_schema(key("unpaged_endpoint", KeyType::Hash)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build(),
+            )?)
             .send()
             .await;
         match created {
@@ -299,6 +314,17 @@ impl Store for DynamoStore {
                 .item("record", s(json(record)?))
                 .build(),
         )?;
+        // A rollback or failure stays in the sparse `unpaged` index until it has been paged
+        // about, so that the sweep can publish its outcome again if the event was lost.
+        let mut history = history;
+        if matches!(
+            record.deployment.phase,
+            crate::core::Phase::RolledBack { .. } | crate::core::Phase::Failed { .. }
+        ) {
+            history
+                .item
+                .insert("unpaged_endpoint".to_owned(), s(&plan.endpoint_name));
+        }
         self.transact(vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().put(history).build(),
@@ -417,6 +443,76 @@ impl Store for DynamoStore {
             }
             Err(e) => Err(classify(&e)),
         }
+    }
+
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
+        let mut events = Vec::new();
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .index_name(UNPAGED_INDEX)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        for key in out.items() {
+            let (Some(pk_value), Some(sk_value)) = (key.get("pk"), key.get("sk")) else {
+                continue;
+            };
+            let item = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", pk_value.clone())
+                .key("sk", sk_value.clone())
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            let Some(item) = item.item() else { continue };
+            let done = record_of(item)?;
+            let plan = &done.deployment.plan;
+            let page = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", pk(&plan.endpoint_name))
+                .key("sk", s(format!("PAGE#{}", plan.deployment_id)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            let sent = page
+                .item()
+                .and_then(|i| i.get("page_status"))
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|status| status == "sent");
+            if sent {
+                // Paged: leave the index.
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", pk_value.clone())
+                    .key("sk", sk_value.clone())
+                    .update_expression("REMOVE unpaged_endpoint")
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                continue;
+            }
+            let audit = self.audit(&plan.endpoint_name, &plan.deployment_id).await?;
+            if let Some(last) = audit.last()
+                && last.transition.at < before
+            {
+                events.push(StateChange::new(
+                    &done.deployment,
+                    &last.transition,
+                    last.sequence,
+                    None,
+                ));
+            }
+        }
+        Ok(events)
     }
 
     async fn page_sent(
