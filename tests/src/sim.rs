@@ -111,6 +111,24 @@ struct State {
     faults: Option<Faults>,
     counts: Counts,
     wake_ups: Vec<(String, Timestamp)>,
+    mutation: Mutation,
+    /// The last observation returned per endpoint (for `Mutation::StaleObservations`).
+    last_seen: BTreeMap<String, Option<EndpointView>>,
+    /// The last alarm states returned (for `Mutation::StaleObservations`).
+    last_alarms: Option<BTreeMap<String, AlarmView>>,
+}
+
+/// A deliberate bug, to show that the checker catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mutation {
+    #[default]
+    None,
+    /// Saves ignore the version condition (a driver that writes unconditionally).
+    IgnoreVersion,
+    /// Blue is removed as soon as green gets all traffic, before the final bake.
+    RemoveBlueAtLastShift,
+    /// An invocation sometimes reuses the previous observation instead of looking again.
+    StaleObservations,
 }
 
 impl State {
@@ -199,7 +217,14 @@ impl Endpoints for Sim {
         if s.fault("throttle", |f| f.throttle) {
             return Err(PortError::new(ErrorKind::Throttled, "Rate exceeded"));
         }
-        Ok(s.worlds.get(endpoint).and_then(|w| w.observe().endpoint))
+        let fresh = s.worlds.get(endpoint).and_then(|w| w.observe().endpoint);
+        if s.mutation == Mutation::StaleObservations && s.rng.chance(0.5) {
+            if let Some(stale) = s.last_seen.get(endpoint) {
+                return Ok(stale.clone());
+            }
+        }
+        s.last_seen.insert(endpoint.to_owned(), fresh.clone());
+        Ok(fresh)
     }
     async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
         let action = Action::CreateEndpointConfig {
@@ -235,6 +260,32 @@ impl Endpoints for Sim {
             green_variant: green.to_owned(),
             green_share,
         };
+        let mutated =
+            self.state().mutation == Mutation::RemoveBlueAtLastShift && green_share == Share::FULL;
+        if mutated {
+            // The broken core removes blue at the last shift: the endpoint goes to green alone.
+            let mut s = self.state();
+            if let Some(w) = s.worlds.get_mut(endpoint) {
+                let config = w.config_name().replace("-blue-green", "-green");
+                let variants = vec![ConfigVariant::New {
+                    variant_name: green.to_owned(),
+                    model_name: green.to_owned(),
+                    instance_type: "ml.m5.xlarge".to_owned(),
+                    instance_count: 1,
+                    initial_weight: 1.0,
+                }];
+                let create = Action::CreateEndpointConfig {
+                    config_name: config.clone(),
+                    variants,
+                };
+                let _ = w.apply(&create);
+                return w
+                    .apply(&Action::UpdateEndpoint {
+                        config_name: config,
+                    })
+                    .map_err(|m| PortError::new(ErrorKind::InProgress, m));
+            }
+        }
         self.change(Some(endpoint), action).await
     }
     async fn set_instance_count(
@@ -275,7 +326,13 @@ impl Endpoints for Sim {
 impl Alarms for Sim {
     async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
         tokio::task::yield_now().await;
-        let s = self.state();
+        let mut s = self.state();
+        if s.mutation == Mutation::StaleObservations
+            && s.rng.chance(0.5)
+            && let Some(stale) = s.last_alarms.clone()
+        {
+            return Ok(stale);
+        }
         let mut found = BTreeMap::new();
         for w in s.worlds.values() {
             for (name, view) in w.observe().alarms {
@@ -284,6 +341,7 @@ impl Alarms for Sim {
                 }
             }
         }
+        s.last_alarms = Some(found.clone());
         Ok(found)
     }
     async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()> {
@@ -330,6 +388,14 @@ impl Store for Sim {
                 return Err(transient("save"));
             }
         }
+        let expected = if self.state().mutation == Mutation::IgnoreVersion {
+            self.store
+                .load(&record.deployment.plan.endpoint_name)
+                .await?
+                .map_or(expected, |s| s.version)
+        } else {
+            expected
+        };
         self.store.save(record, expected, audit).await?;
         if self.state().fault("crash after save", |f| f.crash) {
             return Err(transient("save"));
@@ -424,6 +490,11 @@ const MAX_ITERATIONS: u64 = 200_000;
 
 /// Runs the simulation for `seed`.
 pub async fn run(seed: u64) -> Result<Counts, Violation> {
+    run_with(seed, Mutation::None).await
+}
+
+/// Runs the simulation for `seed` with a deliberate bug.
+pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation> {
     let mut rng = Rng::new(seed);
     let faults = Faults::pick(&mut rng);
     let clock = Arc::new(VirtualClock::new(T0));
@@ -479,6 +550,9 @@ pub async fn run(seed: u64) -> Result<Counts, Violation> {
             faults: Some(faults),
             counts: Counts::default(),
             wake_ups: Vec::new(),
+            mutation,
+            last_seen: BTreeMap::new(),
+            last_alarms: None,
         })),
         store: store.clone(),
     };
@@ -630,6 +704,10 @@ pub async fn run(seed: u64) -> Result<Counts, Violation> {
             for w in sim.state().worlds.values_mut() {
                 w.advance_to(next);
             }
+            // The world changed on its own: the invariants must hold before anyone reacts.
+            check(&sim, &store)
+                .await
+                .map_err(|m| violation(&trace, m))?;
             continue;
         }
         // Deliver everything due now; two deliveries for one endpoint may run at once.
@@ -957,7 +1035,8 @@ async fn check(sim: &Sim, store: &MemoryStore) -> Result<(), String> {
                         step: plan.last_step(),
                     }
             });
-            if config == plan.green_config_name && !final_bake_passed {
+            let blue_gone = !traffic.iter().any(|(v, _)| *v == plan.blue.variant_name);
+            if blue_gone && !final_bake_passed {
                 return Err(format!(
                     "invariant 3: {endpoint} removed blue before the final bake passed"
                 ));

@@ -72,3 +72,49 @@ fn seeds_that_found_bugs_stay_fixed() {
         }
     }
 }
+
+/// The checker catches deliberate bugs, each within this many seeds.
+const CATCH_WITHIN_SEEDS: u64 = 200;
+
+fn first_seed_catching(mutation: sim::Mutation) -> Option<(u64, String)> {
+    (0..CATCH_WITHIN_SEEDS).find_map(|seed| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(sim::run_with(seed, mutation))
+            .err()
+            .map(|v| (seed, v.invariant))
+    })
+}
+
+#[test]
+fn the_checker_catches_a_driver_that_ignores_the_version_condition() {
+    let caught = first_seed_catching(sim::Mutation::IgnoreVersion);
+    println!("ignore version: {caught:?}");
+    assert!(
+        caught.is_some(),
+        "not caught within {CATCH_WITHIN_SEEDS} seeds"
+    );
+}
+
+#[test]
+fn the_checker_catches_a_core_that_removes_blue_at_the_last_shift() {
+    let caught = first_seed_catching(sim::Mutation::RemoveBlueAtLastShift);
+    println!("remove blue at last shift: {caught:?}");
+    assert!(
+        caught.is_some(),
+        "not caught within {CATCH_WITHIN_SEEDS} seeds"
+    );
+}
+
+#[test]
+fn the_checker_catches_a_driver_that_does_not_observe_again() {
+    let caught = first_seed_catching(sim::Mutation::StaleObservations);
+    println!("stale observations: {caught:?}");
+    assert!(
+        caught.is_some(),
+        "not caught within {CATCH_WITHIN_SEEDS} seeds"
+    );
+}
