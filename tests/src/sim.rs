@@ -218,10 +218,11 @@ impl Endpoints for Sim {
             return Err(PortError::new(ErrorKind::Throttled, "Rate exceeded"));
         }
         let fresh = s.worlds.get(endpoint).and_then(|w| w.observe().endpoint);
-        if s.mutation == Mutation::StaleObservations && s.rng.chance(0.5) {
-            if let Some(stale) = s.last_seen.get(endpoint) {
-                return Ok(stale.clone());
-            }
+        if s.mutation == Mutation::StaleObservations
+            && s.rng.chance(0.5)
+            && let Some(stale) = s.last_seen.get(endpoint)
+        {
+            return Ok(stale.clone());
         }
         s.last_seen.insert(endpoint.to_owned(), fresh.clone());
         Ok(fresh)
