@@ -808,6 +808,24 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 ));
             }
             let audit = store.audit(&endpoint, id).await.unwrap_or_default();
+            // Liveness: ended within its deadline (or the end of the faults, if later) plus the
+            // settle budget and three sweeps.
+            let bound = done
+                .deployment
+                .deadline
+                .max(fault_end)
+                .plus_secs(SETTLE_SECS + 3 * SWEEP_SECS);
+            if let Some(last) = audit.last()
+                && last.transition.at > bound
+            {
+                return Err(violation(
+                    &trace,
+                    format!(
+                        "liveness: deployment {id} on {endpoint} ended {} s after its bound",
+                        last.transition.at.secs_since(bound)
+                    ),
+                ));
+            }
             let gap_free = audit
                 .iter()
                 .enumerate()
