@@ -230,29 +230,29 @@ impl Alarms for WorldPorts {
     }
 }
 
-/// The memory store, with an optional injected failure of the n-th save.
-#[derive(Debug, Default)]
-pub struct CrashingStore {
-    pub inner: MemoryStore,
-    fail_save: AtomicU32,
-    saves: AtomicU32,
-    crashes: AtomicU32,
+/// What a test does around a store's saves; every other call passes through unchanged.
+#[async_trait]
+pub trait SaveHook: Send + Sync {
+    /// Runs before each save; an error is returned instead of saving.
+    async fn before_save(&self) -> PortResult<()>;
+    /// Sees each save's result.
+    fn after_save(&self, _saved: &PortResult<()>) {}
 }
 
-impl CrashingStore {
-    /// How many injected save failures happened.
-    pub fn crashes(&self) -> u32 {
-        self.crashes.load(Ordering::SeqCst)
-    }
+/// Any store, with a `SaveHook` around its saves.
+pub struct HookedStore<H> {
+    pub inner: Arc<dyn Store>,
+    pub hook: H,
+}
 
-    pub fn fail_save(&self, n: u32) {
-        self.saves.store(0, Ordering::SeqCst);
-        self.fail_save.store(n, Ordering::SeqCst);
+impl<H> std::fmt::Debug for HookedStore<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookedStore").finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl Store for CrashingStore {
+impl<H: SaveHook> Store for HookedStore<H> {
     async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
         self.inner.load(endpoint).await
     }
@@ -260,12 +260,10 @@ impl Store for CrashingStore {
         self.inner.create(record, audit).await
     }
     async fn save(&self, record: &Stored, expected: u64, audit: &[AuditEntry]) -> PortResult<()> {
-        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_save.load(Ordering::SeqCst) {
-            self.crashes.fetch_add(1, Ordering::SeqCst);
-            return Err(crash_error());
-        }
-        self.inner.save(record, expected, audit).await
+        self.hook.before_save().await?;
+        let saved = self.inner.save(record, expected, audit).await;
+        self.hook.after_save(&saved);
+        saved
     }
     async fn archive(&self, record: &Stored, expected: u64) -> PortResult<()> {
         self.inner.archive(record, expected).await
@@ -293,9 +291,53 @@ impl Store for CrashingStore {
     }
 }
 
+/// Fails the n-th save (from 1) without writing: the invocation dies there.
+#[derive(Debug, Default)]
+pub struct CrashOnSave {
+    fail_save: AtomicU32,
+    saves: AtomicU32,
+    crashes: AtomicU32,
+}
+
+#[async_trait]
+impl SaveHook for CrashOnSave {
+    async fn before_save(&self) -> PortResult<()> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_save.load(Ordering::SeqCst) {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            return Err(crash_error());
+        }
+        Ok(())
+    }
+}
+
+/// A store whose n-th save can be made to fail.
+pub type CrashingStore = HookedStore<CrashOnSave>;
+
+impl CrashingStore {
+    pub fn new(inner: Arc<dyn Store>) -> CrashingStore {
+        HookedStore {
+            inner,
+            hook: CrashOnSave::default(),
+        }
+    }
+
+    /// How many injected save failures happened.
+    pub fn crashes(&self) -> u32 {
+        self.hook.crashes.load(Ordering::SeqCst)
+    }
+
+    pub fn fail_save(&self, n: u32) {
+        self.hook.saves.store(0, Ordering::SeqCst);
+        self.hook.fail_save.store(n, Ordering::SeqCst);
+    }
+}
+
 /// The driver and everything it talks to.
 pub struct Harness {
     pub ports: Arc<WorldPorts>,
+    /// The store under the crash switch, for reading history in assertions.
+    pub memory: Arc<MemoryStore>,
     pub store: Arc<CrashingStore>,
     pub bus: Arc<MemoryBus>,
     pub waker: Arc<MemoryWaker>,
@@ -316,7 +358,8 @@ impl Harness {
     pub fn new(world: World) -> Harness {
         let clock = Arc::new(VirtualClock::new(world.now));
         let ports = Arc::new(WorldPorts::new(world));
-        let store = Arc::new(CrashingStore::default());
+        let memory = Arc::new(MemoryStore::default());
+        let store = Arc::new(CrashingStore::new(memory.clone()));
         let bus = Arc::new(MemoryBus::default());
         let waker = Arc::new(MemoryWaker::default());
         let driver = Driver {
@@ -330,6 +373,7 @@ impl Harness {
         };
         Harness {
             ports,
+            memory,
             store,
             bus,
             waker,
@@ -357,7 +401,7 @@ impl Harness {
         for _ in 0..MAX_INVOCATIONS {
             match self.driver.reconcile(endpoint, None).await {
                 Ok(Outcome::NoDeployment) => {
-                    let done = self.store.inner.history(endpoint);
+                    let done = self.memory.history(endpoint);
                     return Ok(done
                         .last()
                         .map_or(Phase::Succeeded, |s| s.deployment.phase.clone()));
@@ -477,77 +521,48 @@ impl Endpoints for CrashAfterAct {
     }
 }
 
-/// Any store, whose first two saves wait for each other: two invocations have both loaded,
-/// observed and decided on the same version before either writes.
-pub struct RacingStore {
-    pub inner: Arc<dyn Store>,
+/// Makes the first two saves wait for each other: two invocations have both loaded, observed
+/// and decided on the same version before either writes. Counts the conflicts that follow.
+#[derive(Debug)]
+pub struct Race {
     deciding: tokio::sync::Barrier,
     saves: AtomicU32,
     conflicts: AtomicU32,
 }
 
-impl std::fmt::Debug for RacingStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RacingStore").finish_non_exhaustive()
+#[async_trait]
+impl SaveHook for Race {
+    async fn before_save(&self) -> PortResult<()> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) < 2 {
+            self.deciding.wait().await;
+        }
+        Ok(())
+    }
+
+    fn after_save(&self, saved: &PortResult<()>) {
+        if saved.as_ref().is_err_and(|e| e.kind == ErrorKind::Conflict) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
+/// A store on which two invocations race.
+pub type RacingStore = HookedStore<Race>;
+
 impl RacingStore {
     pub fn new(inner: Arc<dyn Store>) -> RacingStore {
-        RacingStore {
+        HookedStore {
             inner,
-            deciding: tokio::sync::Barrier::new(2),
-            saves: AtomicU32::new(0),
-            conflicts: AtomicU32::new(0),
+            hook: Race {
+                deciding: tokio::sync::Barrier::new(2),
+                saves: AtomicU32::new(0),
+                conflicts: AtomicU32::new(0),
+            },
         }
     }
 
     /// Saves refused because the other invocation wrote first.
     pub fn conflicts(&self) -> u32 {
-        self.conflicts.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Store for RacingStore {
-    async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
-        self.inner.load(endpoint).await
-    }
-    async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()> {
-        self.inner.create(record, audit).await
-    }
-    async fn save(&self, record: &Stored, expected: u64, audit: &[AuditEntry]) -> PortResult<()> {
-        if self.saves.fetch_add(1, Ordering::SeqCst) < 2 {
-            self.deciding.wait().await;
-        }
-        let saved = self.inner.save(record, expected, audit).await;
-        if saved.as_ref().is_err_and(|e| e.kind == ErrorKind::Conflict) {
-            self.conflicts.fetch_add(1, Ordering::SeqCst);
-        }
-        saved
-    }
-    async fn archive(&self, record: &Stored, expected: u64) -> PortResult<()> {
-        self.inner.archive(record, expected).await
-    }
-    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
-        self.inner.active_endpoints().await
-    }
-    async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
-        self.inner.audit(endpoint, id).await
-    }
-    async fn claim_page(
-        &self,
-        endpoint: &str,
-        id: &str,
-        now: Timestamp,
-        stale: u32,
-    ) -> PortResult<PageClaim> {
-        self.inner.claim_page(endpoint, id, now, stale).await
-    }
-    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
-        self.inner.unpaged(before).await
-    }
-    async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
-        self.inner.page_sent(endpoint, id, sent).await
+        self.hook.conflicts.load(Ordering::SeqCst)
     }
 }

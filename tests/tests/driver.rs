@@ -31,7 +31,7 @@ fn canary() -> guardrails::plan::Plan {
 /// transition numbered without gaps, and one event per audit entry with the same ids.
 async fn assert_trail(h: &Harness) -> Vec<AuditEntry> {
     assert!(h.store.load(ENDPOINT).await.unwrap().is_none(), "archived");
-    let history = h.store.inner.history(ENDPOINT);
+    let history = h.memory.history(ENDPOINT);
     assert_eq!(history.len(), 1);
     let audit = h.store.audit(ENDPOINT, "d1").await.unwrap();
     let sequences: Vec<u64> = audit.iter().map(|a| a.sequence).collect();
