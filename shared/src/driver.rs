@@ -263,7 +263,7 @@ impl Driver {
         for action in &stored.outbox.actions {
             match self.perform(&endpoint, action).await {
                 Ok(()) => {
-                    if let Action::UpdateEndpoint { config_name } = action {
+                    if let Action::UpdateEndpoint { config_name, .. } = action {
                         deployment = deployment.update_accepted(config_name, self.clock.now());
                     }
                 }
@@ -298,9 +298,14 @@ impl Driver {
                 self.throttled(|| e.create_config(config_name, variants))
                     .await
             }
-            Action::UpdateEndpoint { config_name } => {
-                self.throttled(|| e.update_endpoint(endpoint, config_name))
-                    .await
+            Action::UpdateEndpoint {
+                config_name,
+                deployment_config,
+            } => {
+                self.throttled(|| {
+                    e.update_endpoint(endpoint, config_name, deployment_config.as_ref())
+                })
+                .await
             }
             Action::SetWeights {
                 blue_variant,

@@ -65,6 +65,8 @@ pub enum PhaseKind {
     AwaitingApproval,
     RemovingBlue,
     RollingBack,
+    /// Native engine: SageMaker runs the rollout.
+    NativeDeploying,
     Succeeded,
     RolledBack,
     Failed,
@@ -79,6 +81,7 @@ impl PhaseKind {
             Phase::AwaitingApproval { .. } => PhaseKind::AwaitingApproval,
             Phase::RemovingBlue { .. } => PhaseKind::RemovingBlue,
             Phase::RollingBack { .. } => PhaseKind::RollingBack,
+            Phase::NativeDeploying { .. } => PhaseKind::NativeDeploying,
             Phase::Succeeded => PhaseKind::Succeeded,
             Phase::RolledBack { .. } => PhaseKind::RolledBack,
             Phase::Failed { .. } => PhaseKind::Failed,

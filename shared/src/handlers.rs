@@ -17,7 +17,7 @@ use crate::events::Refusal;
 use crate::inbound::{DeploymentRequest, Inbound, parse};
 use crate::page;
 use crate::plan::{GreenSpec, Plan};
-use crate::policy::Policy;
+use crate::policy::{Engine, Policy};
 use crate::ports::{Clock, PageClaim, Pager, PortError, SentPage, Store};
 
 /// Where an approved model package goes (`GUARDRAILS_PACKAGE_TARGETS`, by package group).
@@ -277,13 +277,19 @@ async fn start(
         }
     };
     let blue = fleet.variants.first();
-    let mut variant = request
-        .green_variant
-        .clone()
-        .unwrap_or_else(|| sanitize(&model));
-    if blue.is_some_and(|b| b.variant_name == variant) {
-        variant = sanitize(&format!("{variant}-green"));
-    }
+    let variant = match (&request.green_variant, policy.guardrails.engine, blue) {
+        (Some(named), _, _) => named.clone(),
+        // Native guardrails replace a variant in place: the new config keeps its name.
+        (None, Engine::Native, Some(b)) => b.variant_name.clone(),
+        (None, _, b) => {
+            let name = sanitize(&model);
+            if b.is_some_and(|b| b.variant_name == name) {
+                sanitize(&format!("{name}-green"))
+            } else {
+                name
+            }
+        }
+    };
     let green = GreenSpec {
         variant_name: variant,
         model_name: model,

@@ -16,7 +16,7 @@ fn trigger(audit: &[AuditEntry]) -> Option<&AuditEntry> {
     audit.iter().find(|a| {
         matches!(
             a.transition.to,
-            Phase::RollingBack { .. } | Phase::Failed { .. }
+            Phase::RollingBack { .. } | Phase::RolledBack { .. } | Phase::Failed { .. }
         )
     })
 }

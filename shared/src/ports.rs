@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Transition};
 use crate::events::{Refusal, StateChange};
 use crate::plan::Fleet;
-use crate::policy::AlarmTemplate;
+use crate::policy::{AlarmTemplate, DeploymentConfig};
 use crate::units::{Share, Timestamp};
 
 /// What went wrong in a call to the world, classified by what the caller should do about it.
@@ -75,8 +75,14 @@ pub trait Endpoints: Send + Sync {
     async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>>;
     /// CreateEndpointConfig; an existing config of that name counts as done.
     async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()>;
-    /// UpdateEndpoint to `config`.
-    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()>;
+    /// UpdateEndpoint to `config`; with a `DeploymentConfig`, SageMaker runs the rollout under
+    /// its own guardrails (native engine).
+    async fn update_endpoint(
+        &self,
+        endpoint: &str,
+        config: &str,
+        guardrails: Option<&DeploymentConfig>,
+    ) -> PortResult<()>;
     /// UpdateEndpointWeightsAndCapacities: blue at `1 - green_share`, green at `green_share`.
     async fn set_weights(
         &self,

@@ -73,6 +73,7 @@ fn main() {
         pending_config_name: None,
         failure_reason: None,
         variants: vec![variant("AllTraffic", 0.9, 4), variant("v2", 0.1, 1)],
+        progress: Vec::new(),
     });
     serving.alarms.insert(
         "guardrails-d1-green-errors".to_owned(),

@@ -12,6 +12,7 @@ use guardrails::driver::{Driver, DriverError, Limits, Outcome};
 use guardrails::events::StateChange;
 use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
 use guardrails::plan::Fleet;
+use guardrails::policy::DeploymentConfig;
 use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
     SentPage, Store, Stored,
@@ -138,9 +139,15 @@ impl Endpoints for WorldPorts {
         self.change(action, format!("CreateEndpointConfig {config}"))
     }
 
-    async fn update_endpoint(&self, _endpoint: &str, config: &str) -> PortResult<()> {
+    async fn update_endpoint(
+        &self,
+        _endpoint: &str,
+        config: &str,
+        guardrails: Option<&DeploymentConfig>,
+    ) -> PortResult<()> {
         let action = Action::UpdateEndpoint {
             config_name: config.to_owned(),
+            deployment_config: guardrails.cloned(),
         };
         self.change(action, format!("UpdateEndpoint {config}"))
     }
@@ -479,8 +486,17 @@ impl Endpoints for CrashAfterAct {
     async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
         self.inner.create_config(config, variants).await
     }
-    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()> {
-        self.after(self.inner.update_endpoint(endpoint, config).await)
+    async fn update_endpoint(
+        &self,
+        endpoint: &str,
+        config: &str,
+        guardrails: Option<&DeploymentConfig>,
+    ) -> PortResult<()> {
+        self.after(
+            self.inner
+                .update_endpoint(endpoint, config, guardrails)
+                .await,
+        )
     }
     async fn set_weights(
         &self,

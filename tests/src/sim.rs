@@ -23,6 +23,7 @@ use guardrails::events::StateChange;
 use guardrails::handlers::{self, Handled, Settings};
 use guardrails::memory::{MemoryBus, MemoryPager, MemoryStore, VirtualClock};
 use guardrails::plan::Fleet;
+use guardrails::policy::DeploymentConfig;
 use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
     SentPage, Store, Stored, Waker,
@@ -240,11 +241,17 @@ impl Endpoints for Sim {
         }
         Ok(())
     }
-    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()> {
+    async fn update_endpoint(
+        &self,
+        endpoint: &str,
+        config: &str,
+        guardrails: Option<&DeploymentConfig>,
+    ) -> PortResult<()> {
         self.change(
             Some(endpoint),
             Action::UpdateEndpoint {
                 config_name: config.to_owned(),
+                deployment_config: guardrails.cloned(),
             },
         )
         .await
@@ -283,6 +290,7 @@ impl Endpoints for Sim {
                 return w
                     .apply(&Action::UpdateEndpoint {
                         config_name: config,
+                        deployment_config: None,
                     })
                     .map_err(|m| PortError::new(ErrorKind::InProgress, m));
             }

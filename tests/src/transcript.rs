@@ -90,7 +90,7 @@ pub fn run(plan: Plan, mut world: World, commands: &[(u32, Command)]) -> Run {
                         clock(start, now),
                         describe_action(action)
                     );
-                    if let Action::UpdateEndpoint { config_name } = action {
+                    if let Action::UpdateEndpoint { config_name, .. } = action {
                         deployment = deployment.update_accepted(config_name, now);
                     }
                 }
@@ -226,7 +226,7 @@ fn describe_action(action: &Action) -> String {
             "CreateEndpointConfig {config_name} ({} variants)",
             variants.len()
         ),
-        Action::UpdateEndpoint { config_name } => format!("UpdateEndpoint -> {config_name}"),
+        Action::UpdateEndpoint { config_name, .. } => format!("UpdateEndpoint -> {config_name}"),
         Action::SetWeights {
             blue_variant,
             green_variant,

@@ -169,6 +169,7 @@ impl World {
                 _ => None,
             },
             failure_reason: self.failure_reason.clone(),
+            progress: Vec::new(),
             variants: self
                 .variants
                 .iter()
@@ -216,7 +217,8 @@ impl World {
                 self.configs.entry(config_name.clone()).or_insert(built);
                 Ok(())
             }
-            Action::UpdateEndpoint { config_name } => {
+            // A DeploymentConfig is not modelled here: the world runs every update at once.
+            Action::UpdateEndpoint { config_name, .. } => {
                 self.check_updatable()?;
                 if !self.configs.contains_key(config_name) {
                     return Err(format!(

@@ -101,14 +101,14 @@ async fn sagemaker_adapter_describes_creates_updates_and_refuses_in_progress_cha
     );
 
     endpoints
-        .update_endpoint("fraud", "fraud-bg")
+        .update_endpoint("fraud", "fraud-bg", None)
         .await
         .unwrap();
     let updating = endpoints.describe("fraud").await.unwrap().unwrap();
     assert_eq!(updating.status, EndpointStatus::Updating);
     assert_eq!(updating.pending_config_name.as_deref(), Some("fraud-bg"));
     let refused = endpoints
-        .update_endpoint("fraud", "fraud-v1")
+        .update_endpoint("fraud", "fraud-v1", None)
         .await
         .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::InProgress, "{refused}");
@@ -166,7 +166,7 @@ async fn a_failed_update_returns_to_the_old_config_with_its_reason() {
         Outcome::ReturnsToOldConfig("image not found".to_owned()),
     );
     endpoints
-        .update_endpoint("fraud", "fraud-v1")
+        .update_endpoint("fraud", "fraud-v1", None)
         .await
         .unwrap();
     wait_for(async || {

@@ -133,6 +133,7 @@ fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
                     pending_config_name: pending.map(|p| configs[p].clone()),
                     failure_reason,
                     variants,
+                    progress: Vec::new(),
                 });
                 let alarms = alarms
                     .iter()
@@ -368,7 +369,7 @@ fn check(
                     }
                 }
             }
-            Action::UpdateEndpoint { config_name } => {
+            Action::UpdateEndpoint { config_name, .. } => {
                 prop_assert!(!busy, "UpdateEndpoint sent to a busy endpoint");
                 if *config_name == plan.green_config_name {
                     prop_assert!(
@@ -432,7 +433,7 @@ proptest! {
             }
             for action in &decision.actions {
                 let done = world.apply(action);
-                if let (Ok(()), Action::UpdateEndpoint { config_name }) = (done, action) {
+                if let (Ok(()), Action::UpdateEndpoint { config_name, .. }) = (done, action) {
                     deployment = deployment.update_accepted(config_name, now);
                 }
             }

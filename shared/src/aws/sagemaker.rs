@@ -5,14 +5,18 @@ use async_trait::async_trait;
 use aws_sdk_sagemaker::Client;
 use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
 use aws_sdk_sagemaker::types::{
-    ContainerDefinition, DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
-    ProductionVariantInstanceType, ProductionVariantSummary,
+    Alarm, AutoRollbackConfig, BlueGreenUpdatePolicy, CapacitySize as SdkCapacitySize,
+    CapacitySizeType, ContainerDefinition, DeploymentConfig as SdkDeploymentConfig,
+    DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
+    ProductionVariantInstanceType, ProductionVariantSummary, RollingUpdatePolicy,
+    TrafficRoutingConfig, TrafficRoutingConfigType,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::classify;
-use crate::core::{ConfigVariant, EndpointStatus, EndpointView, VariantView};
+use crate::core::{ConfigVariant, EndpointStatus, EndpointView, Progress, VariantView};
 use crate::plan::{Fleet, FleetVariant};
+use crate::policy::{CapacitySize, CapacityType, DeploymentConfig, TrafficRoutingType};
 use crate::ports::{Endpoints, ErrorKind, PortError, PortResult};
 use crate::units::Share;
 
@@ -71,6 +75,86 @@ fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+fn capacity(size: CapacitySize) -> SdkCapacitySize {
+    SdkCapacitySize::builder()
+        .r#type(match size.r#type {
+            CapacityType::InstanceCount => CapacitySizeType::InstanceCount,
+            CapacityType::CapacityPercent => CapacitySizeType::CapacityPercent,
+        })
+        .value(to_i32(size.value))
+        .build()
+}
+
+/// The policy's `DeploymentConfig` as the SDK spells it (the same document, field for field).
+fn deployment_config(config: &DeploymentConfig) -> SdkDeploymentConfig {
+    let blue_green = config.blue_green_update_policy.as_ref().map(|bg| {
+        let routing = &bg.traffic_routing_configuration;
+        let traffic = TrafficRoutingConfig::builder()
+            .r#type(match routing.r#type {
+                TrafficRoutingType::AllAtOnce => TrafficRoutingConfigType::AllAtOnce,
+                TrafficRoutingType::Canary => TrafficRoutingConfigType::Canary,
+                TrafficRoutingType::Linear => TrafficRoutingConfigType::Linear,
+            })
+            .wait_interval_in_seconds(to_i32(routing.wait_interval_in_seconds))
+            .set_canary_size(routing.canary_size.map(capacity))
+            .set_linear_step_size(routing.linear_step_size.map(capacity))
+            .build();
+        BlueGreenUpdatePolicy::builder()
+            .traffic_routing_configuration(traffic)
+            .set_termination_wait_in_seconds(bg.termination_wait_in_seconds.map(to_i32))
+            .set_maximum_execution_timeout_in_seconds(
+                bg.maximum_execution_timeout_in_seconds.map(to_i32),
+            )
+            .build()
+    });
+    let rolling = config.rolling_update_policy.as_ref().map(|r| {
+        RollingUpdatePolicy::builder()
+            .maximum_batch_size(capacity(r.maximum_batch_size))
+            .wait_interval_in_seconds(to_i32(r.wait_interval_in_seconds))
+            .set_maximum_execution_timeout_in_seconds(
+                r.maximum_execution_timeout_in_seconds.map(to_i32),
+            )
+            .set_rollback_maximum_batch_size(r.rollback_maximum_batch_size.map(capacity))
+            .build()
+    });
+    let rollback = config.auto_rollback_configuration.as_ref().map(|a| {
+        let alarms = a
+            .alarms
+            .iter()
+            .map(|alarm| Alarm::builder().alarm_name(&alarm.alarm_name).build())
+            .collect();
+        AutoRollbackConfig::builder()
+            .set_alarms(Some(alarms))
+            .build()
+    });
+    SdkDeploymentConfig::builder()
+        .set_blue_green_update_policy(blue_green)
+        .set_rolling_update_policy(rolling)
+        .set_auto_rollback_configuration(rollback)
+        .build()
+}
+
+/// The `VariantStatus` entries of the fleet being deployed.
+fn progress(out: &DescribeEndpointOutput) -> Vec<Progress> {
+    let Some(pending) = out.pending_deployment_summary() else {
+        return Vec::new();
+    };
+    pending
+        .production_variants()
+        .iter()
+        .flat_map(|v| {
+            v.variant_status().iter().map(|s| Progress {
+                variant_name: v.variant_name().unwrap_or_default().to_owned(),
+                status: s
+                    .status()
+                    .map(|st| st.as_str().to_owned())
+                    .unwrap_or_default(),
+                message: s.status_message().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
 impl SageMakerEndpoints {
     /// DescribeEndpoint; `None` when SageMaker says `Could not find endpoint`.
     async fn described(&self, endpoint: &str) -> PortResult<Option<DescribeEndpointOutput>> {
@@ -108,6 +192,7 @@ impl Endpoints for SageMakerEndpoints {
                 .map(str::to_owned),
             failure_reason: out.failure_reason().map(str::to_owned),
             variants: out.production_variants().iter().map(variant).collect(),
+            progress: progress(&out),
         }))
     }
 
@@ -181,11 +266,17 @@ impl Endpoints for SageMakerEndpoints {
         }
     }
 
-    async fn update_endpoint(&self, endpoint: &str, config: &str) -> PortResult<()> {
+    async fn update_endpoint(
+        &self,
+        endpoint: &str,
+        config: &str,
+        guardrails: Option<&DeploymentConfig>,
+    ) -> PortResult<()> {
         self.client
             .update_endpoint()
             .endpoint_name(endpoint)
             .endpoint_config_name(config)
+            .set_deployment_config(guardrails.map(deployment_config))
             .send()
             .await
             .map(|_| ())

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::AlarmTemplate;
+use crate::policy::{AlarmTemplate, DeploymentConfig};
 use crate::units::{Share, Timestamp};
 
 /// One thing to do in the world.
@@ -19,8 +19,13 @@ pub enum Action {
         config_name: String,
         variants: Vec<ConfigVariant>,
     },
-    /// The endpoint must serve `config_name` (UpdateEndpoint).
-    UpdateEndpoint { config_name: String },
+    /// The endpoint must serve `config_name` (UpdateEndpoint), rolled out by SageMaker under
+    /// `deployment_config` when one is given (native engine).
+    UpdateEndpoint {
+        config_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deployment_config: Option<DeploymentConfig>,
+    },
     /// Green must receive `green_share` of requests and blue the rest
     /// (UpdateEndpointWeightsAndCapacities: blue weight `1 - share`, green weight `share`).
     SetWeights {
@@ -144,6 +149,26 @@ pub enum Cause {
     BlueRemoved,
     /// The endpoint serves the original config again.
     RollbackComplete,
+    /// Native engine: what SageMaker reports doing (`VariantStatus`).
+    SageMakerProgress {
+        variant_name: String,
+        status: String,
+        message: String,
+    },
+    /// Native engine: SageMaker finished; the endpoint serves the new config.
+    Deployed {
+        config_name: String,
+    },
+    /// Native engine: SageMaker moved traffic back to the old config (no watched alarm was seen
+    /// in ALARM; its FailureReason, or a note that it gave none).
+    SageMakerRolledBack {
+        reason: String,
+    },
+    /// Native engine: SageMaker's rollback failed (`UpdateRollbackFailed`).
+    RollbackFailed {
+        reason: String,
+        recovery: String,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -196,6 +221,21 @@ impl fmt::Display for Cause {
             Cause::InvalidRecord { detail } => write!(f, "invalid deployment record: {detail}"),
             Cause::BlueRemoved => write!(f, "blue removed; green serves alone"),
             Cause::RollbackComplete => write!(f, "endpoint back on its original config"),
+            Cause::SageMakerProgress {
+                variant_name,
+                status,
+                message,
+            } => write!(f, "SageMaker: {status} ({variant_name}): {message}"),
+            Cause::Deployed { config_name } => {
+                write!(f, "SageMaker finished; the endpoint serves {config_name}")
+            }
+            Cause::SageMakerRolledBack { reason } => {
+                write!(f, "SageMaker rolled the update back: {reason}")
+            }
+            Cause::RollbackFailed { reason, recovery } => write!(
+                f,
+                "SageMaker's rollback failed (UpdateRollbackFailed: {reason}); recovery: {recovery}"
+            ),
         }
     }
 }

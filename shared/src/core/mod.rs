@@ -12,8 +12,12 @@
 //!   (on ALARM, a missing alarm, an abort or the deadline)
 //! Provisioning -> Failed (green could not be provisioned; nothing left behind)
 //! ```
+//!
+//! The native engine (`native`) has one phase of its own, `NativeDeploying`, while SageMaker
+//! runs the rollout; it ends in Succeeded, RolledBack or Failed.
 
 mod action;
+mod native;
 mod observation;
 mod phases;
 mod settle;
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use action::{Action, Cause, ConfigVariant};
 pub use observation::{
-    AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, VariantView,
+    AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, Progress, VariantView,
 };
 
 use crate::plan::Plan;
@@ -88,6 +92,20 @@ pub enum Phase {
         since: Timestamp,
         update: UpdateProgress,
     },
+    /// Native engine: SageMaker rolls the new config out under the policy's DeploymentConfig;
+    /// Guardrails follows it.
+    NativeDeploying {
+        update: UpdateProgress,
+        /// SageMaker's last reported `VariantStatus`, as one line.
+        #[serde(default)]
+        progress: Option<String>,
+        /// SageMaker was seen moving traffic to the new fleet (ActivatingTraffic, Baking).
+        #[serde(default)]
+        traffic_moved: bool,
+        /// The first watched alarm seen in ALARM during the deployment, with its reason.
+        #[serde(default)]
+        alarm: Option<(String, String)>,
+    },
     Succeeded,
     RolledBack {
         cause: Cause,
@@ -114,6 +132,7 @@ impl Phase {
             Phase::AwaitingApproval { step } => format!("awaiting approval of step {}", step + 1),
             Phase::RemovingBlue { .. } => "removing blue".to_owned(),
             Phase::RollingBack { .. } => "rolling back".to_owned(),
+            Phase::NativeDeploying { .. } => "SageMaker deploying".to_owned(),
             Phase::Succeeded => "succeeded".to_owned(),
             Phase::RolledBack { .. } => "rolled back".to_owned(),
             Phase::Failed { .. } => "failed".to_owned(),
@@ -166,8 +185,6 @@ pub struct Decision {
 /// Why a deployment could not be started.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartError {
-    #[error("this state machine runs the variant engine; the plan is for the {0} engine")]
-    WrongEngine(Engine),
     #[error("the plan has no steps")]
     NoSteps,
 }
@@ -175,17 +192,30 @@ pub enum StartError {
 impl Deployment {
     /// A new deployment of `plan`, provisioning green; the driver decides on it at once.
     pub fn start(plan: Plan, now: Timestamp) -> Result<(Deployment, Transition), StartError> {
-        if plan.engine != Engine::Variant {
-            return Err(StartError::WrongEngine(plan.engine));
-        }
         if plan.steps.is_empty() {
             return Err(StartError::NoSteps);
         }
-        let phase = Phase::Provisioning {
-            update: UpdateProgress::default(),
+        // SageMaker enforces a native rollout's timeout itself, then rolls back (for an
+        // undocumented time): Guardrails waits that long again before calling it timed out.
+        let (phase, timeout) = match plan.engine {
+            Engine::Variant => (
+                Phase::Provisioning {
+                    update: UpdateProgress::default(),
+                },
+                plan.timeout_secs,
+            ),
+            Engine::Native => (
+                Phase::NativeDeploying {
+                    update: UpdateProgress::default(),
+                    progress: None,
+                    traffic_moved: false,
+                    alarm: None,
+                },
+                plan.timeout_secs.saturating_add(SETTLE_SECS),
+            ),
         };
         let deployment = Deployment {
-            deadline: now.plus_secs(plan.timeout_secs),
+            deadline: now.plus_secs(timeout),
             plan,
             started_at: now,
             phase: phase.clone(),
@@ -287,7 +317,13 @@ impl Decision {
                     .get_or_insert_with(|| by.clone());
             }
             Some(Command::Abort { by, reason }) => {
-                if phases::is_guarded(&self.deployment.phase) {
+                if let Phase::NativeDeploying { .. } = self.deployment.phase {
+                    self.ignored = Some(
+                        "SageMaker runs this deployment (native engine) and has no call to stop \
+                         it; to roll back, wait for it to end and deploy the old model again"
+                            .to_owned(),
+                    );
+                } else if phases::is_guarded(&self.deployment.phase) {
                     let cause = Cause::Aborted {
                         by: by.clone(),
                         reason: reason.clone(),

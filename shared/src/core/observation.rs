@@ -26,6 +26,19 @@ pub struct EndpointView {
     pub pending_config_name: Option<String>,
     pub failure_reason: Option<String>,
     pub variants: Vec<VariantView>,
+    /// `PendingDeploymentSummary.ProductionVariants[].VariantStatus`: what SageMaker is doing
+    /// in a deployment it runs (native engine), in SageMaker's words.
+    #[serde(default)]
+    pub progress: Vec<Progress>,
+}
+
+/// One `VariantStatus` entry of the fleet being deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub variant_name: String,
+    /// `Creating`, `Updating`, `Deleting`, `ActivatingTraffic` or `Baking`.
+    pub status: String,
+    pub message: String,
 }
 
 /// One production variant of the serving config.

@@ -56,6 +56,7 @@ pub(super) fn update_target<'p>(plan: &'p Plan, phase: &Phase) -> Option<&'p str
         Phase::Provisioning { .. } => Some(&plan.blue_green_config_name),
         Phase::RemovingBlue { .. } => Some(&plan.green_config_name),
         Phase::RollingBack { .. } => Some(&plan.blue_config_name),
+        Phase::NativeDeploying { .. } => Some(&plan.green_config_name),
         _ => None,
     }
 }
@@ -64,12 +65,16 @@ pub(super) fn update_progress(phase: &mut Phase) -> Option<&mut UpdateProgress> 
     match phase {
         Phase::Provisioning { update }
         | Phase::RemovingBlue { update, .. }
-        | Phase::RollingBack { update, .. } => Some(update),
+        | Phase::RollingBack { update, .. }
+        | Phase::NativeDeploying { update, .. } => Some(update),
         _ => None,
     }
 }
 
 pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Outcome {
+    if let Phase::NativeDeploying { .. } = d.phase {
+        return super::native::next(d, obs, now);
+    }
     let phase = d.phase.clone();
     if let Some(step) = phase_step(&phase)
         && d.plan.steps.get(step).is_none()
@@ -113,7 +118,10 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             since,
             update,
         } => settle::rolling_back(d, endpoint, cause, since, update, now),
-        Phase::Succeeded | Phase::RolledBack { .. } | Phase::Failed { .. } => Outcome::Wait {
+        Phase::NativeDeploying { .. }
+        | Phase::Succeeded
+        | Phase::RolledBack { .. }
+        | Phase::Failed { .. } => Outcome::Wait {
             actions: Vec::new(),
             wake_at: now,
         },
@@ -277,6 +285,7 @@ fn provisioning(
         },
         Action::UpdateEndpoint {
             config_name: plan.blue_green_config_name.clone(),
+            deployment_config: None,
         },
     ];
     actions.extend(missing_alarms);

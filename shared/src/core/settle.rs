@@ -134,6 +134,7 @@ fn retry_update(
     }
     actions.push(Action::UpdateEndpoint {
         config_name: target,
+        deployment_config: None,
     });
     wait(d, actions, now)
 }

@@ -14,7 +14,9 @@ mod steps;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{AlarmTemplate, DEFAULT_POLL_INTERVAL_SECS, Engine, Policy, Problem};
+use crate::policy::{
+    AlarmTemplate, DEFAULT_POLL_INTERVAL_SECS, DeploymentConfig, Engine, Policy, Problem,
+};
 use crate::units::Share;
 
 /// Extra time Guardrails allows for provisioning green when the policy sets no timeout:
@@ -76,6 +78,9 @@ pub struct Plan {
     pub poll_secs: u32,
     /// Things that are allowed but probably not what the user wants.
     pub warnings: Vec<String>,
+    /// Native engine: the `DeploymentConfig` SageMaker runs the rollout under, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_config: Option<DeploymentConfig>,
 }
 
 /// One step: move green to `green_share` of requests, then bake.
@@ -247,6 +252,7 @@ impl Plan {
                 .poll_interval_in_seconds
                 .unwrap_or(DEFAULT_POLL_INTERVAL_SECS),
             warnings: schedule.notes,
+            native_config: (engine == Engine::Native).then(|| policy.deployment_config.clone()),
         };
         plan.warnings.extend(warnings(&plan));
         Ok(plan)

@@ -98,6 +98,7 @@ fn endpoint(status: EndpointStatus, config: &str, variants: Vec<VariantView>) ->
             pending_config_name: None,
             failure_reason: None,
             variants,
+            progress: Vec::new(),
         }),
         alarms: alarms_ok(),
     }
@@ -179,6 +180,7 @@ fn weights(pct: f64) -> Action {
 fn update(config: &str) -> Action {
     Action::UpdateEndpoint {
         config_name: config.to_owned(),
+        deployment_config: None,
     }
 }
 
@@ -187,7 +189,7 @@ fn action_names(actions: &[Action]) -> Vec<String> {
         .iter()
         .map(|a| match a {
             Action::CreateEndpointConfig { config_name, .. } => format!("create {config_name}"),
-            Action::UpdateEndpoint { config_name } => format!("update to {config_name}"),
+            Action::UpdateEndpoint { config_name, .. } => format!("update to {config_name}"),
             Action::SetWeights { green_share, .. } => format!("weights green {green_share}"),
             Action::SetInstanceCount {
                 variant_name,
@@ -827,14 +829,5 @@ fn the_record_round_trips_through_json() {
     assert_eq!(serde_json::from_str::<Deployment>(&json).unwrap(), d);
 }
 
-#[test]
-fn a_native_plan_is_not_started_by_the_variant_core() {
-    let mut plan = plan_with("");
-    plan.engine = Engine::Native;
-    assert_eq!(
-        Deployment::start(plan, T0).unwrap_err(),
-        StartError::WrongEngine(Engine::Native)
-    );
-}
-
+mod native;
 mod table;

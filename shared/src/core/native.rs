@@ -1,0 +1,210 @@
+//! The native engine: SageMaker runs the rollout under the policy's `DeploymentConfig`
+//! (blue/green all at once, canary, linear, or rolling) and Guardrails follows it. It creates
+//! the new config, calls UpdateEndpoint once SageMaker accepts changes, records SageMaker's
+//! `VariantStatus` progress in the audit log, and classifies the outcome:
+//!
+//! - InService on the new config: succeeded;
+//! - InService on the old config after SageMaker accepted the update: rolled back if a watched
+//!   alarm was seen in ALARM or traffic had reached the new fleet, failed otherwise (with
+//!   SageMaker's FailureReason, or a note that it gave none: the silent failure);
+//! - `UpdateRollbackFailed`: failed, serving a mix of old and new; the page gives the recovery;
+//! - Failed, OutOfService, Deleting, deleted: failed;
+//! - still not done at the deadline (the policy's timeout plus `SETTLE_SECS` for SageMaker's own
+//!   rollback): failed, timed out; SageMaker has no call to stop its update.
+
+use super::phases::{Outcome, changed_outside, failed, note_update_in_flight, wait};
+use super::{
+    Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointStatus, EndpointView,
+    Observation, Phase, Progress,
+};
+use crate::units::Timestamp;
+
+/// VariantStatus values that mean the new fleet serves requests.
+const TRAFFIC_STATUSES: [&str; 2] = ["ActivatingTraffic", "Baking"];
+
+/// What SageMaker reports doing, as one line: `Baking (AllTraffic): Baking for 300 seconds...`.
+fn progress_line(progress: &[Progress]) -> Option<String> {
+    let lines: Vec<String> = progress
+        .iter()
+        .map(|p| format!("{} ({}): {}", p.status, p.variant_name, p.message))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("; "))
+}
+
+pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Outcome {
+    let Phase::NativeDeploying {
+        update,
+        progress,
+        traffic_moved,
+        alarm,
+    } = d.phase.clone()
+    else {
+        return wait(d, Vec::new(), now);
+    };
+    let plan = &d.plan;
+    let green_config = plan.green_config_name.clone();
+    let Some(endpoint) = &obs.endpoint else {
+        let cleanup = vec![delete_green_config(&green_config)];
+        return failed(Cause::EndpointDeleted, cleanup);
+    };
+    if endpoint.status == EndpointStatus::UpdateRollbackFailed {
+        let reason = endpoint.failure_reason.clone().unwrap_or_default();
+        let recovery = format!(
+            "the endpoint serves a mix of old and new instances; call UpdateEndpoint with \
+             EndpointConfigName {} to return to the old model (or {green_config} to finish the \
+             new one), then check the endpoint is InService",
+            plan.blue_config_name
+        );
+        return failed(Cause::RollbackFailed { reason, recovery }, Vec::new());
+    }
+    if endpoint.status.is_broken() {
+        return failed(
+            Cause::EndpointBroken {
+                status: format!("{:?}", endpoint.status),
+                reason: endpoint.failure_reason.clone().unwrap_or_default(),
+            },
+            Vec::new(),
+        );
+    }
+    // Remember what matters for the outcome before SageMaker moves on.
+    let seen_alarm = alarm.or_else(|| first_alarm(d, obs));
+    let ours = endpoint.pending_config_name.as_deref() == Some(green_config.as_str());
+    let line = if ours {
+        progress_line(&endpoint.progress)
+    } else {
+        None
+    };
+    let moved = traffic_moved
+        || (ours
+            && endpoint
+                .progress
+                .iter()
+                .any(|p| TRAFFIC_STATUSES.contains(&p.status.as_str())));
+    if let Phase::NativeDeploying {
+        alarm,
+        traffic_moved,
+        ..
+    } = &mut d.phase
+    {
+        alarm.clone_from(&seen_alarm);
+        *traffic_moved = moved;
+    }
+    if line.is_some() && line != progress {
+        let to = Phase::NativeDeploying {
+            update,
+            progress: line,
+            traffic_moved: moved,
+            alarm: seen_alarm,
+        };
+        let cause = progress_cause(endpoint);
+        return Outcome::Move {
+            to,
+            cause,
+            actions: Vec::new(),
+        };
+    }
+    if endpoint.status.is_busy() {
+        note_update_in_flight(d, endpoint, now);
+        if now >= d.deadline {
+            return timed_out(d);
+        }
+        return wait(d, Vec::new(), now);
+    }
+    if endpoint.config_name == green_config {
+        return Outcome::Move {
+            to: Phase::Succeeded,
+            cause: Cause::Deployed {
+                config_name: green_config,
+            },
+            actions: Vec::new(),
+        };
+    }
+    if endpoint.config_name != plan.blue_config_name {
+        return changed_outside(endpoint);
+    }
+    if update.accepted_at.is_some() {
+        return back_on_blue(d, endpoint, seen_alarm, moved);
+    }
+    if now >= d.deadline {
+        return timed_out(d);
+    }
+    let actions = vec![
+        Action::CreateEndpointConfig {
+            config_name: green_config.clone(),
+            variants: vec![ConfigVariant::New {
+                variant_name: plan.green.variant_name.clone(),
+                model_name: plan.green.model_name.clone(),
+                instance_type: plan.green.instance_type.clone(),
+                instance_count: plan.green.instance_count,
+                initial_weight: 1.0,
+            }],
+        },
+        Action::UpdateEndpoint {
+            config_name: green_config,
+            deployment_config: plan.native_config.clone(),
+        },
+    ];
+    wait(d, actions, now)
+}
+
+/// The first watched alarm in ALARM, with CloudWatch's reason.
+fn first_alarm(d: &Deployment, obs: &Observation) -> Option<(String, String)> {
+    d.plan.watched_alarm_names().find_map(|name| {
+        obs.alarms
+            .get(name)
+            .filter(|a| a.state == AlarmState::Alarm)
+            .map(|a| (name.to_owned(), a.reason.clone()))
+    })
+}
+
+fn progress_cause(endpoint: &EndpointView) -> Cause {
+    let last = endpoint.progress.last();
+    Cause::SageMakerProgress {
+        variant_name: last.map(|p| p.variant_name.clone()).unwrap_or_default(),
+        status: last.map(|p| p.status.clone()).unwrap_or_default(),
+        message: last.map(|p| p.message.clone()).unwrap_or_default(),
+    }
+}
+
+/// SageMaker took the update and the endpoint serves the old config again.
+fn back_on_blue(
+    d: &Deployment,
+    endpoint: &EndpointView,
+    alarm: Option<(String, String)>,
+    traffic_moved: bool,
+) -> Outcome {
+    let cleanup = vec![delete_green_config(&d.plan.green_config_name)];
+    let reason = match endpoint.failure_reason.as_deref() {
+        Some(reason) if !reason.is_empty() => reason.to_owned(),
+        _ => {
+            "the endpoint returned to InService on the old config with no FailureReason".to_owned()
+        }
+    };
+    let rolled_back = |cause: Cause| Outcome::Move {
+        to: Phase::RolledBack {
+            cause: cause.clone(),
+        },
+        cause,
+        actions: cleanup.clone(),
+    };
+    match alarm {
+        Some((alarm_name, reason)) => rolled_back(Cause::AlarmFired { alarm_name, reason }),
+        None if traffic_moved => rolled_back(Cause::SageMakerRolledBack { reason }),
+        None => failed(Cause::ProvisioningFailed { reason }, cleanup.clone()),
+    }
+}
+
+fn timed_out(d: &Deployment) -> Outcome {
+    failed(
+        Cause::TimedOut {
+            deadline: d.deadline,
+        },
+        Vec::new(),
+    )
+}
+
+fn delete_green_config(config_name: &str) -> Action {
+    Action::DeleteEndpointConfig {
+        config_name: config_name.to_owned(),
+    }
+}

@@ -1,0 +1,312 @@
+//! The native engine: SageMaker runs the rollout; the core starts it, records its progress and
+//! classifies the outcome, including the silent ones.
+
+use super::*;
+
+fn native_plan() -> Plan {
+    let yaml = format!(
+        r#"
+DeploymentConfig:
+  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: CANARY
+      CanarySize: {{ Type: CAPACITY_PERCENT, Value: 25 }}
+      WaitIntervalInSeconds: 300
+    TerminationWaitInSeconds: 600
+    MaximumExecutionTimeoutInSeconds: 3600
+  AutoRollbackConfiguration:
+    Alarms: [{{ AlarmName: {NAMED} }}]
+Guardrails: {{ Engine: native }}
+"#
+    );
+    let policy = Policy::from_yaml(&yaml).unwrap();
+    let fleet = Fleet {
+        endpoint_name: "fraud".to_owned(),
+        config_name: BLUE.to_owned(),
+        variants: vec![FleetVariant {
+            variant_name: "blue".to_owned(),
+            instance_type: "ml.m5.xlarge".to_owned(),
+            instance_count: 4,
+        }],
+    };
+    let green = GreenSpec {
+        variant_name: "blue".to_owned(),
+        model_name: "fraud-v2".to_owned(),
+        instance_type: "ml.m5.xlarge".to_owned(),
+        instance_count: 4,
+    };
+    Plan::new("d1", &policy, &fleet, &green).unwrap()
+}
+
+fn started() -> Deployment {
+    Deployment::start(native_plan(), T0).unwrap().0
+}
+
+fn accepted(mut d: Deployment) -> Deployment {
+    d = d.update_accepted(GREEN, T0);
+    d
+}
+
+fn native_obs(status: EndpointStatus, config: &str, progress: &[(&str, &str)]) -> Observation {
+    let mut obs = endpoint(status, config, vec![variant("blue", 1.0, 4)]);
+    obs.alarms.retain(|name, _| name == NAMED);
+    if let Some(e) = obs.endpoint.as_mut() {
+        if status.is_busy() {
+            e.pending_config_name = Some(GREEN.to_owned());
+        }
+        e.progress = progress
+            .iter()
+            .map(|(status, message)| Progress {
+                variant_name: "blue".to_owned(),
+                status: (*status).to_owned(),
+                message: (*message).to_owned(),
+            })
+            .collect();
+    }
+    obs
+}
+
+#[test]
+fn a_native_deployment_starts_following_sagemaker_with_the_longer_deadline() {
+    let d = started();
+    assert!(matches!(d.phase, Phase::NativeDeploying { .. }));
+    // The policy's timeout (3,600 s) plus SETTLE_SECS for SageMaker's own rollback.
+    assert_eq!(d.deadline, at(3_600 + SETTLE_SECS));
+}
+
+#[test]
+fn it_creates_the_new_config_and_hands_sagemaker_the_deployment_config() {
+    let decision = started().decide(&native_obs(EndpointStatus::InService, BLUE, &[]), None, T0);
+    let plan = native_plan();
+    assert_eq!(
+        decision.actions,
+        vec![
+            Action::CreateEndpointConfig {
+                config_name: GREEN.to_owned(),
+                variants: vec![ConfigVariant::New {
+                    variant_name: "blue".to_owned(),
+                    model_name: "fraud-v2".to_owned(),
+                    instance_type: "ml.m5.xlarge".to_owned(),
+                    instance_count: 4,
+                    initial_weight: 1.0,
+                }],
+            },
+            Action::UpdateEndpoint {
+                config_name: GREEN.to_owned(),
+                deployment_config: plan.native_config.clone(),
+            },
+        ]
+    );
+    assert!(plan.native_config.is_some());
+    assert!(decision.transitions.is_empty());
+}
+
+#[test]
+fn sagemakers_progress_is_recorded_once_per_change() {
+    let d = accepted(started());
+    let baking = [(
+        "Baking",
+        "Baking for 300 seconds (WaitIntervalInSeconds) with traffic enabled on canary capacity of 1 instance(s).",
+    )];
+    let obs = native_obs(EndpointStatus::Updating, BLUE, &baking);
+    let first = d.decide(&obs, None, at(60));
+    assert_eq!(
+        causes(&first),
+        vec![Cause::SageMakerProgress {
+            variant_name: "blue".to_owned(),
+            status: "Baking".to_owned(),
+            message: baking[0].1.to_owned(),
+        }]
+    );
+    assert!(first.actions.is_empty());
+    let again = first.deployment.decide(&obs, None, at(90));
+    assert!(
+        again.transitions.is_empty(),
+        "the same progress is not recorded twice"
+    );
+    assert_eq!(again.deployment.phase, first.deployment.phase);
+}
+
+#[test]
+fn in_service_on_the_new_config_is_success() {
+    let d = accepted(started());
+    let decision = d.decide(
+        &native_obs(EndpointStatus::InService, GREEN, &[]),
+        None,
+        at(900),
+    );
+    assert_eq!(decision.deployment.phase, Phase::Succeeded);
+    assert_eq!(
+        causes(&decision),
+        vec![Cause::Deployed {
+            config_name: GREEN.to_owned()
+        }]
+    );
+}
+
+#[test]
+fn back_on_the_old_config_after_an_alarm_is_a_rollback_by_that_alarm() {
+    let d = accepted(started());
+    let baking = [("Baking", "Baking for 300 seconds")];
+    let during = with_alarm(
+        native_obs(EndpointStatus::Updating, BLUE, &baking),
+        NAMED,
+        AlarmState::Alarm,
+    );
+    let d = d.decide(&during, None, at(60)).deployment;
+    // The alarm is OK again by the time SageMaker is back on blue: the rollback is still its.
+    let mut after = native_obs(EndpointStatus::InService, BLUE, &[]);
+    after = failure_reason(after, "Rolled back: alarm fraud-5xx fired");
+    let decision = d.decide(&after, None, at(400));
+    let Phase::RolledBack { cause } = &decision.deployment.phase else {
+        panic!("expected RolledBack, got {:?}", decision.deployment.phase);
+    };
+    assert!(matches!(cause, Cause::AlarmFired { alarm_name, .. } if alarm_name == NAMED));
+    assert_eq!(
+        decision.actions,
+        vec![Action::DeleteEndpointConfig {
+            config_name: GREEN.to_owned()
+        }]
+    );
+}
+
+#[test]
+fn back_on_the_old_config_after_traffic_moved_is_a_rollback_with_sagemakers_reason() {
+    let d = accepted(started());
+    let shifting = [("ActivatingTraffic", "Shifting traffic to canary capacity")];
+    let d = d
+        .decide(
+            &native_obs(EndpointStatus::Updating, BLUE, &shifting),
+            None,
+            at(60),
+        )
+        .deployment;
+    let after = failure_reason(
+        native_obs(EndpointStatus::InService, BLUE, &[]),
+        "Deployment rolled back",
+    );
+    let decision = d.decide(&after, None, at(400));
+    assert_eq!(
+        decision.deployment.phase,
+        Phase::RolledBack {
+            cause: Cause::SageMakerRolledBack {
+                reason: "Deployment rolled back".to_owned()
+            }
+        }
+    );
+}
+
+#[test]
+fn back_on_the_old_config_with_no_reason_is_the_silent_failure_not_success() {
+    let d = accepted(started());
+    let decision = d.decide(
+        &native_obs(EndpointStatus::InService, BLUE, &[]),
+        None,
+        at(600),
+    );
+    let Phase::Failed {
+        cause: Cause::ProvisioningFailed { reason },
+    } = &decision.deployment.phase
+    else {
+        panic!("expected Failed, got {:?}", decision.deployment.phase);
+    };
+    assert!(reason.contains("no FailureReason"), "{reason}");
+}
+
+#[test]
+fn update_rollback_failed_fails_with_the_recovery_step() {
+    let d = accepted(started());
+    let obs = failure_reason(
+        native_obs(EndpointStatus::UpdateRollbackFailed, BLUE, &[]),
+        "Rollback failed: insufficient capacity",
+    );
+    let decision = d.decide(&obs, None, at(600));
+    let Phase::Failed {
+        cause: Cause::RollbackFailed { reason, recovery },
+    } = &decision.deployment.phase
+    else {
+        panic!("expected Failed, got {:?}", decision.deployment.phase);
+    };
+    assert_eq!(reason, "Rollback failed: insufficient capacity");
+    assert!(
+        recovery.contains(&format!("EndpointConfigName {BLUE}")),
+        "{recovery}"
+    );
+    assert!(
+        decision.actions.is_empty(),
+        "nothing is touched on a mixed fleet"
+    );
+}
+
+#[test]
+fn an_update_still_running_past_the_deadline_times_out() {
+    let d = accepted(started());
+    let deadline = d.deadline;
+    let busy = native_obs(EndpointStatus::Updating, BLUE, &[]);
+    let before = d.decide(&busy, None, at(60));
+    assert!(before.wake_at.is_some_and(|w| w <= deadline));
+    let after = d.decide(&busy, None, deadline);
+    assert_eq!(
+        after.deployment.phase,
+        Phase::Failed {
+            cause: Cause::TimedOut { deadline }
+        }
+    );
+}
+
+#[test]
+fn a_failed_endpoint_and_a_foreign_config_fail_the_deployment() {
+    let d = accepted(started());
+    let broken = d.decide(&native_obs(EndpointStatus::Failed, BLUE, &[]), None, at(60));
+    assert!(matches!(
+        broken.deployment.phase,
+        Phase::Failed {
+            cause: Cause::EndpointBroken { .. }
+        }
+    ));
+    let foreign = d.decide(
+        &native_obs(EndpointStatus::InService, "someone-else", &[]),
+        None,
+        at(60),
+    );
+    assert!(matches!(
+        foreign.deployment.phase,
+        Phase::Failed {
+            cause: Cause::ChangedOutsideGuardrails { .. }
+        }
+    ));
+}
+
+#[test]
+fn an_abort_is_refused_because_sagemaker_cannot_stop() {
+    let d = accepted(started());
+    let abort = Command::Abort {
+        by: "oncall".to_owned(),
+        reason: "looks bad".to_owned(),
+    };
+    let decision = d.decide(
+        &native_obs(EndpointStatus::Updating, BLUE, &[]),
+        Some(&abort),
+        at(60),
+    );
+    assert!(matches!(
+        decision.deployment.phase,
+        Phase::NativeDeploying { .. }
+    ));
+    assert!(decision.ignored.unwrap().contains("no call to stop"));
+}
+
+#[test]
+fn an_endpoint_busy_with_someone_elses_update_is_waited_for() {
+    let d = started();
+    let mut obs = native_obs(EndpointStatus::Updating, BLUE, &[]);
+    if let Some(e) = obs.endpoint.as_mut() {
+        e.pending_config_name = Some("someone-elses".to_owned());
+    }
+    let decision = d.decide(&obs, None, at(60));
+    assert!(decision.actions.is_empty());
+    let Phase::NativeDeploying { update, .. } = decision.deployment.phase else {
+        panic!("still deploying");
+    };
+    assert_eq!(update.accepted_at, None);
+}
