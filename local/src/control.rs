@@ -20,8 +20,9 @@ pub(crate) async fn set_behaviour(
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct NextUpdate {
-    /// `fail-to-old-config` (back on the old config with `reason`; empty for the silent case)
-    /// or `fail` (the endpoint goes to Failed).
+    /// `fail-to-old-config` (back on the old config with `reason`; empty for the silent case),
+    /// `fail` (the endpoint goes to Failed), `rollback-fails` (a SageMaker-run deployment that
+    /// rolls back ends `UpdateRollbackFailed`) or `succeed`.
     outcome: String,
     #[serde(default)]
     reason: String,
@@ -35,9 +36,12 @@ pub(crate) async fn next_update(
     let outcome = match next.outcome.as_str() {
         "fail-to-old-config" => Outcome::ReturnsToOldConfig(next.reason),
         "fail" => Outcome::Fails(next.reason),
+        "rollback-fails" => Outcome::RollbackFails(next.reason),
         "succeed" => Outcome::Succeeds,
         other => {
-            let message = format!("outcome {other:?}: use fail-to-old-config, fail or succeed");
+            let message = format!(
+                "outcome {other:?}: use fail-to-old-config, fail, rollback-fails or succeed"
+            );
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };

@@ -33,6 +33,23 @@ impl Outgoing {
         }
     }
 
+    /// "SageMaker Endpoint Deployment State Change": DescribeEndpoint's view of a deployment
+    /// SageMaker runs, with `PendingDeploymentSummary` and `VariantStatus`.
+    pub fn deployment_state(endpoint: &Endpoint) -> Outgoing {
+        let detail = endpoint.deployment_detail();
+        let arn = detail
+            .get("EndpointArn")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Outgoing {
+            source: "aws.sagemaker".to_owned(),
+            detail_type: "SageMaker Endpoint Deployment State Change".to_owned(),
+            resources: vec![arn],
+            detail,
+        }
+    }
+
     /// "CloudWatch Alarm State Change".
     pub fn alarm_state(alarm_arn: String, detail: Value) -> Outgoing {
         Outgoing {

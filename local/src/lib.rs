@@ -20,6 +20,7 @@ pub mod cbor;
 pub mod cloudwatch;
 mod control;
 pub mod events;
+pub mod rollout;
 pub mod sagemaker;
 pub mod stack;
 pub mod traffic;
@@ -214,7 +215,9 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
                 let now = now_ms();
                 let mut events = Vec::new();
                 let emulator = &mut *emulator;
-                emulator.sagemaker.tick(now, &mut events);
+                let alarms = &emulator.cloudwatch.alarms;
+                let in_alarm = |name: &str| alarms.get(name).is_some_and(|a| a.state == "ALARM");
+                emulator.sagemaker.tick(now, &in_alarm, &mut events);
                 traffic::tick(
                     &emulator.sagemaker,
                     &mut emulator.cloudwatch,

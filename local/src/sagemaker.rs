@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::events::Outgoing;
+use crate::rollout::{Durations, Rollout, Tick};
 use crate::{ApiError, Ms, secs};
 
 const ACCOUNT: &str = "123456789012";
@@ -52,6 +53,8 @@ pub struct LiveVariant {
 #[derive(Debug, Clone)]
 enum Change {
     Config(String),
+    /// An update SageMaker runs under a DeploymentConfig (deployment guardrails).
+    Rollout(Box<Rollout>),
     Weights(Vec<(String, Option<f64>, Option<u32>)>),
     Delete,
 }
@@ -72,10 +75,13 @@ pub enum Outcome {
     ReturnsToOldConfig(String),
     /// The endpoint goes to Failed with this FailureReason.
     Fails(String),
+    /// A deployment under a DeploymentConfig that rolls back fails to roll back:
+    /// `UpdateRollbackFailed` with this reason added.
+    RollbackFails(String),
 }
 
-/// `(variant, model, share of requests)`.
-pub type Serving = (String, String, f64);
+/// `(variant, model, share of requests, endpoint config)`.
+pub type Serving = (String, String, f64, String);
 
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -85,6 +91,8 @@ pub struct Endpoint {
     pub variants: Vec<LiveVariant>,
     failure_reason: Option<String>,
     pending: Option<Pending>,
+    /// The DeploymentConfig of the last UpdateEndpoint that had one (`LastDeploymentConfig`).
+    last_deployment_config: Option<Value>,
     created: Ms,
     modified: Ms,
 }
@@ -363,6 +371,7 @@ impl SageMaker {
                 done_at: now + self.delays.create_ms,
                 outcome,
             }),
+            last_deployment_config: None,
             created: now,
             modified: now,
         };
@@ -399,18 +408,64 @@ impl SageMaker {
     ) -> Result<Value, ApiError> {
         let name = str_field(input, "EndpointName")?;
         let config = str_field(input, "EndpointConfigName")?;
-        self.live_variants(config)?;
-        let delay = self.delays.update_ms;
+        let new_variants = self.live_variants(config)?;
+        let delays = self.delays;
+        let retain = input
+            .get("RetainDeploymentConfig")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let given = input.get("DeploymentConfig").cloned();
+        let endpoint = self.updatable(name)?;
+        let deployment_config = match (given, retain) {
+            (Some(_), true) => {
+                return Err(ApiError::validation(
+                    "DeploymentConfig and RetainDeploymentConfig cannot both be set",
+                ));
+            }
+            (Some(c), false) => Some(c),
+            (None, true) => endpoint.last_deployment_config.clone(),
+            (None, false) => None,
+        };
+        let guarded = deployment_config.as_ref().is_some_and(|c| {
+            c.get("BlueGreenUpdatePolicy").is_some() || c.get("RollingUpdatePolicy").is_some()
+        });
         let outcome = self.next_outcome.remove(name).unwrap_or(Outcome::Succeeds);
         let endpoint = self.updatable(name)?;
+        let change = if guarded {
+            let durations = Durations {
+                provision_ms: delays.update_ms,
+                shift_ms: delays.weights_ms,
+            };
+            let rollout = Rollout::new(
+                deployment_config.as_ref().unwrap_or(&Value::Null),
+                (&endpoint.config, &endpoint.variants),
+                (config, new_variants),
+                now,
+                durations,
+                outcome.clone(),
+            )
+            .map_err(ApiError::validation)?;
+            Change::Rollout(Box::new(rollout))
+        } else {
+            Change::Config(config.to_owned())
+        };
+        if deployment_config.is_some() {
+            endpoint.last_deployment_config = deployment_config;
+        }
         endpoint.status = "Updating";
         endpoint.modified = now;
         endpoint.pending = Some(Pending {
-            change: Change::Config(config.to_owned()),
-            done_at: now + delay,
+            done_at: match change {
+                Change::Rollout(_) => Ms::MAX,
+                _ => now + delays.update_ms,
+            },
+            change,
             outcome,
         });
         events.push(Outgoing::endpoint_state(endpoint));
+        if guarded {
+            events.push(Outgoing::deployment_state(endpoint));
+        }
         Ok(json!({ "EndpointArn": arn("endpoint", name) }))
     }
 
@@ -494,8 +549,12 @@ impl SageMaker {
         Ok(json!({}))
     }
 
-    /// Finishes the changes due by `now`.
-    pub fn tick(&mut self, now: Ms, events: &mut Vec<Outgoing>) {
+    /// Finishes the changes due by `now` and moves SageMaker-run rollouts on; `in_alarm` tells
+    /// whether a CloudWatch alarm is in ALARM.
+    pub fn tick(&mut self, now: Ms, in_alarm: &dyn Fn(&str) -> bool, events: &mut Vec<Outgoing>) {
+        for endpoint in self.endpoints.values_mut() {
+            advance_rollout(endpoint, now, in_alarm, events);
+        }
         let due: Vec<String> = self
             .endpoints
             .values()
@@ -520,6 +579,7 @@ impl SageMaker {
         }
         let new_variants = match &pending.change {
             Change::Config(config) => self.live_variants(config).ok(),
+            Change::Rollout(rollout) => Some(rollout.new_variants.clone()),
             _ => None,
         };
         let Some(endpoint) = self.endpoints.get_mut(name) else {
@@ -533,7 +593,7 @@ impl SageMaker {
                 endpoint.variants = new_variants.unwrap_or_default();
                 endpoint.failure_reason = None;
             }
-            (Change::Config(_), Outcome::ReturnsToOldConfig(reason)) => {
+            (Change::Config(_) | Change::Rollout(_), Outcome::ReturnsToOldConfig(reason)) => {
                 endpoint.status = "InService";
                 endpoint.failure_reason = Some(reason.clone());
             }
@@ -554,7 +614,7 @@ impl SageMaker {
                     }
                 }
             }
-            (Change::Delete, _) => {}
+            (Change::Delete | Change::Config(_) | Change::Rollout(_), _) => {}
         }
         events.push(Outgoing::endpoint_state(endpoint));
     }
@@ -571,7 +631,15 @@ impl SageMaker {
             })
             .map(|e| {
                 let total: f64 = e.variants.iter().map(|v| v.weight.max(0.0)).sum();
-                let shares = e
+                let new_share = match &e.pending {
+                    Some(Pending {
+                        change: Change::Rollout(r),
+                        ..
+                    }) => Some((r.new_share(), r)),
+                    _ => None,
+                };
+                let old_share = 1.0 - new_share.map_or(0.0, |(s, _)| s);
+                let mut shares: Vec<Serving> = e
                     .variants
                     .iter()
                     .map(|v| {
@@ -580,9 +648,32 @@ impl SageMaker {
                         } else {
                             0.0
                         };
-                        (v.name.clone(), v.model.clone(), share)
+                        (
+                            v.name.clone(),
+                            v.model.clone(),
+                            share * old_share,
+                            e.config.clone(),
+                        )
                     })
                     .collect();
+                // During a SageMaker-run rollout the new fleet serves its share beside the old.
+                if let Some((share, rollout)) = new_share {
+                    let new_total: f64 =
+                        rollout.new_variants.iter().map(|v| v.weight.max(0.0)).sum();
+                    for v in &rollout.new_variants {
+                        let part = if new_total > 0.0 {
+                            v.weight.max(0.0) / new_total
+                        } else {
+                            0.0
+                        };
+                        shares.push((
+                            v.name.clone(),
+                            v.model.clone(),
+                            share * part,
+                            rollout.new_config.clone(),
+                        ));
+                    }
+                }
                 (e.name.clone(), shares)
             })
             .collect()
@@ -602,15 +693,24 @@ fn describe(e: &Endpoint) -> Value {
     if let Some(reason) = &e.failure_reason {
         out["FailureReason"] = json!(reason);
     }
-    if let Some(Pending {
-        change: Change::Config(config),
-        ..
-    }) = &e.pending
-    {
-        out["PendingDeploymentSummary"] = json!({
-            "EndpointConfigName": config,
-            "StartTime": secs(e.modified),
-        });
+    if let Some(config) = &e.last_deployment_config {
+        out["LastDeploymentConfig"] = config.clone();
+    }
+    match &e.pending {
+        Some(Pending {
+            change: Change::Config(config),
+            ..
+        }) => {
+            out["PendingDeploymentSummary"] = json!({
+                "EndpointConfigName": config,
+                "StartTime": secs(e.modified),
+            });
+        }
+        Some(Pending {
+            change: Change::Rollout(rollout),
+            ..
+        }) => out["PendingDeploymentSummary"] = rollout.pending_summary(),
+        _ => {}
     }
     out
 }
@@ -640,6 +740,19 @@ impl Endpoint {
         self.detail_with(status)
     }
 
+    /// The `detail` of a "SageMaker Endpoint Deployment State Change" event: DescribeEndpoint's
+    /// view (with `PendingDeploymentSummary` and `VariantStatus`), UPPER_SNAKE status, epoch ms.
+    pub fn deployment_detail(&self) -> Value {
+        let mut detail = self.event_detail();
+        let described = describe(self);
+        for field in ["PendingDeploymentSummary", "FailureReason"] {
+            if let Some(value) = described.get(field) {
+                detail[field] = millis(value.clone());
+            }
+        }
+        detail
+    }
+
     fn detail_with(&self, status: &str) -> Value {
         json!({
             "EndpointName": self.name,
@@ -652,4 +765,77 @@ impl Endpoint {
             "Tags": {},
         })
     }
+}
+
+/// Moves a SageMaker-run rollout of `e` on, ending it when it is done.
+fn advance_rollout(
+    e: &mut Endpoint,
+    now: Ms,
+    in_alarm: &dyn Fn(&str) -> bool,
+    events: &mut Vec<Outgoing>,
+) {
+    let Some(Pending {
+        change: Change::Rollout(rollout),
+        ..
+    }) = &mut e.pending
+    else {
+        return;
+    };
+    let tick = rollout.tick(now, in_alarm);
+    let new = (rollout.new_config.clone(), rollout.new_variants.clone());
+    if tick == Tick::Same {
+        return;
+    }
+    e.modified = now;
+    if tick == Tick::Moved {
+        events.push(Outgoing::deployment_state(e));
+        return;
+    }
+    e.pending = None;
+    match tick {
+        Tick::Succeeded => {
+            e.status = "InService";
+            (e.config, e.variants) = new;
+            e.failure_reason = None;
+        }
+        Tick::ReturnedToOld(reason) => {
+            e.status = "InService";
+            e.failure_reason = Some(reason);
+        }
+        Tick::Failed(reason) => {
+            e.status = "Failed";
+            e.failure_reason = Some(reason);
+        }
+        Tick::RollbackFailed(reason) => {
+            e.status = "UpdateRollbackFailed";
+            e.failure_reason = Some(reason);
+        }
+        Tick::Same | Tick::Moved => {}
+    }
+    events.push(Outgoing::deployment_state(e));
+    events.push(Outgoing::endpoint_state(e));
+}
+
+/// DescribeEndpoint's epoch-second times (`StartTime`) as the epoch milliseconds of events.
+fn millis(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key.ends_with("Time") && v.is_f64() {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let ms = (v.as_f64().unwrap_or(0.0) * 1_000.0).round() as i64;
+                    *v = json!(ms);
+                } else {
+                    *v = millis(v.take());
+                }
+            }
+        }
+        Value::Array(items) => {
+            for v in items.iter_mut() {
+                *v = millis(v.take());
+            }
+        }
+        _ => {}
+    }
+    value
 }

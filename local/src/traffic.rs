@@ -33,15 +33,22 @@ impl Default for Behaviour {
     }
 }
 
-fn key(metric: &str, endpoint: &str, variant: &str) -> MetricKey {
-    (
-        "AWS/SageMaker".to_owned(),
-        metric.to_owned(),
-        vec![
-            ("EndpointName".to_owned(), endpoint.to_owned()),
-            ("VariantName".to_owned(), variant.to_owned()),
-        ],
-    )
+/// The series a datapoint goes to: per variant (`EndpointName`, `VariantName`) and, as
+/// CloudWatch adds it for deployments, per fleet (`EndpointConfigName` as well).
+fn keys(metric: &str, endpoint: &str, variant: &str, config: &str) -> [MetricKey; 2] {
+    let per_variant = vec![
+        ("EndpointName".to_owned(), endpoint.to_owned()),
+        ("VariantName".to_owned(), variant.to_owned()),
+    ];
+    let mut per_fleet = per_variant.clone();
+    per_fleet.insert(0, ("EndpointConfigName".to_owned(), config.to_owned()));
+    [per_variant, per_fleet].map(|dims| ("AWS/SageMaker".to_owned(), metric.to_owned(), dims))
+}
+
+fn record(cloudwatch: &mut CloudWatch, keys: [MetricKey; 2], point: &Datapoint) {
+    for key in keys {
+        cloudwatch.record(key, point.clone());
+    }
 }
 
 /// Records one tick of traffic: `requests` per endpoint, split by weight.
@@ -53,20 +60,22 @@ pub fn tick(
     now: Ms,
 ) {
     for (endpoint, variants) in sagemaker.serving() {
-        for (variant, model, share) in variants {
+        for (variant, model, share, config) in variants {
             let n = (f64::from(requests) * share).round();
             if n < 1.0 {
                 continue;
             }
             let behaviour = behaviours.get(&model).copied().unwrap_or_default();
             let errors = (n * behaviour.error_rate.clamp(0.0, 1.0)).round();
-            cloudwatch.record(
-                key("Invocations", &endpoint, &variant),
-                Datapoint::values(now, &[n]),
+            record(
+                cloudwatch,
+                keys("Invocations", &endpoint, &variant, &config),
+                &Datapoint::values(now, &[n]),
             );
-            cloudwatch.record(
-                key("Invocation5XXErrors", &endpoint, &variant),
-                Datapoint {
+            record(
+                cloudwatch,
+                keys("Invocation5XXErrors", &endpoint, &variant, &config),
+                &Datapoint {
                     at: now,
                     count: n,
                     sum: errors,
@@ -81,9 +90,10 @@ pub fn tick(
             let samples: Vec<f64> = (0..20)
                 .map(|i| typical_us * (0.8 + 0.4 * f64::from(i) / 19.0))
                 .collect();
-            cloudwatch.record(
-                key("ModelLatency", &endpoint, &variant),
-                Datapoint::values(now, &samples),
+            record(
+                cloudwatch,
+                keys("ModelLatency", &endpoint, &variant, &config),
+                &Datapoint::values(now, &samples),
             );
         }
     }
