@@ -274,3 +274,142 @@ async fn the_control_api_injects_failures_throttling_and_model_behaviour() {
     assert!(bad.contains("400"), "{bad}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// Creates model `model` and config `config` serving it as `variant` on 2 instances.
+async fn config_of(c: &Clients, config: &str, model: &str, variant: &str) {
+    use aws_sdk_sagemaker::types::{ProductionVariant, ProductionVariantInstanceType};
+    let _ = c
+        .sagemaker
+        .create_model()
+        .model_name(model)
+        .execution_role_arn("arn:aws:iam::123456789012:role/local")
+        .send()
+        .await;
+    c.sagemaker
+        .create_endpoint_config()
+        .endpoint_config_name(config)
+        .production_variants(
+            ProductionVariant::builder()
+                .variant_name(variant)
+                .model_name(model)
+                .instance_type(ProductionVariantInstanceType::MlM5Xlarge)
+                .initial_instance_count(2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn all_at_once() -> aws_sdk_sagemaker::types::DeploymentConfig {
+    use aws_sdk_sagemaker::types::{
+        BlueGreenUpdatePolicy, DeploymentConfig, TrafficRoutingConfig, TrafficRoutingConfigType,
+    };
+    DeploymentConfig::builder()
+        .blue_green_update_policy(
+            BlueGreenUpdatePolicy::builder()
+                .traffic_routing_configuration(
+                    TrafficRoutingConfig::builder()
+                        .r#type(TrafficRoutingConfigType::AllAtOnce)
+                        .wait_interval_in_seconds(0)
+                        .build(),
+                )
+                .termination_wait_in_seconds(1)
+                .maximum_execution_timeout_in_seconds(600)
+                .build(),
+        )
+        .build()
+}
+
+async fn status_and_config(c: &Clients) -> (String, String) {
+    let d = c
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name("fraud")
+        .send()
+        .await
+        .unwrap();
+    (
+        d.endpoint_status().unwrap().as_str().to_owned(),
+        d.endpoint_config_name().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_config_is_remembered_and_reused_with_retain_deployment_config() {
+    let stack = local::start().await;
+    let c = Clients::new(&stack);
+    endpoint_serving(&c, "fraud", "fraud-v1", "fraud-model-v1", 2).await;
+    config_of(&c, "fraud-v2", "fraud-model-v2", "AllTraffic").await;
+    config_of(&c, "fraud-v3", "fraud-model-v3", "AllTraffic").await;
+    c.sagemaker
+        .update_endpoint()
+        .endpoint_name("fraud")
+        .endpoint_config_name("fraud-v2")
+        .deployment_config(all_at_once())
+        .send()
+        .await
+        .unwrap();
+    let during = c
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name("fraud")
+        .send()
+        .await
+        .unwrap();
+    let pending = during
+        .pending_deployment_summary()
+        .expect("a pending deployment");
+    assert_eq!(pending.endpoint_config_name(), Some("fraud-v2"));
+    let status = pending.production_variants()[0].variant_status()[0].status();
+    assert_eq!(status.map(|s| s.as_str()), Some("Creating"));
+    wait_for(async || status_and_config(&c).await == ("InService".into(), "fraud-v2".into())).await;
+    // RetainDeploymentConfig: the next update runs under the same guardrails.
+    c.sagemaker
+        .update_endpoint()
+        .endpoint_name("fraud")
+        .endpoint_config_name("fraud-v3")
+        .retain_deployment_config(true)
+        .send()
+        .await
+        .unwrap();
+    let retained = c
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name("fraud")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        retained
+            .pending_deployment_summary()
+            .is_some_and(|p| { !p.production_variants()[0].variant_status().is_empty() })
+    );
+    assert_eq!(
+        retained
+            .last_deployment_config()
+            .and_then(|d| d.blue_green_update_policy())
+            .and_then(|b| b.termination_wait_in_seconds()),
+        Some(1)
+    );
+    wait_for(async || status_and_config(&c).await == ("InService".into(), "fraud-v3".into())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_config_requires_the_same_variant_names() {
+    let stack = local::start().await;
+    let c = Clients::new(&stack);
+    endpoint_serving(&c, "fraud", "fraud-v1", "fraud-model-v1", 2).await;
+    config_of(&c, "fraud-v2", "fraud-model-v2", "v2").await;
+    let refused = c
+        .sagemaker
+        .update_endpoint()
+        .endpoint_name("fraud")
+        .endpoint_config_name("fraud-v2")
+        .deployment_config(all_at_once())
+        .send()
+        .await
+        .unwrap_err();
+    let message = format!("{:?}", refused.into_service_error());
+    assert!(message.contains("must keep the variant names"), "{message}");
+}
