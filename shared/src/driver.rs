@@ -15,11 +15,14 @@ use std::time::Duration;
 
 use crate::core::{Action, Command, Deployment, Observation, Phase, StartError, Transition};
 use crate::events::StateChange;
-use crate::plan::Plan;
+use std::collections::BTreeMap;
+
+use crate::plan::{Fleet, Plan};
 use crate::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, EventBus, GreenAlarm, Outbox, PortError,
     PortResult, Store, Stored, Waker,
 };
+use crate::preflight::{self, Look, Preflight, RECENT_DATA_SECS};
 use crate::units::{Share, Timestamp};
 
 /// Bounds on the driver's retries within one invocation.
@@ -237,6 +240,48 @@ impl Driver {
             return Ok(Outcome::Reconciled(Box::new(done)));
         }
         Err(DriverError::TooManyConflicts(self.limits.max_conflicts))
+    }
+
+    /// Gathers what the preflight checks look at (the endpoint, the named alarms and whether
+    /// their metrics have recent data, the active deployment) and runs them.
+    pub async fn preflight(&self, plan: &Plan, fleet: &Fleet) -> PortResult<Preflight> {
+        let endpoint = self
+            .throttled(|| self.endpoints.describe(&plan.endpoint_name))
+            .await?;
+        let named: Vec<&str> = plan
+            .watched_alarms
+            .iter()
+            .filter(|a| a.green_template.is_none())
+            .map(|a| a.alarm_name.as_str())
+            .collect();
+        let alarms = if named.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.throttled(|| self.alarms.definitions(&named)).await?
+        };
+        let now = self.clock.now();
+        let since = now.minus_secs(RECENT_DATA_SECS);
+        let mut alarms_with_recent_data = Vec::new();
+        for (name, definition) in &alarms {
+            if self
+                .throttled(|| self.alarms.has_data(definition, since, now))
+                .await?
+            {
+                alarms_with_recent_data.push(name.clone());
+            }
+        }
+        let active_deployment = self
+            .throttled(|| self.store.load(&plan.endpoint_name))
+            .await?
+            .map(|s| s.deployment.plan.deployment_id);
+        let look = Look {
+            endpoint,
+            fleet: Some(fleet.clone()),
+            alarms,
+            alarms_with_recent_data,
+            active_deployment,
+        };
+        Ok(preflight::check(plan, &look))
     }
 
     /// DescribeEndpoint and the watched alarms' states.

@@ -55,6 +55,13 @@ pub enum Handled {
     Refused { endpoint: String, reason: String },
     /// Deployments moved on, one entry per endpoint reconciled.
     Reconciled { deployments: Vec<Decided> },
+    /// A dry run: the plan with its preflight checks; nothing was changed.
+    Planned {
+        endpoint: String,
+        /// The plan as a person reads it.
+        text: String,
+        plan: Box<Plan>,
+    },
     /// On-call was paged.
     Paged {
         endpoint: String,
@@ -181,6 +188,7 @@ pub async fn start_deployment(
                 policy: target.policy.clone(),
                 requested_by: Some(format!("model package approval {}", package.arn)),
                 deployment_id: None,
+                dry_run: false,
             }
         }
         Inbound::ModelPackageChanged(package) => {
@@ -303,10 +311,37 @@ async fn start(
             .or_else(|| blue.map(|b| b.instance_count))
             .unwrap_or(1),
     };
-    let plan = match Plan::new(&id, &policy, &fleet, &green) {
+    let mut plan = match Plan::new(&id, &policy, &fleet, &green) {
         Ok(plan) => plan,
         Err(e) => return refuse(e.to_string(), None).await,
     };
+    // A request delivered again while its deployment runs is recognised before the checks
+    // (which would find the endpoint busy with it).
+    let active = driver.store.load(&endpoint).await?;
+    if !request.dry_run
+        && active
+            .as_ref()
+            .is_some_and(|s| s.deployment.plan.deployment_id == id)
+    {
+        return Ok(ignored(format!(
+            "duplicate request: deployment {id} is already running on {endpoint}"
+        )));
+    }
+    let preflight = driver.preflight(&plan, &fleet).await?;
+    let blocked = preflight.is_blocked().then(|| preflight.blocking_reasons());
+    plan.preflight = Some(preflight);
+    if request.dry_run {
+        info!(endpoint = %endpoint, deployment_id = %id, blocked = blocked.is_some(), "dry run");
+        return Ok(Handled::Planned {
+            endpoint: endpoint.clone(),
+            text: plan.to_string(),
+            plan: Box::new(plan),
+        });
+    }
+    if let Some(reasons) = blocked {
+        let active = active.map(|s| s.deployment.plan.deployment_id);
+        return refuse(format!("preflight: {reasons}"), active).await;
+    }
     match driver.start(plan).await {
         Ok(Outcome::Reconciled(report)) => Ok(Handled::Reconciled {
             deployments: vec![decided(&report)],

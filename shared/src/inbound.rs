@@ -45,6 +45,9 @@ pub struct DeploymentRequest {
     /// A deployment id of the caller's choosing (idempotency); default: derived from the event.
     #[serde(default)]
     pub deployment_id: Option<String>,
+    /// Plan and run the preflight checks, change nothing, and answer with the plan.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A person's approval or abort (`detail-type: "Guardrails Deployment Command"`).

@@ -16,4 +16,5 @@ pub mod page;
 pub mod plan;
 pub mod policy;
 pub mod ports;
+pub mod preflight;
 pub mod units;

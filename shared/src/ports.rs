@@ -14,6 +14,7 @@ use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Transition
 use crate::events::{Refusal, StateChange};
 use crate::plan::Fleet;
 use crate::policy::{AlarmTemplate, DeploymentConfig};
+use crate::preflight::AlarmDefinition;
 use crate::units::{Share, Timestamp};
 
 /// What went wrong in a call to the world, classified by what the caller should do about it.
@@ -126,6 +127,15 @@ pub trait Alarms: Send + Sync {
     async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()>;
     /// DeleteAlarms; missing alarms count as done.
     async fn delete_alarms(&self, names: &[String]) -> PortResult<()>;
+    /// The definitions of the named alarms that exist (DescribeAlarms), for preflight checks.
+    async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>>;
+    /// Whether `alarm`'s metric has a datapoint between `since` and `until` (GetMetricData).
+    async fn has_data(
+        &self,
+        alarm: &AlarmDefinition,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> PortResult<bool>;
 }
 
 /// What the store keeps for an endpoint's active deployment.

@@ -122,6 +122,11 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(i64::from(secs) * 1_000))
     }
 
+    /// The instant `secs` seconds earlier (saturating).
+    pub fn minus_secs(self, secs: u32) -> Timestamp {
+        Timestamp(self.0.saturating_sub(i64::from(secs) * 1_000))
+    }
+
     /// Whole seconds from `earlier` to `self`, negative if `earlier` is later.
     pub fn secs_since(self, earlier: Timestamp) -> i64 {
         (self.0 - earlier.0).div_euclid(1_000)

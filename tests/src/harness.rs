@@ -17,6 +17,7 @@ use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
     SentPage, Store, Stored,
 };
+use guardrails::preflight::AlarmDefinition;
 use guardrails::units::{Share, Timestamp};
 
 use crate::world::World;
@@ -213,6 +214,26 @@ impl Alarms for WorldPorts {
             .into_iter()
             .filter(|(name, _)| names.contains(&name.as_str()))
             .collect())
+    }
+
+    /// The world's alarms have a state but no metric: the metric checks do not apply to them.
+    async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {
+        let states = self.states(names).await?;
+        Ok(states
+            .into_iter()
+            .map(|(name, view)| {
+                let definition = AlarmDefinition {
+                    state: view.state,
+                    metric: None,
+                };
+                (name, definition)
+            })
+            .collect())
+    }
+
+    /// The world's alarms are always fed.
+    async fn has_data(&self, _: &AlarmDefinition, _: Timestamp, _: Timestamp) -> PortResult<bool> {
+        Ok(true)
     }
 
     async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()> {

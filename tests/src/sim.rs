@@ -28,6 +28,7 @@ use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
     SentPage, Store, Stored, Waker,
 };
+use guardrails::preflight::AlarmDefinition;
 use guardrails::units::{Share, Timestamp};
 use serde_json::{Value, json};
 
@@ -352,6 +353,28 @@ impl Alarms for Sim {
         }
         s.last_alarms = Some(found.clone());
         Ok(found)
+    }
+    /// Simulated alarms have a state but no metric: the metric checks do not apply to them.
+    async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {
+        tokio::task::yield_now().await;
+        let s = self.state();
+        let mut found = BTreeMap::new();
+        for w in s.worlds.values() {
+            for (name, view) in w.observe().alarms {
+                if names.contains(&name.as_str()) {
+                    let definition = AlarmDefinition {
+                        state: view.state,
+                        metric: None,
+                    };
+                    found.insert(name, definition);
+                }
+            }
+        }
+        Ok(found)
+    }
+    /// Simulated traffic never stops: every alarm is fed.
+    async fn has_data(&self, _: &AlarmDefinition, _: Timestamp, _: Timestamp) -> PortResult<bool> {
+        Ok(true)
     }
     async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()> {
         let action = Action::PutGreenAlarm {

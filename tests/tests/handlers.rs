@@ -82,13 +82,19 @@ async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published
     let refused = start_deployment(&h.driver, &Settings::default(), &other)
         .await
         .unwrap();
-    assert_eq!(
-        refused,
-        Handled::Refused {
-            endpoint: "fraud-scorer".to_owned(),
-            reason: "endpoint fraud-scorer already has an active deployment (d-6a7e8febb491); wait for it to end or abort it".to_owned()
-        }
+    // The preflight refuses it, with every reason.
+    let Handled::Refused { endpoint, reason } = &refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert_eq!(endpoint, "fraud-scorer");
+    assert!(
+        reason.contains(
+            "deployment d-6a7e8febb491 is already active on fraud-scorer: wait for it to end or \
+             abort it (no-active-deployment)"
+        ),
+        "{reason}"
     );
+    assert!(reason.contains("is Updating, not InService"), "{reason}");
     let published = h.bus.refusals();
     assert_eq!(published.len(), 1);
     assert_eq!(
@@ -372,7 +378,8 @@ async fn a_rollback_pages_on_call_exactly_once_with_what_they_need() {
 
 #[tokio::test]
 async fn a_failure_pages_and_other_state_changes_do_not() {
-    let mut world = World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4);
+    let mut world = World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4)
+        .with_endpoint_alarm("fraud-scorer-5xx");
     world.next_update =
         guardrails_tests::world::UpdateOutcome::ReturnsToOldConfig("image not found".to_owned());
     let h = Harness::new(world);
@@ -466,7 +473,8 @@ async fn a_request_delivered_again_after_its_deployment_ended_does_not_run_it_tw
 /// paged): the sweep publishes outcomes still unpaged after two minutes again.
 #[tokio::test]
 async fn the_sweep_publishes_an_unpaged_outcome_again_so_a_lost_event_still_pages() {
-    let mut world = World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4);
+    let mut world = World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4)
+        .with_endpoint_alarm("fraud-scorer-5xx");
     world.next_update =
         guardrails_tests::world::UpdateOutcome::ReturnsToOldConfig("capacity".to_owned());
     let h = Harness::new(world);
@@ -509,4 +517,50 @@ impl Now for Harness {
         use guardrails::ports::Clock;
         self.clock.now()
     }
+}
+
+#[tokio::test]
+async fn a_dry_run_answers_with_the_plan_and_its_preflight_and_changes_nothing() {
+    let h = harness();
+    let mut request = sample("guardrails-deployment-requested.json");
+    request["detail"]["dryRun"] = json!(true);
+    let handled = start_deployment(&h.driver, &Settings::default(), &request)
+        .await
+        .unwrap();
+    let Handled::Planned { text, plan, .. } = &handled else {
+        panic!("expected a plan, got {handled:?}");
+    };
+    assert!(text.contains("Preflight, before any change:"), "{text}");
+    assert!(text.contains("  ok        endpoint-in-service"), "{text}");
+    assert!(plan.preflight.as_ref().is_some_and(|p| !p.is_blocked()));
+    assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
+    assert!(h.ports.log().is_empty(), "nothing was changed");
+}
+
+#[tokio::test]
+async fn a_blocking_preflight_refuses_before_any_change() {
+    // The policy names fraud-scorer-5xx, which does not exist here.
+    let h = Harness::new(World::serving(
+        T0,
+        "fraud-scorer-v1",
+        "AllTraffic",
+        "fraud-scorer-v1",
+        4,
+    ));
+    let handled = start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested.json"),
+    )
+    .await
+    .unwrap();
+    let Handled::Refused { reason, .. } = &handled else {
+        panic!("expected a refusal, got {handled:?}");
+    };
+    assert!(
+        reason.starts_with("preflight: alarm fraud-scorer-5xx does not exist"),
+        "{reason}"
+    );
+    assert!(h.ports.log().is_empty(), "nothing was changed");
+    assert_eq!(h.bus.refusals().len(), 1);
 }

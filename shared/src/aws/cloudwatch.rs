@@ -16,6 +16,7 @@ use super::classify;
 use crate::core::{AlarmState, AlarmView};
 use crate::policy::{ComparisonOperator, Statistic, TreatMissingData};
 use crate::ports::{Alarms, ErrorKind, GreenAlarm, PortError, PortResult};
+use crate::preflight::{AlarmDefinition, AlarmMetric};
 use crate::units::Timestamp;
 
 /// DescribeAlarms and DeleteAlarms take at most this many names per call.
@@ -190,6 +191,87 @@ impl Alarms for CloudWatchAlarms {
             named => request.statistic(SdkStatistic::from(named.to_string().as_str())),
         };
         request.send().await.map(|_| ()).map_err(|e| classify(&e))
+    }
+
+    async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {
+        let mut found = BTreeMap::new();
+        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
+            let out = self
+                .client
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
+                .max_records(100)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            for alarm in out.metric_alarms() {
+                let Some(name) = alarm.alarm_name() else {
+                    continue;
+                };
+                // An alarm on metric math has no single metric to judge.
+                let metric = match (alarm.namespace(), alarm.metric_name()) {
+                    (Some(namespace), Some(metric_name)) => Some(AlarmMetric {
+                        namespace: namespace.to_owned(),
+                        metric_name: metric_name.to_owned(),
+                        statistic: alarm
+                            .statistic()
+                            .map(|s| s.as_str().to_owned())
+                            .or_else(|| alarm.extended_statistic().map(str::to_owned))
+                            .unwrap_or_default(),
+                        dimensions: alarm
+                            .dimensions()
+                            .iter()
+                            .map(|d| {
+                                let name = d.name().unwrap_or_default().to_owned();
+                                (name, d.value().unwrap_or_default().to_owned())
+                            })
+                            .collect(),
+                        comparison: alarm
+                            .comparison_operator()
+                            .map(|c| c.as_str().to_owned())
+                            .unwrap_or_default(),
+                        threshold: alarm.threshold().unwrap_or_default(),
+                        period_secs: alarm
+                            .period()
+                            .and_then(|p| u32::try_from(p).ok())
+                            .unwrap_or(60),
+                    }),
+                    _ => None,
+                };
+                let definition = AlarmDefinition {
+                    state: state(alarm.state_value())?,
+                    metric,
+                };
+                found.insert(name.to_owned(), definition);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn has_data(
+        &self,
+        alarm: &AlarmDefinition,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> PortResult<bool> {
+        let Some(m) = &alarm.metric else {
+            // Metric math: nothing single to ask about; assume fed rather than warn falsely.
+            return Ok(true);
+        };
+        let dimensions: Vec<(&str, &str)> = m
+            .dimensions
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let query = MetricQuery {
+            namespace: &m.namespace,
+            metric: &m.metric_name,
+            dimensions: &dimensions,
+            stat: "SampleCount",
+            period_secs: m.period_secs.max(60),
+        };
+        let points = self.metric_data(&query, since, until).await?;
+        Ok(points.iter().any(|(_, count)| *count > 0.0))
     }
 
     async fn delete_alarms(&self, names: &[String]) -> PortResult<()> {

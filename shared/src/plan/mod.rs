@@ -81,6 +81,9 @@ pub struct Plan {
     /// Native engine: the `DeploymentConfig` SageMaker runs the rollout under, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_config: Option<DeploymentConfig>,
+    /// The checks run against the endpoint before any change (absent offline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<crate::preflight::Preflight>,
 }
 
 /// One step: move green to `green_share` of requests, then bake.
@@ -253,6 +256,7 @@ impl Plan {
                 .unwrap_or(DEFAULT_POLL_INTERVAL_SECS),
             warnings: schedule.notes,
             native_config: (engine == Engine::Native).then(|| policy.deployment_config.clone()),
+            preflight: None,
         };
         plan.warnings.extend(warnings(&plan));
         Ok(plan)

@@ -73,6 +73,10 @@ impl fmt::Display for Plan {
                 writeln!(f, "    - {warning}")?;
             }
         }
+        if let Some(preflight) = &self.preflight {
+            writeln!(f)?;
+            write!(f, "{preflight}")?;
+        }
         Ok(())
     }
 }
