@@ -48,6 +48,7 @@ set -a
 # shellcheck disable=SC1091
 source "$work/stack.env"
 set +a
+export GUARDRAILS_LAMBDA_URL="http://127.0.0.1:$lambda_port"
 if ! "$target/debug/guardrails-demo"; then
   echo "---- local stack log" >&2; tail -n 40 "$work/stack.log" >&2
   echo "---- functions log" >&2; tail -n 60 "$work/watch.log" >&2

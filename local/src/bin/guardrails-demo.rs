@@ -1,5 +1,6 @@
 //! The demo's story, told through the real functions on the local stack: an endpoint serves
-//! model v1; a canary deployment of v2 succeeds; a deployment of a faulty v3 trips its alarm in
+//! model v1; dry runs show the plan with its preflight checks (one request passes them, one is
+//! refused); a canary deployment of v2 succeeds; a deployment of a faulty v3 trips its alarm in
 //! the canary bake, rolls back, and on-call is paged; the endpoint is back on v2. It prints a
 //! timeline and a summary, and exits non-zero if the story does not go that way.
 //!
@@ -17,7 +18,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sagemaker::types::{
     ContainerDefinition, ProductionVariant, ProductionVariantInstanceType, Tag,
 };
-use guardrails_local::wiring::post;
+use guardrails_local::wiring::{invoke, post};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud-scorer";
@@ -26,6 +27,8 @@ const STORY_LIMIT: Duration = Duration::from_secs(150);
 
 struct Demo {
     sagemaker: aws_sdk_sagemaker::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    lambda: String,
     events: aws_sdk_eventbridge::Client,
     sqs: aws_sdk_sqs::Client,
     timeline_queue: String,
@@ -134,6 +137,59 @@ impl Demo {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Invokes start-deployment with a dry-run request; returns the plan text it answers.
+    async fn dry_run(&self, model: &str, policy: Value) -> Result<String, String> {
+        let event = json!({
+            "version": "0", "id": "00000000-0000-0000-0000-00000000d7d1",
+            "detail-type": "Guardrails Deployment Requested", "source": "guardrails",
+            "account": "123456789012", "time": "2026-11-27T08:00:00Z", "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo",
+                "policy": policy, "dryRun": true
+            }
+        });
+        let (status, body) = invoke(&self.lambda, "start-deployment", &event.to_string()).await?;
+        let answer: Value = serde_json::from_str(&body)
+            .map_err(|e| format!("start-deployment answered {status}: {body} ({e})"))?;
+        answer
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("start-deployment answered {status} without a plan: {body}"))
+    }
+
+    /// An endpoint-wide alarm on the 5xx fraction with AWS's example threshold (Average >= 1).
+    async fn endpoint_alarm(&self) -> Result<(), String> {
+        use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+        self.cloudwatch
+            .put_metric_alarm()
+            .alarm_name("fraud-scorer-5xx")
+            .namespace("AWS/SageMaker")
+            .metric_name("Invocation5XXErrors")
+            .dimensions(
+                Dimension::builder()
+                    .name("EndpointName")
+                    .value(ENDPOINT)
+                    .build(),
+            )
+            .dimensions(
+                Dimension::builder()
+                    .name("VariantName")
+                    .value("AllTraffic")
+                    .build(),
+            )
+            .statistic(Statistic::Average)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("PutMetricAlarm: {e:?}"))
     }
 
     async fn request(&self, model: &str) -> Result<(), String> {
@@ -267,6 +323,8 @@ async fn story() -> Result<(), String> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let demo = Demo {
         sagemaker: aws_sdk_sagemaker::Client::new(&sdk),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        lambda: env("GUARDRAILS_LAMBDA_URL")?,
         events: aws_sdk_eventbridge::Client::new(&sdk),
         sqs: aws_sdk_sqs::Client::new(&sdk),
         timeline_queue: env("GUARDRAILS_TIMELINE_QUEUE_URL")?,
@@ -281,6 +339,39 @@ async fn story() -> Result<(), String> {
         demo.clock(),
         demo.serving().await?
     );
+
+    println!("\n== The plan and its preflight checks (dry runs: nothing changes)");
+    print!("{}", demo.dry_run("fraud-scorer-v2", policy()).await?);
+    demo.endpoint_alarm().await?;
+    let native = json!({
+        "DeploymentConfig": {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "LINEAR",
+                    "LinearStepSize": { "Type": "INSTANCE_COUNT", "Value": 1 },
+                    "WaitIntervalInSeconds": 300
+                },
+                "TerminationWaitInSeconds": 300,
+                "MaximumExecutionTimeoutInSeconds": 600
+            },
+            "AutoRollbackConfiguration": {
+                "Alarms": [{ "AlarmName": "fraud-scorer-5xx" }, { "AlarmName": "fraud-scorer-latncy" }]
+            }
+        },
+        "Guardrails": { "Engine": "native" }
+    });
+    println!(
+        "\nA native request with a typo in an alarm name, an alarm that only fires at 100% errors and a timeout too short for 2 linear steps:"
+    );
+    let refused = demo.dry_run("fraud-scorer-v2", native).await?;
+    print!("{refused}");
+    if !refused.contains("BLOCKING  alarms-exist")
+        || !refused.contains("warning   alarm-thresholds-can-fire")
+    {
+        return Err(format!(
+            "the preflight did not find what it should:\n{refused}"
+        ));
+    }
 
     println!("\n== A canary deployment of v2");
     let v2_started = Instant::now();
