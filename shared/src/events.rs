@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::{Cause, Deployment, Phase, Transition};
+use crate::policy::Engine;
 use crate::units::Share;
 
 /// The EventBridge `source` of our events.
@@ -27,6 +28,9 @@ pub struct StateChange {
     pub model_name: String,
     pub green_variant: String,
     pub blue_config_name: String,
+    /// Who runs the rollout: `variant` (Guardrails) or `native` (SageMaker).
+    #[serde(default)]
+    pub engine: Engine,
     /// Epoch milliseconds of the decision.
     pub time: i64,
     /// Position of this transition in the deployment's history, from 0 (the start).
@@ -117,6 +121,7 @@ impl StateChange {
             model_name: plan.green.model_name.clone(),
             green_variant: plan.green.variant_name.clone(),
             blue_config_name: plan.blue_config_name.clone(),
+            engine: plan.engine,
             time: transition.at.epoch_ms(),
             sequence,
             previous_state: PhaseKind::of(&transition.from),

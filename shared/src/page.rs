@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use crate::core::{Cause, Phase};
 use crate::events::{PhaseKind, StateChange};
+use crate::policy::Engine;
 use crate::ports::{AuditEntry, Page};
 use crate::units::Timestamp;
 
@@ -125,12 +126,24 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
             format!("{secs:.1} s after the rollback started"),
         );
     }
-    let now = match event.outcome {
-        Some(PhaseKind::RolledBack) => format!(
+    let now = match (event.outcome, event.engine, cause) {
+        (Some(PhaseKind::RolledBack), Engine::Variant, _) => format!(
             "config {} (the original), 100% of requests; green's variant and alarms removed",
             event.blue_config_name
         ),
-        Some(PhaseKind::Succeeded) => format!("green ({}) alone", event.green_variant),
+        (Some(PhaseKind::RolledBack), Engine::Native, _) => format!(
+            "config {} (the original), 100% of requests; SageMaker removed the new fleet",
+            event.blue_config_name
+        ),
+        (Some(PhaseKind::Succeeded), Engine::Variant, _) => {
+            format!("green ({}) alone", event.green_variant)
+        }
+        (Some(PhaseKind::Succeeded), Engine::Native, _) => {
+            "the new config, deployed by SageMaker".to_owned()
+        }
+        (_, _, Cause::RollbackFailed { recovery, .. }) => {
+            format!("UpdateRollbackFailed: {recovery}")
+        }
         _ => "check the endpoint: Guardrails left it as it was found when the deployment failed"
             .to_owned(),
     };

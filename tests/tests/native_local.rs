@@ -305,6 +305,11 @@ async fn a_native_linear_rollout_of_a_faulty_model_rolls_back_and_pages_once() {
         pages[0].subject
     );
     assert!(pages[0].body.contains(ALARM), "{}", pages[0].body);
+    assert!(
+        pages[0].body.contains("SageMaker removed the new fleet"),
+        "{}",
+        pages[0].body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +389,9 @@ async fn a_failed_native_rollback_fails_with_the_recovery_step() {
     );
     let pages = s.page().await;
     assert!(
-        pages[0].body.contains("UpdateRollbackFailed"),
+        pages[0]
+            .body
+            .contains("Now:             UpdateRollbackFailed: the endpoint serves a mix"),
         "{}",
         pages[0].body
     );
