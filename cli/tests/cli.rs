@@ -57,6 +57,7 @@ fn every_example_policy_plans_and_reads_well() {
         "all-at-once.yaml",
         "steps-with-approval.yaml",
         "native-rolling.yaml",
+        "native-canary.yaml",
     ] {
         insta::assert_snapshot!(policy, stdout(&plan(policy, &[])));
     }

@@ -23,7 +23,7 @@ use guardrails::events::StateChange;
 use guardrails::handlers::{self, Handled, Settings};
 use guardrails::memory::{MemoryBus, MemoryPager, MemoryStore, VirtualClock};
 use guardrails::plan::Fleet;
-use guardrails::policy::DeploymentConfig;
+use guardrails::policy::{DeploymentConfig, Engine};
 use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
     SentPage, Store, Stored, Waker,
@@ -513,6 +513,9 @@ const POLICIES: [&str; 4] = [
     "all-at-once.yaml",
     "steps-with-approval.yaml",
 ];
+/// Policies run by SageMaker (native engine), and the share of requests that use one.
+const NATIVE_POLICIES: [&str; 2] = ["native-canary.yaml", "native-rolling.yaml"];
+const NATIVE_SHARE: f64 = 0.25;
 /// How long faults last.
 const FAULTY_SECS: u32 = 2 * 3_600;
 const SWEEP_SECS: u32 = 60;
@@ -528,6 +531,9 @@ pub async fn run(seed: u64) -> Result<Counts, Violation> {
 /// Runs the simulation for `seed` with a deliberate bug.
 pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation> {
     let mut rng = Rng::new(seed);
+    // Which requests use the native engine comes from a stream of its own, so that the rest of
+    // each seed's scenario is drawn as before the native engine existed.
+    let mut engines = Rng::new(seed ^ 0x6e61_7469_7665_0000);
     let faults = Faults::pick(&mut rng);
     let clock = Arc::new(VirtualClock::new(T0));
     let store = Arc::new(MemoryStore::default());
@@ -562,7 +568,13 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
         worlds.insert(name.clone(), w);
         let requests = 1 + rng.below(2);
         for r in 0..requests {
-            let policy = POLICIES[rng.below(4) as usize].to_owned();
+            let variant_policy = POLICIES[rng.below(4) as usize];
+            let policy = if engines.chance(NATIVE_SHARE) {
+                NATIVE_POLICIES[engines.below(2) as usize]
+            } else {
+                variant_policy
+            }
+            .to_owned();
             let at = T0.plus_secs(rng.below(900) as u32 + r as u32 * rng.below(1_800) as u32);
             push(
                 &mut queue,
@@ -647,7 +659,9 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                         obs.endpoint.as_ref().map(|e| (
                             e.status,
                             e.config_name.clone(),
-                            e.variants.len()
+                            e.variants.len(),
+                            // SageMaker sends a deployment state change per new VariantStatus.
+                            e.progress.clone()
                         )),
                         w.traffic()
                     )
@@ -817,10 +831,12 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
         for done in store.history(&endpoint) {
             let id = &done.deployment.plan.deployment_id;
             counts.deployments += 1;
-            *counts
-                .outcomes
-                .entry(done.deployment.phase.label())
-                .or_default() += 1;
+            let outcome = format!(
+                "{} {}",
+                done.deployment.plan.engine,
+                done.deployment.phase.label()
+            );
+            *counts.outcomes.entry(outcome).or_default() += 1;
             let paged = pages
                 .iter()
                 .filter(|p| p.attributes.get("deploymentId") == Some(id))
@@ -1054,7 +1070,10 @@ async fn check(sim: &Sim, store: &MemoryStore) -> Result<(), String> {
                 a.deployment.plan.deployment_id
             ));
         }
-        if let Some(a) = &active {
+        // Invariants 2 and 3 are about traffic Guardrails moves; SageMaker moves a native one.
+        if let Some(a) = &active
+            && a.deployment.plan.engine == Engine::Variant
+        {
             let plan = &a.deployment.plan;
             let audit = store
                 .audit(&endpoint, &plan.deployment_id)
@@ -1097,9 +1116,11 @@ async fn check(sim: &Sim, store: &MemoryStore) -> Result<(), String> {
             && matches!(last.deployment.phase, Phase::RolledBack { .. })
         {
             let plan = &last.deployment.plan;
-            let full = traffic
-                .iter()
-                .all(|(v, s)| *v != plan.green.variant_name || *s == 0.0);
+            // Native: the new fleet kept blue's variant name; the config tells them apart.
+            let full = plan.engine == Engine::Native
+                || traffic
+                    .iter()
+                    .all(|(v, s)| *v != plan.green.variant_name || *s == 0.0);
             if config != plan.blue_config_name || !full {
                 return Err(format!(
                     "invariant 5: {endpoint} rolled back but serves {config} with {traffic:?}"

@@ -2,12 +2,17 @@
 //! It applies the core's actions as SageMaker would (asynchronous updates, the in-progress
 //! rule, failed updates that return to the old config) so that tests can tell whole stories.
 //! It is a test double for the core's tests, not the local emulator of the AWS APIs.
+//!
+//! An UpdateEndpoint with a `DeploymentConfig` (native engine) is a rollout SageMaker runs: the
+//! new fleet is launched for the first half of the update, then serves beside the old one while
+//! baking; a named alarm in ALARM then ends it back on the old config, as SageMaker's
+//! auto-rollback does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use guardrails::core::{
     Action, AlarmState, AlarmView, ConfigVariant, EndpointStatus, EndpointView, Observation,
-    VariantView,
+    Progress, VariantView,
 };
 use guardrails::plan::{Fleet, FleetVariant};
 use guardrails::units::{Share, Timestamp};
@@ -32,6 +37,13 @@ struct Variant {
 #[derive(Debug, Clone)]
 enum Change {
     Config(String),
+    /// A rollout SageMaker runs under a DeploymentConfig: the new fleet serves from
+    /// `traffic_at`, watched by `alarms`.
+    Rollout {
+        config: String,
+        alarms: Vec<String>,
+        traffic_at: Timestamp,
+    },
     Weights(Vec<(String, f64)>),
     Instances(String, u32),
 }
@@ -165,11 +177,13 @@ impl World {
             status: self.status,
             config_name: self.config.clone(),
             pending_config_name: match &self.pending {
-                Some((Change::Config(name), _)) => Some(name.clone()),
+                Some((Change::Config(name) | Change::Rollout { config: name, .. }, _)) => {
+                    Some(name.clone())
+                }
                 _ => None,
             },
             failure_reason: self.failure_reason.clone(),
-            progress: Vec::new(),
+            progress: self.progress(),
             variants: self
                 .variants
                 .iter()
@@ -217,15 +231,29 @@ impl World {
                 self.configs.entry(config_name.clone()).or_insert(built);
                 Ok(())
             }
-            // A DeploymentConfig is not modelled here: the world runs every update at once.
-            Action::UpdateEndpoint { config_name, .. } => {
+            Action::UpdateEndpoint {
+                config_name,
+                deployment_config,
+            } => {
                 self.check_updatable()?;
                 if !self.configs.contains_key(config_name) {
                     return Err(format!(
                         "Could not find endpoint configuration \"{config_name}\""
                     ));
                 }
-                self.begin(Change::Config(config_name.clone()), self.update_secs);
+                let change = match deployment_config {
+                    Some(dc) => Change::Rollout {
+                        config: config_name.clone(),
+                        alarms: dc
+                            .auto_rollback_configuration
+                            .iter()
+                            .flat_map(|a| a.alarms.iter().map(|x| x.alarm_name.clone()))
+                            .collect(),
+                        traffic_at: self.now.plus_secs(self.update_secs / 2),
+                    },
+                    None => Change::Config(config_name.clone()),
+                };
+                self.begin(change, self.update_secs);
                 Ok(())
             }
             Action::SetWeights {
@@ -324,9 +352,63 @@ impl World {
         self.pending = Some((change, self.now.plus_secs(secs)));
     }
 
+    /// SageMaker's `VariantStatus` for a rollout it runs.
+    fn progress(&self) -> Vec<Progress> {
+        let Some((
+            Change::Rollout {
+                config, traffic_at, ..
+            },
+            _,
+        )) = &self.pending
+        else {
+            return Vec::new();
+        };
+        let variant = self
+            .configs
+            .get(config)
+            .and_then(|v| v.first())
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
+        let (status, message) = if self.now < *traffic_at {
+            ("Creating", "Launching instances of new capacity.")
+        } else {
+            ("Baking", "Baking with traffic enabled on new capacity.")
+        };
+        vec![Progress {
+            variant_name: variant,
+            status: status.to_owned(),
+            message: message.to_owned(),
+        }]
+    }
+
+    /// The model a SageMaker-run rollout serves beside the old fleet now, if any.
+    fn rollout_serving(&self) -> Option<&Variant> {
+        match &self.pending {
+            Some((
+                Change::Rollout {
+                    config, traffic_at, ..
+                },
+                _,
+            )) if self.now >= *traffic_at => self.configs.get(config).and_then(|v| v.first()),
+            _ => None,
+        }
+    }
+
     /// When something will next change on its own, if anything will.
     pub fn next_change(&self) -> Option<Timestamp> {
-        let pending = self.pending.as_ref().map(|(_, at)| *at);
+        let traffic = match &self.pending {
+            Some((Change::Rollout { traffic_at, .. }, _)) if *traffic_at > self.now => {
+                Some(*traffic_at)
+            }
+            _ => None,
+        };
+        let pending = self
+            .pending
+            .as_ref()
+            .map(|(_, at)| *at)
+            .into_iter()
+            .chain(traffic)
+            .min();
         let alarm = self
             .bad_serving_since
             .map(|since| since.plus_secs(self.alarm_lag_secs))
@@ -355,7 +437,7 @@ impl World {
             self.pending = None;
             self.status = EndpointStatus::InService;
             match change {
-                Change::Config(name) => {
+                Change::Config(name) | Change::Rollout { config: name, .. } => {
                     match std::mem::replace(&mut self.next_update, UpdateOutcome::Succeeds) {
                         UpdateOutcome::Succeeds => {
                             self.variants = self.configs.get(&name).cloned().unwrap_or_default();
@@ -382,6 +464,20 @@ impl World {
             }
         }
         self.evaluate_alarms();
+        // SageMaker's auto-rollback: a named alarm in ALARM while the new fleet serves.
+        if let Some((Change::Rollout { alarms, .. }, _)) = &self.pending
+            && self.rollout_serving().is_some()
+            && let Some(alarm) = alarms
+                .iter()
+                .find(|a| self.alarms.get(*a) == Some(&AlarmState::Alarm))
+        {
+            self.failure_reason = Some(format!(
+                "Deployment rolled back: CloudWatch alarm(s) {alarm} in ALARM state"
+            ));
+            self.pending = None;
+            self.status = EndpointStatus::InService;
+            self.evaluate_alarms();
+        }
     }
 
     fn evaluate_alarms(&mut self) {
@@ -390,6 +486,11 @@ impl World {
             .iter()
             .filter(|v| v.weight > 0.0 && self.bad_models.contains(&v.model))
             .map(|v| v.name.clone())
+            .chain(
+                self.rollout_serving()
+                    .filter(|v| self.bad_models.contains(&v.model))
+                    .map(|v| v.name.clone()),
+            )
             .collect();
         if bad_serving.is_empty() {
             self.bad_serving_since = None;
