@@ -478,7 +478,12 @@ fn next_record(
     (next, audit)
 }
 
+/// Green's share of requests as observed; unknown for the native engine, where the new fleet
+/// keeps blue's variant name and SageMaker splits traffic inside it.
 fn observed_green(observation: &Observation, deployment: &Deployment) -> Option<Share> {
+    if deployment.plan.engine == crate::policy::Engine::Native {
+        return None;
+    }
     observation
         .endpoint
         .as_ref()

@@ -22,6 +22,7 @@ use guardrails_local::wiring::{invoke, post};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud-scorer";
+const VARIANT_CANARY: &str = "canary 10%, 15 s bake, 10 s final bake";
 /// The longest one deployment may take in the demo before it is called stuck.
 const STORY_LIMIT: Duration = Duration::from_secs(150);
 
@@ -87,7 +88,12 @@ impl Demo {
     }
 
     async fn endpoint_serving_v1(&self) -> Result<(), String> {
-        for model in ["fraud-scorer-v1", "fraud-scorer-v2", "fraud-scorer-v3"] {
+        for model in [
+            "fraud-scorer-v1",
+            "fraud-scorer-v2",
+            "fraud-scorer-v3",
+            "fraud-scorer-v4",
+        ] {
             self.model(model).await?;
         }
         self.sagemaker
@@ -161,6 +167,53 @@ impl Demo {
             .ok_or_else(|| format!("start-deployment answered {status} without a plan: {body}"))
     }
 
+    /// The variant the endpoint serves now.
+    async fn variant(&self) -> Result<String, String> {
+        let d = self
+            .sagemaker
+            .describe_endpoint()
+            .endpoint_name(ENDPOINT)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeEndpoint: {e:?}"))?;
+        d.production_variants()
+            .first()
+            .and_then(|v| v.variant_name())
+            .map(str::to_owned)
+            .ok_or_else(|| "the endpoint serves no variant".to_owned())
+    }
+
+    /// An alarm on the 5xx fraction of `variant` (more than 5% in a 10 s period).
+    async fn error_alarm(&self, name: &str, variant: &str) -> Result<(), String> {
+        use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+        self.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/SageMaker")
+            .metric_name("Invocation5XXErrors")
+            .dimensions(
+                Dimension::builder()
+                    .name("EndpointName")
+                    .value(ENDPOINT)
+                    .build(),
+            )
+            .dimensions(
+                Dimension::builder()
+                    .name("VariantName")
+                    .value(variant)
+                    .build(),
+            )
+            .statistic(Statistic::Average)
+            .period(10)
+            .evaluation_periods(1)
+            .threshold(0.05)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("PutMetricAlarm: {e:?}"))
+    }
+
     /// An endpoint-wide alarm on the 5xx fraction with AWS's example threshold (Average >= 1).
     async fn endpoint_alarm(&self) -> Result<(), String> {
         use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
@@ -192,9 +245,9 @@ impl Demo {
             .map_err(|e| format!("PutMetricAlarm: {e:?}"))
     }
 
-    async fn request(&self, model: &str) -> Result<(), String> {
+    async fn request(&self, model: &str, policy: Value, what: &str) -> Result<(), String> {
         let detail = json!({
-            "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo", "policy": policy()
+            "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo", "policy": policy
         });
         let entry = PutEventsRequestEntry::builder()
             .source("guardrails")
@@ -212,7 +265,7 @@ impl Demo {
             return Err("EventBridge refused the request".to_owned());
         }
         println!(
-            "{}  request: deploy {model} to {ENDPOINT} (canary 10%, 15 s bake, 10 s final bake)",
+            "{}  request: deploy {model} to {ENDPOINT} ({what})",
             self.clock()
         );
         Ok(())
@@ -375,7 +428,8 @@ async fn story() -> Result<(), String> {
 
     println!("\n== A canary deployment of v2");
     let v2_started = Instant::now();
-    demo.request("fraud-scorer-v2").await?;
+    demo.request("fraud-scorer-v2", policy(), VARIANT_CANARY)
+        .await?;
     let v2 = demo.follow("fraud-scorer-v2").await?;
     let v2_secs = v2_started.elapsed().as_secs();
     let after_v2 = demo.serving().await?;
@@ -391,20 +445,60 @@ async fn story() -> Result<(), String> {
     if status != 204 {
         return Err(format!("control API answered {status}: {body}"));
     }
-    demo.request("fraud-scorer-v3").await?;
+    demo.request("fraud-scorer-v3", policy(), VARIANT_CANARY)
+        .await?;
     let v3 = demo.follow("fraud-scorer-v3").await?;
     let (subject, message) = demo.page().await?;
     let after_v3 = demo.serving().await?;
     println!("\n== The page on-call received\nSubject: {subject}\n\n{message}");
 
+    println!("\n== SageMaker runs a canary of v4 itself (native engine); Guardrails follows it");
+    let serving_variant = demo.variant().await?;
+    demo.error_alarm("fraud-scorer-errors", &serving_variant)
+        .await?;
+    let native = json!({
+        "DeploymentConfig": {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "CanarySize": { "Type": "CAPACITY_PERCENT", "Value": 50 },
+                    "WaitIntervalInSeconds": 5
+                },
+                "TerminationWaitInSeconds": 5,
+                "MaximumExecutionTimeoutInSeconds": 600
+            },
+            "AutoRollbackConfiguration": { "Alarms": [{ "AlarmName": "fraud-scorer-errors" }] }
+        },
+        "Guardrails": { "Engine": "native", "PollIntervalInSeconds": 2 }
+    });
+    demo.request(
+        "fraud-scorer-v4",
+        native,
+        "native canary 50%, 5 s bakes, SageMaker watching fraud-scorer-errors",
+    )
+    .await?;
+    let v4 = demo.follow("fraud-scorer-v4").await?;
+    let after_v4 = demo.serving().await?;
+    println!("{}  {ENDPOINT} now serves {after_v4}", demo.clock());
+
     println!("== Summary");
     println!("  v2: {v2} after {v2_secs} s");
     println!("  v3: {v3}; on-call paged: \"{subject}\"");
-    println!("  {ENDPOINT} serves {after_v3}");
+    println!("  after v3, {ENDPOINT} served {after_v3}");
+    println!("  v4 (native): {v4}; {ENDPOINT} serves {after_v4}");
     let back_on_v2 = after_v3 == after_v2;
-    if v2 != "SUCCEEDED" || v3 != "ROLLED_BACK" || !subject.contains("ROLLED BACK") || !back_on_v2 {
+    // Native guardrails keep the variant name: the new config is what changed.
+    let on_v4 = after_v4 != after_v3;
+    if v2 != "SUCCEEDED"
+        || v3 != "ROLLED_BACK"
+        || !subject.contains("ROLLED BACK")
+        || !back_on_v2
+        || v4 != "SUCCEEDED"
+        || !on_v4
+    {
         return Err(format!(
-            "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: {back_on_v2}"
+            "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: \
+             {back_on_v2}, v4 {v4}, serving {after_v4}"
         ));
     }
     println!("  all as expected: the faulty model never reached more than its canary share");
