@@ -26,6 +26,10 @@ fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
             Some("DeploymentRequested"),
         ),
         (
+            "guardrails-deployment-requested-native-dry-run.json",
+            Some("DeploymentRequested"),
+        ),
+        (
             "guardrails-deployment-requested.json",
             Some("DeploymentRequested"),
         ),

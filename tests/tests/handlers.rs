@@ -564,3 +564,26 @@ async fn a_blocking_preflight_refuses_before_any_change() {
     assert!(h.ports.log().is_empty(), "nothing was changed");
     assert_eq!(h.bus.refusals().len(), 1);
 }
+
+#[tokio::test]
+async fn a_native_dry_run_plans_for_sagemaker_with_the_native_checks() {
+    let h = harness();
+    let handled = start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-deployment-requested-native-dry-run.json"),
+    )
+    .await
+    .unwrap();
+    let Handled::Planned { text, plan, .. } = &handled else {
+        panic!("expected a plan, got {handled:?}");
+    };
+    assert_eq!(plan.engine, guardrails::policy::Engine::Native);
+    assert_eq!(
+        plan.green.variant_name, "AllTraffic",
+        "native keeps blue's variant name"
+    );
+    assert!(text.contains("  ok        variant-names-match"), "{text}");
+    assert!(text.contains("  ok        native-supported"), "{text}");
+    assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
+}

@@ -66,9 +66,10 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             Vec::new(),
         );
     }
-    // Remember what matters for the outcome before SageMaker moves on.
-    let seen_alarm = alarm.or_else(|| first_alarm(d, obs));
+    // Remember what matters for the outcome before SageMaker moves on: the alarms SageMaker
+    // watches while it runs this deployment, and whether traffic reached the new fleet.
     let ours = endpoint.pending_config_name.as_deref() == Some(green_config.as_str());
+    let seen_alarm = alarm.or_else(|| ours.then(|| first_alarm(d, obs)).flatten());
     let line = if ours {
         progress_line(&endpoint.progress)
     } else {

@@ -310,3 +310,34 @@ fn an_endpoint_busy_with_someone_elses_update_is_waited_for() {
     };
     assert_eq!(update.accepted_at, None);
 }
+
+#[test]
+fn an_alarm_seen_before_sagemaker_runs_the_deployment_does_not_make_a_failure_a_rollback() {
+    // Someone else's update is running while the alarm fires: SageMaker is not watching it for
+    // this deployment yet.
+    let mut busy = with_alarm(
+        native_obs(EndpointStatus::Updating, BLUE, &[]),
+        NAMED,
+        AlarmState::Alarm,
+    );
+    if let Some(e) = busy.endpoint.as_mut() {
+        e.pending_config_name = Some("someone-elses".to_owned());
+    }
+    let d = started().decide(&busy, None, at(30)).deployment;
+    let d = accepted(d);
+    let decision = d.decide(
+        &native_obs(EndpointStatus::InService, BLUE, &[]),
+        None,
+        at(600),
+    );
+    assert!(
+        matches!(
+            decision.deployment.phase,
+            Phase::Failed {
+                cause: Cause::ProvisioningFailed { .. }
+            }
+        ),
+        "{:?}",
+        decision.deployment.phase
+    );
+}
