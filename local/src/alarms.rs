@@ -26,6 +26,18 @@ pub struct Alarm {
     pub reason: String,
     pub reason_data: String,
     pub updated: Ms,
+    /// Every change of state, oldest first (DescribeAlarmHistory's `StateUpdate` items).
+    pub history: Vec<StateUpdate>,
+}
+
+/// One change of an alarm's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateUpdate {
+    pub at: Ms,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub from_reason: String,
+    pub reason: String,
 }
 
 impl Alarm {
@@ -133,6 +145,13 @@ pub(crate) fn change_state(
         "reason": alarm.reason,
         "reasonData": alarm.reason_data,
         "timestamp": iso8601(alarm.updated),
+    });
+    alarm.history.push(StateUpdate {
+        at: now,
+        from: alarm.state,
+        to: state,
+        from_reason: alarm.reason.clone(),
+        reason: reason.clone(),
     });
     alarm.state = state;
     alarm.reason = reason;

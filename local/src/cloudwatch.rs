@@ -168,6 +168,7 @@ impl CloudWatch {
             "GetMetricData" => self.get_metric_data(input),
             "PutMetricAlarm" => self.put_metric_alarm(input, now),
             "DescribeAlarms" => Ok(self.describe_alarms(input)),
+            "DescribeAlarmHistory" => Ok(self.describe_alarm_history(input)),
             "DeleteAlarms" => {
                 for name in required(input, "AlarmNames")?
                     .as_array()
@@ -341,11 +342,12 @@ impl CloudWatch {
         let previous = self
             .alarms
             .get(&name)
-            .map(|a| (a.state, a.reason.clone(), a.updated));
-        let (state, reason, updated) = previous.unwrap_or((
+            .map(|a| (a.state, a.reason.clone(), a.updated, a.history.clone()));
+        let (state, reason, updated, history) = previous.unwrap_or((
             "INSUFFICIENT_DATA",
             "Unchecked: Initial alarm creation".to_owned(),
             now,
+            Vec::new(),
         ));
         let alarm = Alarm {
             name: name.clone(),
@@ -365,9 +367,56 @@ impl CloudWatch {
             reason,
             reason_data: String::new(),
             updated,
+            history,
         };
         self.alarms.insert(name, alarm);
         Ok(map(vec![]))
+    }
+
+    /// `StateUpdate` items, newest first, of one alarm (`AlarmName`) or all, between `StartDate`
+    /// and `EndDate` when given; other item types have no history here.
+    fn describe_alarm_history(&self, input: &Value) -> Cbor {
+        let name = input.get("AlarmName").and_then(Value::as_str);
+        let kind = input.get("HistoryItemType").and_then(Value::as_str);
+        let start = ms_of(input.get("StartDate")).unwrap_or(Ms::MIN);
+        let end = ms_of(input.get("EndDate")).unwrap_or(Ms::MAX);
+        let mut items: Vec<(Ms, Cbor)> = Vec::new();
+        if kind.is_none_or(|k| k == "StateUpdate") {
+            for alarm in self
+                .alarms
+                .values()
+                .filter(|a| name.is_none_or(|n| a.name == n))
+            {
+                for u in alarm
+                    .history
+                    .iter()
+                    .filter(|u| u.at >= start && u.at <= end)
+                {
+                    let data = serde_json::json!({
+                        "version": "1.0",
+                        "oldState": { "stateValue": u.from, "stateReason": u.from_reason },
+                        "newState": { "stateValue": u.to, "stateReason": u.reason },
+                    });
+                    let item = map(vec![
+                        ("AlarmName", text(&alarm.name)),
+                        ("AlarmType", text("MetricAlarm")),
+                        ("Timestamp", timestamp(u.at)),
+                        ("HistoryItemType", text("StateUpdate")),
+                        (
+                            "HistorySummary",
+                            text(format!("Alarm updated from {} to {}", u.from, u.to)),
+                        ),
+                        ("HistoryData", text(data.to_string())),
+                    ]);
+                    items.push((u.at, item));
+                }
+            }
+        }
+        items.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        map(vec![(
+            "AlarmHistoryItems",
+            list(items.into_iter().map(|(_, item)| item).collect()),
+        )])
     }
 
     fn describe_alarms(&self, input: &Value) -> Cbor {

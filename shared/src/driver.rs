@@ -292,7 +292,20 @@ impl Driver {
             .await?;
         let names: Vec<&str> = plan.watched_alarm_names().collect();
         let alarms = self.throttled(|| self.alarms.states(&names)).await?;
-        Ok(Observation { endpoint, alarms })
+        // A native deployment's outcome depends on whether an alarm fired while SageMaker ran
+        // it, however briefly: read the alarms' history once SageMaker has stopped working.
+        let settled = endpoint.as_ref().is_some_and(|e| !e.status.is_busy());
+        let alarms_fired = if plan.engine == crate::policy::Engine::Native && settled {
+            self.throttled(|| self.alarms.fired_since(&names, deployment.started_at))
+                .await?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Observation {
+            endpoint,
+            alarms,
+            alarms_fired,
+        })
     }
 
     /// Performs the outbox and saves the record without it. An action SageMaker refuses as in

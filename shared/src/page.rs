@@ -100,7 +100,19 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
         format!("{outcome} at {}", utc(event.time)),
     );
     line(&mut body, "What happened:", cause.to_string());
-    if let Some(t) = trigger {
+    if let Some(t) = trigger
+        && let Phase::NativeDeploying { progress, .. } = &t.transition.from
+    {
+        line(
+            &mut body,
+            "Where it was:",
+            format!(
+                "SageMaker's deployment, last reported: {}, at {}",
+                progress.as_deref().unwrap_or("nothing yet"),
+                utc(t.transition.at.epoch_ms())
+            ),
+        );
+    } else if let Some(t) = trigger {
         let step = step_of(&t.transition.from).map_or_else(
             || format!("during {}", t.transition.from.label()),
             |s| format!("step {s} of {}", event.step_count),

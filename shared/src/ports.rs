@@ -127,6 +127,13 @@ pub trait Alarms: Send + Sync {
     async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()>;
     /// DeleteAlarms; missing alarms count as done.
     async fn delete_alarms(&self, names: &[String]) -> PortResult<()>;
+    /// The named alarms that went into ALARM at or after `since` (DescribeAlarmHistory), each
+    /// with the time and reason of its first time: evidence that outlasts a short-lived ALARM.
+    async fn fired_since(
+        &self,
+        names: &[&str],
+        since: Timestamp,
+    ) -> PortResult<BTreeMap<String, (Timestamp, String)>>;
     /// The definitions of the named alarms that exist (DescribeAlarms), for preflight checks.
     async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>>;
     /// Whether `alarm`'s metric has a datapoint between `since` and `until` (GetMetricData).

@@ -231,6 +231,14 @@ impl Alarms for WorldPorts {
             .collect())
     }
 
+    async fn fired_since(
+        &self,
+        names: &[&str],
+        since: Timestamp,
+    ) -> PortResult<BTreeMap<String, (Timestamp, String)>> {
+        Ok(self.world().fired_since(names, since))
+    }
+
     /// The world's alarms are always fed.
     async fn has_data(&self, _: &AlarmDefinition, _: Timestamp, _: Timestamp) -> PortResult<bool> {
         Ok(true)

@@ -75,6 +75,8 @@ pub struct World {
     /// Alarms that watch one variant.
     variant_alarms: BTreeMap<String, String>,
     bad_serving_since: Option<Timestamp>,
+    /// Every move of an alarm into ALARM, oldest first (the alarms' history).
+    alarm_history: Vec<(String, Timestamp)>,
 }
 
 impl World {
@@ -112,6 +114,7 @@ impl World {
             endpoint_alarms: BTreeSet::new(),
             variant_alarms: BTreeMap::new(),
             bad_serving_since: None,
+            alarm_history: Vec::new(),
         }
     }
 
@@ -161,6 +164,23 @@ impl World {
                 })
                 .collect(),
         })
+    }
+
+    /// The first move into ALARM at or after `since` of each named alarm, with a reason.
+    pub fn fired_since(
+        &self,
+        names: &[&str],
+        since: Timestamp,
+    ) -> BTreeMap<String, (Timestamp, String)> {
+        let mut fired = BTreeMap::new();
+        for (name, at) in &self.alarm_history {
+            if *at >= since && names.contains(&name.as_str()) {
+                fired
+                    .entry(name.clone())
+                    .or_insert_with(|| (*at, "Threshold Crossed: the model's errors".to_owned()));
+            }
+        }
+        fired
     }
 
     pub fn config_exists(&self, name: &str) -> bool {
@@ -214,7 +234,11 @@ impl World {
                 (name.clone(), view)
             })
             .collect();
-        Observation { endpoint, alarms }
+        Observation {
+            endpoint,
+            alarms,
+            alarms_fired: BTreeMap::new(),
+        }
     }
 
     /// Performs one action as SageMaker and CloudWatch would; `Err` carries SageMaker's refusal.
@@ -519,6 +543,11 @@ impl World {
                 (name.clone(), next)
             })
             .collect();
+        for (name, next) in &updated {
+            if *next == AlarmState::Alarm && self.alarms.get(name) != Some(&AlarmState::Alarm) {
+                self.alarm_history.push((name.clone(), self.now));
+            }
+        }
         self.alarms.extend(updated);
     }
 

@@ -600,3 +600,67 @@ async fn sns_topic_publishes_pages_with_attributes() {
         "ROLLED_BACK"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_that_fired_and_recovered_is_found_in_its_history_and_definitions_are_read() {
+    use aws_sdk_cloudwatch::types::StateValue;
+    let stack = local::start().await;
+    let c = Clients::new(&stack);
+    let alarms = CloudWatchAlarms::new(c.cloudwatch.clone());
+    let template = errors_template(60);
+    let green = GreenAlarm {
+        alarm_name: "flappy",
+        endpoint_name: "fraud",
+        variant_name: "v2",
+        template: &template,
+    };
+    alarms.put_green_alarm(green).await.unwrap();
+    let since = Timestamp::from_epoch_ms(guardrails_local::now_ms() - 1_000);
+    assert!(
+        alarms
+            .fired_since(&["flappy"], since)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (state, reason) in [
+        (StateValue::Alarm, "Threshold Crossed: a test"),
+        (StateValue::Ok, "back to normal"),
+    ] {
+        c.cloudwatch
+            .set_alarm_state()
+            .alarm_name("flappy")
+            .state_value(state)
+            .state_reason(reason)
+            .send()
+            .await
+            .unwrap();
+    }
+    let fired = alarms
+        .fired_since(&["flappy", "absent"], since)
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired["flappy"].1, "Threshold Crossed: a test");
+    assert!(fired["flappy"].0 >= since);
+    let later = Timestamp::from_epoch_ms(guardrails_local::now_ms() + 60_000);
+    assert!(
+        alarms
+            .fired_since(&["flappy"], later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The preflight's view of the same alarm: its metric, dimensions and comparison.
+    let definitions = alarms.definitions(&["flappy", "absent"]).await.unwrap();
+    let metric = definitions["flappy"].metric.clone().unwrap();
+    assert_eq!(metric.metric_name, "Invocation5XXErrors");
+    assert_eq!(metric.statistic, "Average");
+    assert_eq!(metric.comparison, "GreaterThanThreshold");
+    assert!(
+        metric
+            .dimensions
+            .contains(&("VariantName".to_owned(), "v2".to_owned()))
+    );
+    assert!(!definitions.contains_key("absent"));
+}

@@ -306,6 +306,13 @@ async fn a_native_linear_rollout_of_a_faulty_model_rolls_back_and_pages_once() {
     );
     assert!(pages[0].body.contains(ALARM), "{}", pages[0].body);
     assert!(
+        pages[0]
+            .body
+            .contains("Where it was:    SageMaker's deployment, last reported: "),
+        "{}",
+        pages[0].body
+    );
+    assert!(
         pages[0].body.contains("SageMaker removed the new fleet"),
         "{}",
         pages[0].body

@@ -148,7 +148,11 @@ fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
                         })
                     })
                     .collect::<BTreeMap<_, _>>();
-                Observation { endpoint, alarms }
+                Observation {
+                    endpoint,
+                    alarms,
+                    alarms_fired: BTreeMap::new(),
+                }
             },
         )
 }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
-    ComparisonOperator as SdkComparison, Dimension, Metric, MetricDataQuery, MetricStat,
-    StateValue, Statistic as SdkStatistic,
+    ComparisonOperator as SdkComparison, Dimension, HistoryItemType, Metric, MetricDataQuery,
+    MetricStat, ScanBy, StateValue, Statistic as SdkStatistic,
 };
 
 use super::classify;
@@ -191,6 +191,48 @@ impl Alarms for CloudWatchAlarms {
             named => request.statistic(SdkStatistic::from(named.to_string().as_str())),
         };
         request.send().await.map(|_| ()).map_err(|e| classify(&e))
+    }
+
+    async fn fired_since(
+        &self,
+        names: &[&str],
+        since: Timestamp,
+    ) -> PortResult<BTreeMap<String, (Timestamp, String)>> {
+        let mut fired = BTreeMap::new();
+        for name in names {
+            let out = self
+                .client
+                .describe_alarm_history()
+                .alarm_name(*name)
+                .history_item_type(HistoryItemType::StateUpdate)
+                .start_date(DateTime::from_millis(since.epoch_ms()))
+                .scan_by(ScanBy::TimestampAscending)
+                .max_records(100)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            // The first move into ALARM: HistoryData's newState, as CloudWatch writes it.
+            let first = out.alarm_history_items().iter().find_map(|item| {
+                let data: serde_json::Value = serde_json::from_str(item.history_data()?).ok()?;
+                let new = data.get("newState")?;
+                (new.get("stateValue")?.as_str()? == "ALARM").then(|| {
+                    let at = item
+                        .timestamp()
+                        .and_then(|t| t.to_millis().ok())
+                        .map_or(since, Timestamp::from_epoch_ms);
+                    let reason = new
+                        .get("stateReason")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    (at, reason)
+                })
+            });
+            if let Some(first) = first {
+                fired.insert((*name).to_owned(), first);
+            }
+        }
+        Ok(fired)
     }
 
     async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {

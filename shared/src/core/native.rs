@@ -124,7 +124,18 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         return changed_outside(endpoint);
     }
     if update.accepted_at.is_some() {
-        return back_on_blue(d, endpoint, seen_alarm, moved);
+        // The alarms' history covers a rollback too quick for any look to catch in ALARM:
+        // an alarm that fired after SageMaker accepted the update.
+        let fired = seen_alarm.or_else(|| {
+            let accepted = update.accepted_at.unwrap_or(d.started_at);
+            d.plan.watched_alarm_names().find_map(|name| {
+                obs.alarms_fired
+                    .get(name)
+                    .filter(|(at, _)| *at >= accepted)
+                    .map(|(_, reason)| (name.to_owned(), reason.clone()))
+            })
+        });
+        return back_on_blue(d, endpoint, fired, moved);
     }
     if now >= d.deadline {
         return timed_out(d);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::Share;
+use crate::units::{Share, Timestamp};
 
 /// One look at the world, taken just before deciding.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -14,6 +14,10 @@ pub struct Observation {
     pub endpoint: Option<EndpointView>,
     /// The watched alarms that exist, by name; a watched alarm absent here does not exist.
     pub alarms: BTreeMap<String, AlarmView>,
+    /// Native engine, once SageMaker has stopped working: the watched alarms that went into
+    /// ALARM since the deployment started, with when and why (from the alarms' history).
+    #[serde(default)]
+    pub alarms_fired: BTreeMap<String, (Timestamp, String)>,
 }
 
 /// The endpoint as DescribeEndpoint describes it.

@@ -364,6 +364,19 @@ impl Alarms for Sim {
         }
         Ok(found)
     }
+    async fn fired_since(
+        &self,
+        names: &[&str],
+        since: Timestamp,
+    ) -> PortResult<BTreeMap<String, (Timestamp, String)>> {
+        tokio::task::yield_now().await;
+        let s = self.state();
+        let mut fired = BTreeMap::new();
+        for w in s.worlds.values() {
+            fired.extend(w.fired_since(names, since));
+        }
+        Ok(fired)
+    }
     /// Simulated traffic never stops: every alarm is fed.
     async fn has_data(&self, _: &AlarmDefinition, _: Timestamp, _: Timestamp) -> PortResult<bool> {
         Ok(true)

@@ -101,6 +101,7 @@ fn endpoint(status: EndpointStatus, config: &str, variants: Vec<VariantView>) ->
             progress: Vec::new(),
         }),
         alarms: alarms_ok(),
+        alarms_fired: BTreeMap::new(),
     }
 }
 
@@ -347,6 +348,7 @@ fn a_deleted_or_broken_endpoint_fails_the_deployment() {
     let gone = Observation {
         endpoint: None,
         alarms: alarms_ok(),
+        alarms_fired: BTreeMap::new(),
     };
     let d = deployment(provisioning(true)).decide(&gone, None, at(60));
     assert_eq!(causes(&d), vec![Cause::EndpointDeleted]);

@@ -341,3 +341,41 @@ fn an_alarm_seen_before_sagemaker_runs_the_deployment_does_not_make_a_failure_a_
         decision.deployment.phase
     );
 }
+
+#[test]
+fn a_rollback_too_quick_to_be_seen_is_told_by_the_alarms_history() {
+    // SageMaker provisioned, shifted, saw the alarm and rolled back between two looks: only
+    // the alarm's history remembers it.
+    let d = accepted(started());
+    let mut after = native_obs(EndpointStatus::InService, BLUE, &[]);
+    after.alarms_fired.insert(
+        NAMED.to_owned(),
+        (at(200), "Threshold Crossed: 1 datapoint [0.25]".to_owned()),
+    );
+    let decision = d.decide(&after, None, at(400));
+    assert_eq!(
+        decision.deployment.phase,
+        Phase::RolledBack {
+            cause: Cause::AlarmFired {
+                alarm_name: NAMED.to_owned(),
+                reason: "Threshold Crossed: 1 datapoint [0.25]".to_owned()
+            }
+        }
+    );
+    // An alarm that fired before SageMaker took the update is not this deployment's doing.
+    let mut before = native_obs(EndpointStatus::InService, BLUE, &[]);
+    before
+        .alarms_fired
+        .insert(NAMED.to_owned(), (T0.minus_secs(60), "earlier".to_owned()));
+    let decision = d.decide(&before, None, at(400));
+    assert!(
+        matches!(
+            decision.deployment.phase,
+            Phase::Failed {
+                cause: Cause::ProvisioningFailed { .. }
+            }
+        ),
+        "{:?}",
+        decision.deployment.phase
+    );
+}

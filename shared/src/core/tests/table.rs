@@ -65,6 +65,7 @@ fn missing_endpoint() -> Observation {
     Observation {
         endpoint: None,
         alarms: alarms_ok(),
+        alarms_fired: BTreeMap::new(),
     }
 }
 
