@@ -99,6 +99,40 @@ fn main() {
         "decide: baking, ALARM -> rollback + weights",
         time(|| baking.decide(&alarmed, None, T0.plus_secs(600))),
     );
+    // The native engine: following SageMaker while it bakes, and the preflight checks.
+    let (fleet, mut green) = guardrails_tests::fleet_and_green(4);
+    green.variant_name = "AllTraffic".to_owned();
+    let native_plan =
+        guardrails::plan::Plan::new("d1", &example_policy("native-canary.yaml"), &fleet, &green)
+            .unwrap();
+    let (native, _) = Deployment::start(native_plan.clone(), T0).unwrap();
+    let native = native.update_accepted(&native_plan.green_config_name, T0);
+    let mut deploying = world.observe();
+    if let Some(e) = deploying.endpoint.as_mut() {
+        e.status = EndpointStatus::Updating;
+        e.pending_config_name = Some(native_plan.green_config_name.clone());
+        e.progress = vec![guardrails::core::Progress {
+            variant_name: "AllTraffic".to_owned(),
+            status: "Baking".to_owned(),
+            message: "Baking for 300 seconds (WaitIntervalInSeconds)".to_owned(),
+        }];
+    }
+    let native = native.decide(&deploying, None, T0.plus_secs(60)).deployment;
+    report(
+        "decide: native, SageMaker baking, nothing new",
+        time(|| native.decide(&deploying, None, T0.plus_secs(90))),
+    );
+    let look = guardrails::preflight::Look {
+        endpoint: world.observe().endpoint,
+        fleet: Some(fleet.clone()),
+        alarms: std::collections::BTreeMap::new(),
+        alarms_with_recent_data: Vec::new(),
+        active_deployment: None,
+    };
+    report(
+        "preflight: every check of a native canary",
+        time(|| guardrails::preflight::check(&native_plan, &look)),
+    );
     let record = serde_json::to_string(&deployment).unwrap();
     println!("deployment record as JSON: {} bytes", record.len());
     report(
