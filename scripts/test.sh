@@ -20,8 +20,9 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
-echo "== end-to-end: the demo's two stories through the real function binaries"
+echo "== end-to-end: the demo's stories through the real function binaries"
 bash scripts/demo.sh
 # One closing line for the whole suite (cargo prints one per test binary, the last of which
-# is often an empty doc-test run); the demo's two stories count as two tests.
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed + 2, failed }' "$log"
+# is often an empty doc-test run); the demo's four stories (the dry runs, the canary, the
+# rollback, the native canary) count as four tests.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed + 4, failed }' "$log"
