@@ -20,6 +20,7 @@ pub mod cbor;
 pub mod cloudwatch;
 mod control;
 pub mod events;
+pub mod fixtures;
 pub mod rollout;
 pub mod sagemaker;
 pub mod stack;

@@ -218,17 +218,7 @@ impl Alarms for WorldPorts {
 
     /// The world's alarms have a state but no metric: the metric checks do not apply to them.
     async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {
-        let states = self.states(names).await?;
-        Ok(states
-            .into_iter()
-            .map(|(name, view)| {
-                let definition = AlarmDefinition {
-                    state: view.state,
-                    metric: None,
-                };
-                (name, definition)
-            })
-            .collect())
+        Ok(self.world().alarm_definitions(names))
     }
 
     async fn fired_since(

@@ -1,9 +1,18 @@
 //! The local AWS stack for integration tests: moto and the emulator on free ports, SDK clients
 //! pointed at them, and the control of the emulated world (model behaviour, injected faults).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use guardrails::aws::clock::SystemClock;
+use guardrails::aws::cloudwatch::CloudWatchAlarms;
+use guardrails::aws::dynamodb::DynamoStore;
+use guardrails::aws::sagemaker::SageMakerEndpoints;
+use guardrails::core::Phase;
+use guardrails::driver::{self, Driver, Limits};
+use guardrails::memory::MemoryWaker;
+use guardrails::ports::{Clock, EventBus};
 use guardrails_local::sagemaker::{Delays, Outcome};
 use guardrails_local::stack::LocalStack;
 use guardrails_local::traffic::Behaviour;
@@ -170,5 +179,85 @@ pub async fn wait_for(mut condition: impl AsyncFnMut() -> bool) {
             panic!("condition not met within {WAIT_LIMIT:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The driver on the local stack, with the real adapters: endpoint `endpoint` serving
+/// `fraud-model-v1` as `AllTraffic` on config `fraud-v1` (2 instances), model `fraud-model-v2`
+/// ready to deploy, the deployments table created; wake-ups are kept in memory and fired by
+/// `run_to_end`.
+#[allow(missing_debug_implementations)]
+pub struct OnStack {
+    pub stack: LocalStack,
+    pub clients: Clients,
+    pub store: Arc<DynamoStore>,
+    pub waker: Arc<MemoryWaker>,
+    pub endpoint: String,
+}
+
+impl OnStack {
+    pub async fn start(endpoint: &str) -> OnStack {
+        let stack = start().await;
+        let clients = Clients::new(&stack);
+        endpoint_serving(&clients, endpoint, "fraud-v1", "fraud-model-v1", 2).await;
+        clients
+            .sagemaker
+            .create_model()
+            .model_name("fraud-model-v2")
+            .execution_role_arn("arn:aws:iam::123456789012:role/local")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateModel: {e:?}"));
+        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), "guardrails"));
+        store
+            .create_table()
+            .await
+            .unwrap_or_else(|e| panic!("create table: {e}"));
+        OnStack {
+            stack,
+            clients,
+            store,
+            waker: Arc::new(MemoryWaker::default()),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    /// A driver on the real SageMaker and CloudWatch adapters, the table, and `bus`.
+    pub fn driver(&self, bus: Arc<dyn EventBus>) -> Driver {
+        Driver {
+            endpoints: Arc::new(SageMakerEndpoints::new(self.clients.sagemaker.clone())),
+            alarms: Arc::new(CloudWatchAlarms::new(self.clients.cloudwatch.clone())),
+            store: self.store.clone(),
+            bus,
+            waker: self.waker.clone(),
+            clock: Arc::new(SystemClock),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Invokes `driver` on every wake-up (the local stand-in for Scheduler firing) until the
+    /// deployment ends, within `limit`; an invocation that fails is retried, as Lambda would.
+    pub async fn run_to_end(&self, driver: &Driver, limit: Duration) -> Phase {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match driver.reconcile(&self.endpoint, None).await {
+                Ok(driver::Outcome::Reconciled(report)) if report.phase.is_final() => {
+                    return report.phase;
+                }
+                Ok(driver::Outcome::NoDeployment) => {
+                    panic!("the deployment vanished before it ended")
+                }
+                // An injected crash, or a transient error: retried on the next wake-up.
+                Ok(driver::Outcome::Reconciled(_)) | Err(_) => {}
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no final state within {limit:?}"
+            );
+            let now = SystemClock.now();
+            let wake = self.waker.wake_up(&self.endpoint).unwrap_or(now);
+            let wait_ms = (wake.epoch_ms() - now.epoch_ms()).clamp(50, 1_000);
+            tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(50))).await;
+        }
     }
 }

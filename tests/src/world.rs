@@ -15,6 +15,7 @@ use guardrails::core::{
     Progress, VariantView,
 };
 use guardrails::plan::{Fleet, FleetVariant};
+use guardrails::preflight::AlarmDefinition;
 use guardrails::units::{Share, Timestamp};
 
 /// How the next UpdateEndpoint ends.
@@ -164,6 +165,22 @@ impl World {
                 })
                 .collect(),
         })
+    }
+
+    /// The named alarms that exist, as the preflight sees them: a state but no metric (the
+    /// world's alarms watch models, not CloudWatch metrics, so the metric checks do not apply).
+    pub fn alarm_definitions(&self, names: &[&str]) -> BTreeMap<String, AlarmDefinition> {
+        self.alarms
+            .iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .map(|(name, state)| {
+                let definition = AlarmDefinition {
+                    state: *state,
+                    metric: None,
+                };
+                (name.clone(), definition)
+            })
+            .collect()
     }
 
     /// The first move into ALARM at or after `since` of each named alarm, with a reason.

@@ -8,23 +8,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use guardrails::aws::clock::SystemClock;
-use guardrails::aws::cloudwatch::CloudWatchAlarms;
-use guardrails::aws::dynamodb::DynamoStore;
 use guardrails::aws::eventbridge::EventBridgeBus;
 use guardrails::aws::sagemaker::SageMakerEndpoints;
 use guardrails::core::{Cause, Phase};
-use guardrails::driver::{Driver, Limits, Outcome};
-use guardrails::memory::MemoryWaker;
+use guardrails::driver::{Driver, Outcome};
 use guardrails::plan::{Fleet, FleetVariant, GreenSpec, Plan};
 use guardrails::policy::Policy;
-use guardrails::ports::{Clock, Endpoints, Store};
+use guardrails::ports::{Endpoints, Store};
 use guardrails_local::sagemaker::Outcome as UpdateOutcome;
-use guardrails_local::stack::LocalStack;
 use guardrails_tests::harness::{CrashAfterAct, RacingStore};
-use guardrails_tests::local::{self, Clients, endpoint_serving};
+use guardrails_tests::local::{self, OnStack};
 
 const ENDPOINT: &str = "fraud";
 
@@ -71,105 +65,50 @@ Guardrails:
     Plan::new("d1", &policy, &fleet, &green).unwrap()
 }
 
-struct Setup {
-    stack: LocalStack,
-    clients: Clients,
-    store: Arc<DynamoStore>,
-    waker: Arc<MemoryWaker>,
+async fn setup() -> OnStack {
+    OnStack::start(ENDPOINT).await
 }
 
-async fn setup() -> Setup {
-    let stack = local::start().await;
-    let clients = Clients::new(&stack);
-    endpoint_serving(&clients, ENDPOINT, "fraud-v1", "fraud-model-v1", 2).await;
-    clients
+/// A driver publishing our events to moto's EventBridge.
+fn new_driver(s: &OnStack) -> Driver {
+    let bus = EventBridgeBus::new(s.clients.eventbridge.clone(), "default");
+    s.driver(Arc::new(bus))
+}
+
+async fn run_to_end(s: &OnStack, driver: &Driver) -> Phase {
+    s.run_to_end(driver, local::WAIT_LIMIT).await
+}
+
+async fn serving(s: &OnStack) -> (String, Vec<(String, f32)>) {
+    let d = s
+        .clients
         .sagemaker
-        .create_model()
-        .model_name("fraud-model-v2")
-        .execution_role_arn("arn:aws:iam::123456789012:role/local")
+        .describe_endpoint()
+        .endpoint_name(ENDPOINT)
         .send()
         .await
         .unwrap();
-    let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), "guardrails"));
-    store.create_table().await.unwrap();
-    Setup {
-        stack,
-        clients,
-        store,
-        waker: Arc::new(MemoryWaker::default()),
-    }
-}
-
-impl Setup {
-    fn driver(&self) -> Driver {
-        Driver {
-            endpoints: Arc::new(SageMakerEndpoints::new(self.clients.sagemaker.clone())),
-            alarms: Arc::new(CloudWatchAlarms::new(self.clients.cloudwatch.clone())),
-            store: self.store.clone(),
-            bus: Arc::new(EventBridgeBus::new(
-                self.clients.eventbridge.clone(),
-                "default",
-            )),
-            waker: self.waker.clone(),
-            clock: Arc::new(SystemClock),
-            limits: Limits::default(),
-        }
-    }
-
-    /// Invokes `driver` on every wake-up (the local stand-in for Scheduler firing) until the
-    /// deployment ends; an invocation that fails is retried, as Lambda would.
-    async fn run_to_end(&self, driver: &Driver) -> Phase {
-        let deadline = tokio::time::Instant::now() + local::WAIT_LIMIT;
-        loop {
-            match driver.reconcile(ENDPOINT, None).await {
-                Ok(Outcome::Reconciled(report)) if report.phase.is_final() => return report.phase,
-                Ok(Outcome::NoDeployment) => panic!("the deployment vanished before it ended"),
-                // An injected crash, or a transient error: retried on the next wake-up.
-                Ok(Outcome::Reconciled(_)) | Err(_) => {}
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no final state within {:?}",
-                local::WAIT_LIMIT
-            );
-            let now = SystemClock.now();
-            let wake = self.waker.wake_up(ENDPOINT).unwrap_or(now);
-            let wait_ms = (wake.epoch_ms() - now.epoch_ms()).clamp(50, 1_000);
-            tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(50))).await;
-        }
-    }
-
-    async fn serving(&self) -> (String, Vec<(String, f32)>) {
-        let d = self
-            .clients
-            .sagemaker
-            .describe_endpoint()
-            .endpoint_name(ENDPOINT)
-            .send()
-            .await
-            .unwrap();
-        let weights = d
-            .production_variants()
-            .iter()
-            .map(|v| {
-                (
-                    v.variant_name().unwrap().to_owned(),
-                    v.current_weight().unwrap(),
-                )
-            })
-            .collect();
-        (d.endpoint_config_name().unwrap().to_owned(), weights)
-    }
+    let weights = d
+        .production_variants()
+        .iter()
+        .map(|v| {
+            (
+                v.variant_name().unwrap().to_owned(),
+                v.current_weight().unwrap(),
+            )
+        })
+        .collect();
+    (d.endpoint_config_name().unwrap().to_owned(), weights)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_deployment_runs_to_success() {
     let s = setup().await;
-    let driver = s.driver();
+    let driver = new_driver(&s);
     driver.start(plan(2)).await.unwrap();
-    assert_eq!(s.run_to_end(&driver).await, Phase::Succeeded);
+    assert_eq!(run_to_end(&s, &driver).await, Phase::Succeeded);
     assert_eq!(
-        s.serving().await,
+        serving(&s).await,
         (
             "guardrails-d1-green".to_owned(),
             vec![("v2".to_owned(), 1.0)]
@@ -187,15 +126,15 @@ async fn a_canary_deployment_runs_to_success() {
 async fn a_model_whose_errors_trip_its_alarm_in_the_canary_bake_is_rolled_back() {
     let s = setup().await;
     local::set_model(&s.stack, "fraud-model-v2", 0.5);
-    let driver = s.driver();
+    let driver = new_driver(&s);
     driver.start(plan(30)).await.unwrap();
-    let end = s.run_to_end(&driver).await;
+    let end = run_to_end(&s, &driver).await;
     assert!(
         matches!(&end, Phase::RolledBack { cause: Cause::AlarmFired { alarm_name, .. } } if alarm_name == "guardrails-d1-errors"),
         "{end:?}"
     );
     assert_eq!(
-        s.serving().await,
+        serving(&s).await,
         ("fraud-v1".to_owned(), vec![("AllTraffic".to_owned(), 1.0)]),
         "the original config at full weight"
     );
@@ -221,9 +160,9 @@ async fn an_injected_failed_update_ends_failed() {
         ENDPOINT,
         UpdateOutcome::ReturnsToOldConfig(String::new()),
     );
-    let driver = s.driver();
+    let driver = new_driver(&s);
     driver.start(plan(2)).await.unwrap();
-    let end = s.run_to_end(&driver).await;
+    let end = run_to_end(&s, &driver).await;
     assert!(
         matches!(
             &end,
@@ -233,13 +172,13 @@ async fn an_injected_failed_update_ends_failed() {
         ),
         "{end:?}"
     );
-    assert_eq!(s.serving().await.0, "fraud-v1");
+    assert_eq!(serving(&s).await.0, "fraud-v1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_drivers_racing_on_one_endpoint_never_both_act() {
     let s = setup().await;
-    let driver = s.driver();
+    let driver = new_driver(&s);
     driver.start(plan(2)).await.unwrap();
     // Wait until green is provisioned, so that both invocations want the first shift.
     let endpoints = SageMakerEndpoints::new(s.clients.sagemaker.clone());
@@ -252,9 +191,9 @@ async fn two_drivers_racing_on_one_endpoint_never_both_act() {
     })
     .await;
     let racing = Arc::new(RacingStore::new(s.store.clone()));
-    let mut first = s.driver();
+    let mut first = new_driver(&s);
     first.store = racing.clone();
-    let mut second = s.driver();
+    let mut second = new_driver(&s);
     second.store = racing.clone();
     let (a, b) = tokio::join!(
         first.reconcile(ENDPOINT, None),
@@ -283,7 +222,7 @@ async fn two_drivers_racing_on_one_endpoint_never_both_act() {
             .count(),
         1
     );
-    assert_eq!(s.run_to_end(&driver).await, Phase::Succeeded);
+    assert_eq!(run_to_end(&s, &driver).await, Phase::Succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +232,7 @@ async fn a_crash_after_acting_before_saving_still_converges() {
         Arc::new(SageMakerEndpoints::new(s.clients.sagemaker.clone())),
         1,
     ));
-    let mut driver = s.driver();
+    let mut driver = new_driver(&s);
     driver.endpoints = crashing.clone();
     let first = driver.start(plan(2)).await;
     assert!(
@@ -301,7 +240,7 @@ async fn a_crash_after_acting_before_saving_still_converges() {
         "the first invocation died after UpdateEndpoint"
     );
     assert_eq!(crashing.crashes(), 1);
-    assert_eq!(s.run_to_end(&driver).await, Phase::Succeeded);
+    assert_eq!(run_to_end(&s, &driver).await, Phase::Succeeded);
     let audit = s.store.audit(ENDPOINT, "d1").await.unwrap();
     let sequences: Vec<u64> = audit.iter().map(|a| a.sequence).collect();
     assert_eq!(

@@ -11,22 +11,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use guardrails::aws::clock::SystemClock;
-use guardrails::aws::cloudwatch::CloudWatchAlarms;
-use guardrails::aws::dynamodb::DynamoStore;
-use guardrails::aws::sagemaker::SageMakerEndpoints;
 use guardrails::core::{Cause, Phase};
-use guardrails::driver::{Driver, Limits, Outcome};
 use guardrails::events::PhaseKind;
 use guardrails::handlers::{Handled, Settings, rollback_notifier};
-use guardrails::memory::{MemoryBus, MemoryPager, MemoryWaker};
+use guardrails::memory::{MemoryBus, MemoryPager};
 use guardrails::plan::{Fleet, FleetVariant, GreenSpec, Plan};
 use guardrails::policy::Policy;
-use guardrails::ports::{Clock, Store};
+use guardrails::ports::Store;
+use guardrails_local::fixtures::{ErrorAlarm, put_error_alarm};
 use guardrails_local::sagemaker::Outcome as UpdateOutcome;
-use guardrails_local::stack::LocalStack;
-use guardrails_tests::local::{self, Clients, endpoint_serving};
+use guardrails_tests::local::{self, OnStack};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud";
@@ -58,102 +53,43 @@ fn native_plan(deployment_config: &str) -> Plan {
 }
 
 struct Setup {
-    stack: LocalStack,
-    clients: Clients,
-    store: Arc<DynamoStore>,
-    waker: Arc<MemoryWaker>,
+    on: OnStack,
     bus: Arc<MemoryBus>,
 }
 
 /// An endpoint serving v1 on 2 instances, model v2 with `v2_error_rate`, and an alarm on the
 /// endpoint's 5xx fraction (both fleets: the variant name is the same).
 async fn setup(v2_error_rate: f64) -> Setup {
-    let stack = local::start().await;
-    let clients = Clients::new(&stack);
-    endpoint_serving(&clients, ENDPOINT, "fraud-v1", "fraud-model-v1", 2).await;
-    clients
-        .sagemaker
-        .create_model()
-        .model_name("fraud-model-v2")
-        .execution_role_arn("arn:aws:iam::123456789012:role/local")
-        .send()
+    let on = OnStack::start(ENDPOINT).await;
+    local::set_model(&on.stack, "fraud-model-v2", v2_error_rate);
+    let alarm = ErrorAlarm {
+        name: ALARM,
+        endpoint: ENDPOINT,
+        variant: "AllTraffic",
+        period_secs: 10,
+        threshold: 0.05,
+        or_equal: false,
+    };
+    put_error_alarm(&on.clients.cloudwatch, &alarm)
         .await
         .unwrap();
-    local::set_model(&stack, "fraud-model-v2", v2_error_rate);
-    clients
-        .cloudwatch
-        .put_metric_alarm()
-        .alarm_name(ALARM)
-        .namespace("AWS/SageMaker")
-        .metric_name("Invocation5XXErrors")
-        .dimensions(
-            Dimension::builder()
-                .name("EndpointName")
-                .value(ENDPOINT)
-                .build(),
-        )
-        .dimensions(
-            Dimension::builder()
-                .name("VariantName")
-                .value("AllTraffic")
-                .build(),
-        )
-        .statistic(Statistic::Average)
-        .period(10)
-        .evaluation_periods(1)
-        .threshold(0.05)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
-    let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), "guardrails"));
-    store.create_table().await.unwrap();
     Setup {
-        stack,
-        clients,
-        store,
-        waker: Arc::new(MemoryWaker::default()),
+        on,
         bus: Arc::new(MemoryBus::default()),
     }
 }
 
 impl Setup {
-    fn driver(&self) -> Driver {
-        Driver {
-            endpoints: Arc::new(SageMakerEndpoints::new(self.clients.sagemaker.clone())),
-            alarms: Arc::new(CloudWatchAlarms::new(self.clients.cloudwatch.clone())),
-            store: self.store.clone(),
-            bus: self.bus.clone(),
-            waker: self.waker.clone(),
-            clock: Arc::new(SystemClock),
-            limits: Limits::default(),
-        }
-    }
-
     /// Starts `plan` and invokes the driver on every wake-up until the deployment ends.
     async fn run(&self, plan: Plan) -> Phase {
-        let driver = self.driver();
+        let driver = self.on.driver(self.bus.clone());
         driver.start(plan).await.unwrap();
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            match driver.reconcile(ENDPOINT, None).await {
-                Ok(Outcome::Reconciled(report)) if report.phase.is_final() => return report.phase,
-                Ok(Outcome::NoDeployment) => panic!("the deployment vanished before it ended"),
-                Ok(Outcome::Reconciled(_)) | Err(_) => {}
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no final state within {LIMIT:?}"
-            );
-            let now = SystemClock.now();
-            let wake = self.waker.wake_up(ENDPOINT).unwrap_or(now);
-            let wait_ms = (wake.epoch_ms() - now.epoch_ms()).clamp(50, 1_000);
-            tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(50))).await;
-        }
+        self.on.run_to_end(&driver, LIMIT).await
     }
 
     async fn serving_config(&self) -> String {
         let d = self
+            .on
             .clients
             .sagemaker
             .describe_endpoint()
@@ -166,7 +102,8 @@ impl Setup {
 
     /// SageMaker's progress as the audit log recorded it: `Status: message` lines.
     async fn progress(&self) -> Vec<String> {
-        self.store
+        self.on
+            .store
             .audit(ENDPOINT, "d1")
             .await
             .unwrap()
@@ -201,11 +138,11 @@ impl Setup {
             table: "guardrails".to_owned(),
             ..Settings::default()
         };
-        let first = rollback_notifier(&*self.store, &pager, &SystemClock, &settings, &event)
+        let first = rollback_notifier(&*self.on.store, &pager, &SystemClock, &settings, &event)
             .await
             .unwrap();
         assert!(matches!(first, Handled::Paged { .. }), "{first:?}");
-        let again = rollback_notifier(&*self.store, &pager, &SystemClock, &settings, &event)
+        let again = rollback_notifier(&*self.on.store, &pager, &SystemClock, &settings, &event)
             .await
             .unwrap();
         assert!(matches!(again, Handled::Ignored { .. }), "{again:?}");
@@ -214,6 +151,7 @@ impl Setup {
 
     fn sagemaker_events(&self, detail_type: &str) -> Vec<Value> {
         let emulator = self
+            .on
             .stack
             .emulator
             .emulator
@@ -257,14 +195,14 @@ async fn a_native_canary_succeeds_and_its_progress_is_audited() {
             == Some(&json!("Baking"))),
         "deployment events mirror DescribeEndpoint with VariantStatus"
     );
-    let described = s
-        .clients
-        .sagemaker
-        .describe_endpoint()
-        .endpoint_name(ENDPOINT)
-        .send()
-        .await
-        .unwrap();
+    let described =
+        s.on.clients
+            .sagemaker
+            .describe_endpoint()
+            .endpoint_name(ENDPOINT)
+            .send()
+            .await
+            .unwrap();
     let last = described
         .last_deployment_config()
         .expect("LastDeploymentConfig");
@@ -323,7 +261,7 @@ async fn a_native_linear_rollout_of_a_faulty_model_rolls_back_and_pages_once() {
 async fn a_silent_failed_native_update_is_reported_as_failed_not_success() {
     let s = setup(0.0).await;
     local::next_update(
-        &s.stack,
+        &s.on.stack,
         ENDPOINT,
         UpdateOutcome::ReturnsToOldConfig(String::new()),
     );
@@ -373,7 +311,7 @@ async fn a_native_rolling_update_succeeds_batch_by_batch() {
 async fn a_failed_native_rollback_fails_with_the_recovery_step() {
     let s = setup(0.5).await;
     local::next_update(
-        &s.stack,
+        &s.on.stack,
         ENDPOINT,
         UpdateOutcome::RollbackFails("insufficient capacity for the old fleet".to_owned()),
     );

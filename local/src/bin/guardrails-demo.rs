@@ -18,6 +18,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sagemaker::types::{
     ContainerDefinition, ProductionVariant, ProductionVariantInstanceType, Tag,
 };
+use guardrails_local::fixtures::{ErrorAlarm, put_error_alarm};
 use guardrails_local::wiring::{invoke, post};
 use serde_json::{Value, json};
 
@@ -183,68 +184,6 @@ impl Demo {
             .ok_or_else(|| "the endpoint serves no variant".to_owned())
     }
 
-    /// An alarm on the 5xx fraction of `variant` (more than 5% in a 10 s period).
-    async fn error_alarm(&self, name: &str, variant: &str) -> Result<(), String> {
-        use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
-        self.cloudwatch
-            .put_metric_alarm()
-            .alarm_name(name)
-            .namespace("AWS/SageMaker")
-            .metric_name("Invocation5XXErrors")
-            .dimensions(
-                Dimension::builder()
-                    .name("EndpointName")
-                    .value(ENDPOINT)
-                    .build(),
-            )
-            .dimensions(
-                Dimension::builder()
-                    .name("VariantName")
-                    .value(variant)
-                    .build(),
-            )
-            .statistic(Statistic::Average)
-            .period(10)
-            .evaluation_periods(1)
-            .threshold(0.05)
-            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("PutMetricAlarm: {e:?}"))
-    }
-
-    /// An endpoint-wide alarm on the 5xx fraction with AWS's example threshold (Average >= 1).
-    async fn endpoint_alarm(&self) -> Result<(), String> {
-        use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
-        self.cloudwatch
-            .put_metric_alarm()
-            .alarm_name("fraud-scorer-5xx")
-            .namespace("AWS/SageMaker")
-            .metric_name("Invocation5XXErrors")
-            .dimensions(
-                Dimension::builder()
-                    .name("EndpointName")
-                    .value(ENDPOINT)
-                    .build(),
-            )
-            .dimensions(
-                Dimension::builder()
-                    .name("VariantName")
-                    .value("AllTraffic")
-                    .build(),
-            )
-            .statistic(Statistic::Average)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("PutMetricAlarm: {e:?}"))
-    }
-
     async fn request(&self, model: &str, policy: Value, what: &str) -> Result<(), String> {
         let detail = json!({
             "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo", "policy": policy
@@ -395,7 +334,16 @@ async fn story() -> Result<(), String> {
 
     println!("\n== The plan and its preflight checks (dry runs: nothing changes)");
     print!("{}", demo.dry_run("fraud-scorer-v2", policy()).await?);
-    demo.endpoint_alarm().await?;
+    // AWS's example threshold, Average >= 1: it only fires when every request fails.
+    let example = ErrorAlarm {
+        name: "fraud-scorer-5xx",
+        endpoint: ENDPOINT,
+        variant: "AllTraffic",
+        period_secs: 60,
+        threshold: 1.0,
+        or_equal: true,
+    };
+    put_error_alarm(&demo.cloudwatch, &example).await?;
     let native = json!({
         "DeploymentConfig": {
             "BlueGreenUpdatePolicy": {
@@ -454,8 +402,15 @@ async fn story() -> Result<(), String> {
 
     println!("\n== SageMaker runs a canary of v4 itself (native engine); Guardrails follows it");
     let serving_variant = demo.variant().await?;
-    demo.error_alarm("fraud-scorer-errors", &serving_variant)
-        .await?;
+    let errors = ErrorAlarm {
+        name: "fraud-scorer-errors",
+        endpoint: ENDPOINT,
+        variant: &serving_variant,
+        period_secs: 10,
+        threshold: 0.05,
+        or_equal: false,
+    };
+    put_error_alarm(&demo.cloudwatch, &errors).await?;
     let native = json!({
         "DeploymentConfig": {
             "BlueGreenUpdatePolicy": {

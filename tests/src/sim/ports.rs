@@ -352,15 +352,7 @@ impl Alarms for Sim {
         let s = self.state();
         let mut found = BTreeMap::new();
         for w in s.worlds.values() {
-            for (name, view) in w.observe().alarms {
-                if names.contains(&name.as_str()) {
-                    let definition = AlarmDefinition {
-                        state: view.state,
-                        metric: None,
-                    };
-                    found.insert(name, definition);
-                }
-            }
+            found.extend(w.alarm_definitions(names));
         }
         Ok(found)
     }
