@@ -452,17 +452,12 @@ impl SageMaker {
         if deployment_config.is_some() {
             endpoint.last_deployment_config = deployment_config;
         }
-        endpoint.status = "Updating";
-        endpoint.modified = now;
-        endpoint.pending = Some(Pending {
-            done_at: match change {
-                Change::Rollout(_) => Ms::MAX,
-                _ => now + delays.update_ms,
-            },
-            change,
-            outcome,
-        });
-        events.push(Outgoing::endpoint_state(endpoint));
+        let done_at = match change {
+            // A rollout ends when its own steps do (`advance_rollout`).
+            Change::Rollout(_) => Ms::MAX,
+            _ => now + delays.update_ms,
+        };
+        endpoint.begin("Updating", change, done_at, outcome, now, events);
         if guarded {
             events.push(Outgoing::deployment_state(endpoint));
         }
@@ -507,14 +502,15 @@ impl SageMaker {
             }
             changes.push((variant.to_owned(), weight, count));
         }
-        endpoint.status = "Updating";
-        endpoint.modified = now;
-        endpoint.pending = Some(Pending {
-            change: Change::Weights(changes),
-            done_at: now + delay,
-            outcome: Outcome::Succeeds,
-        });
-        events.push(Outgoing::endpoint_state(endpoint));
+        let change = Change::Weights(changes);
+        endpoint.begin(
+            "Updating",
+            change,
+            now + delay,
+            Outcome::Succeeds,
+            now,
+            events,
+        );
         Ok(json!({ "EndpointArn": arn("endpoint", name) }))
     }
 
@@ -538,14 +534,14 @@ impl SageMaker {
                 arn("endpoint", name)
             )));
         }
-        endpoint.status = "Deleting";
-        endpoint.modified = now;
-        endpoint.pending = Some(Pending {
-            change: Change::Delete,
-            done_at: now + 200,
-            outcome: Outcome::Succeeds,
-        });
-        events.push(Outgoing::endpoint_state(endpoint));
+        endpoint.begin(
+            "Deleting",
+            Change::Delete,
+            now + 200,
+            Outcome::Succeeds,
+            now,
+            events,
+        );
         Ok(json!({}))
     }
 
@@ -726,6 +722,27 @@ fn variant_json(v: &LiveVariant) -> Value {
 }
 
 impl Endpoint {
+    /// Starts an asynchronous change: the endpoint is `status` until `done_at`, and says so
+    /// in a "SageMaker Endpoint State Change" event.
+    fn begin(
+        &mut self,
+        status: &'static str,
+        change: Change,
+        done_at: Ms,
+        outcome: Outcome,
+        now: Ms,
+        events: &mut Vec<Outgoing>,
+    ) {
+        self.status = status;
+        self.modified = now;
+        self.pending = Some(Pending {
+            change,
+            done_at,
+            outcome,
+        });
+        events.push(Outgoing::endpoint_state(self));
+    }
+
     /// The `detail` of a "SageMaker Endpoint State Change" event: UPPER_SNAKE status, epoch-ms
     /// times, as AWS sends it.
     pub fn event_detail(&self) -> Value {
