@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
-    ComparisonOperator as SdkComparison, Dimension, HistoryItemType, Metric, MetricDataQuery,
-    MetricStat, ScanBy, StateValue, Statistic as SdkStatistic,
+    ComparisonOperator as SdkComparison, Dimension, HistoryItemType, Metric, MetricAlarm,
+    MetricDataQuery, MetricStat, ScanBy, StateValue, Statistic as SdkStatistic,
 };
 
 use super::classify;
@@ -98,6 +98,58 @@ impl CloudWatchAlarms {
     }
 }
 
+impl CloudWatchAlarms {
+    /// DescribeAlarms of the named alarms that exist, at most 100 names a call.
+    async fn described(&self, names: &[&str]) -> PortResult<Vec<MetricAlarm>> {
+        let mut found = Vec::new();
+        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
+            let out = self
+                .client
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
+                .max_records(100)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            found.extend(out.metric_alarms().iter().cloned());
+        }
+        Ok(found)
+    }
+}
+
+/// The single metric an alarm watches; `None` for an alarm on metric math.
+fn metric_of(alarm: &MetricAlarm) -> Option<AlarmMetric> {
+    let (Some(namespace), Some(metric_name)) = (alarm.namespace(), alarm.metric_name()) else {
+        return None;
+    };
+    Some(AlarmMetric {
+        namespace: namespace.to_owned(),
+        metric_name: metric_name.to_owned(),
+        statistic: alarm
+            .statistic()
+            .map(|s| s.as_str().to_owned())
+            .or_else(|| alarm.extended_statistic().map(str::to_owned))
+            .unwrap_or_default(),
+        dimensions: alarm
+            .dimensions()
+            .iter()
+            .map(|d| {
+                let name = d.name().unwrap_or_default().to_owned();
+                (name, d.value().unwrap_or_default().to_owned())
+            })
+            .collect(),
+        comparison: alarm
+            .comparison_operator()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        threshold: alarm.threshold().unwrap_or_default(),
+        period_secs: alarm
+            .period()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(60),
+    })
+}
+
 fn dimension(name: &str, value: &str) -> Dimension {
     Dimension::builder().name(name).value(value).build()
 }
@@ -142,19 +194,8 @@ fn to_i32(n: u32) -> i32 {
 impl Alarms for CloudWatchAlarms {
     async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
         let mut found = BTreeMap::new();
-        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
-            let out = self
-                .client
-                .describe_alarms()
-                .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
-                .max_records(100)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            for alarm in out.metric_alarms() {
-                let Some(name) = alarm.alarm_name() else {
-                    continue;
-                };
+        for alarm in self.described(names).await? {
+            if let Some(name) = alarm.alarm_name() {
                 let view = AlarmView {
                     state: state(alarm.state_value())?,
                     reason: alarm.state_reason().unwrap_or_default().to_owned(),
@@ -237,52 +278,11 @@ impl Alarms for CloudWatchAlarms {
 
     async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {
         let mut found = BTreeMap::new();
-        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
-            let out = self
-                .client
-                .describe_alarms()
-                .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
-                .max_records(100)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            for alarm in out.metric_alarms() {
-                let Some(name) = alarm.alarm_name() else {
-                    continue;
-                };
-                // An alarm on metric math has no single metric to judge.
-                let metric = match (alarm.namespace(), alarm.metric_name()) {
-                    (Some(namespace), Some(metric_name)) => Some(AlarmMetric {
-                        namespace: namespace.to_owned(),
-                        metric_name: metric_name.to_owned(),
-                        statistic: alarm
-                            .statistic()
-                            .map(|s| s.as_str().to_owned())
-                            .or_else(|| alarm.extended_statistic().map(str::to_owned))
-                            .unwrap_or_default(),
-                        dimensions: alarm
-                            .dimensions()
-                            .iter()
-                            .map(|d| {
-                                let name = d.name().unwrap_or_default().to_owned();
-                                (name, d.value().unwrap_or_default().to_owned())
-                            })
-                            .collect(),
-                        comparison: alarm
-                            .comparison_operator()
-                            .map(|c| c.as_str().to_owned())
-                            .unwrap_or_default(),
-                        threshold: alarm.threshold().unwrap_or_default(),
-                        period_secs: alarm
-                            .period()
-                            .and_then(|p| u32::try_from(p).ok())
-                            .unwrap_or(60),
-                    }),
-                    _ => None,
-                };
+        for alarm in self.described(names).await? {
+            if let Some(name) = alarm.alarm_name() {
                 let definition = AlarmDefinition {
                     state: state(alarm.state_value())?,
-                    metric,
+                    metric: metric_of(&alarm),
                 };
                 found.insert(name.to_owned(), definition);
             }
