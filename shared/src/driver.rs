@@ -9,15 +9,15 @@
 //! the new record with its outbox (the next invocation performs it first). Audit entries are
 //! written in the same conditional write as the record, so none is lost or duplicated.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::{Action, Command, Deployment, Observation, Phase, StartError, Transition};
 use crate::events::StateChange;
-use std::collections::BTreeMap;
-
 use crate::plan::{Fleet, Plan};
+use crate::policy::Engine;
 use crate::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, EventBus, GreenAlarm, Outbox, PortError,
     PortResult, Store, Stored, Waker,
@@ -243,8 +243,14 @@ impl Driver {
     }
 
     /// Gathers what the preflight checks look at (the endpoint, the named alarms and whether
-    /// their metrics have recent data, the active deployment) and runs them.
-    pub async fn preflight(&self, plan: &Plan, fleet: &Fleet) -> PortResult<Preflight> {
+    /// their metrics have recent data) and runs them; the caller has read the endpoint's fleet
+    /// and its active deployment already.
+    pub async fn preflight(
+        &self,
+        plan: &Plan,
+        fleet: &Fleet,
+        active_deployment: Option<String>,
+    ) -> PortResult<Preflight> {
         let endpoint = self
             .throttled(|| self.endpoints.describe(&plan.endpoint_name))
             .await?;
@@ -270,10 +276,6 @@ impl Driver {
                 alarms_with_recent_data.push(name.clone());
             }
         }
-        let active_deployment = self
-            .throttled(|| self.store.load(&plan.endpoint_name))
-            .await?
-            .map(|s| s.deployment.plan.deployment_id);
         let look = Look {
             endpoint,
             fleet: Some(fleet.clone()),
@@ -295,7 +297,7 @@ impl Driver {
         // A native deployment's outcome depends on whether an alarm fired while SageMaker ran
         // it, however briefly: read the alarms' history once SageMaker has stopped working.
         let settled = endpoint.as_ref().is_some_and(|e| !e.status.is_busy());
-        let alarms_fired = if plan.engine == crate::policy::Engine::Native && settled {
+        let alarms_fired = if plan.engine == Engine::Native && settled {
             self.throttled(|| self.alarms.fired_since(&names, deployment.started_at))
                 .await?
         } else {
@@ -494,7 +496,7 @@ fn next_record(
 /// Green's share of requests as observed; unknown for the native engine, where the new fleet
 /// keeps blue's variant name and SageMaker splits traffic inside it.
 fn observed_green(observation: &Observation, deployment: &Deployment) -> Option<Share> {
-    if deployment.plan.engine == crate::policy::Engine::Native {
+    if deployment.plan.engine == Engine::Native {
         return None;
     }
     observation

@@ -327,7 +327,8 @@ async fn start(
             "duplicate request: deployment {id} is already running on {endpoint}"
         )));
     }
-    let preflight = driver.preflight(&plan, &fleet).await?;
+    let active_id = active.map(|s| s.deployment.plan.deployment_id);
+    let preflight = driver.preflight(&plan, &fleet, active_id.clone()).await?;
     let blocked = preflight.is_blocked().then(|| preflight.blocking_reasons());
     plan.preflight = Some(preflight);
     if request.dry_run {
@@ -339,8 +340,7 @@ async fn start(
         });
     }
     if let Some(reasons) = blocked {
-        let active = active.map(|s| s.deployment.plan.deployment_id);
-        return refuse(format!("preflight: {reasons}"), active).await;
+        return refuse(format!("preflight: {reasons}"), active_id).await;
     }
     match driver.start(plan).await {
         Ok(Outcome::Reconciled(report)) => Ok(Handled::Reconciled {
