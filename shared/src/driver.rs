@@ -119,7 +119,7 @@ impl DriverError {
             | DriverError::Duplicate { .. }
             | DriverError::Start(_) => false,
             DriverError::TooManyConflicts(_) => true,
-            DriverError::Port(e) => !matches!(e.kind, ErrorKind::Invalid),
+            DriverError::Port(e) => !matches!(e.kind, ErrorKind::Refused),
         }
     }
 }
@@ -127,6 +127,16 @@ impl DriverError {
 /// The record after its outbox was performed, with the message of an action SageMaker
 /// deferred; `None` when another invocation changed the record first.
 type Flushed = Option<(Stored, Option<String>)>;
+
+/// Decisions one invocation may make after AWS refused an action it had decided.
+const MAX_ROUNDS: u32 = 2;
+
+fn tracing_warn(message: &str) {
+    #[cfg(feature = "aws")]
+    tracing::warn!("{message}");
+    #[cfg(not(feature = "aws"))]
+    let _ = message;
+}
 
 impl Driver {
     /// Creates the deployment of `plan` (refused if the endpoint has an active one), then
@@ -173,12 +183,16 @@ impl Driver {
     }
 
     /// Brings the endpoint's active deployment one decision further, with `command` if a
-    /// person sent one.
+    /// person sent one. Nothing AWS answers stops the core from deciding: a failed look or a
+    /// refused action is an input to the decision (`core::Trouble`), so every deployment ends.
     pub async fn reconcile(
         &self,
         endpoint: &str,
         command: Option<&Command>,
     ) -> Result<Outcome, DriverError> {
+        let mut command = command;
+        let mut decided = Vec::new();
+        let mut rounds = 0;
         for _ in 0..self.limits.max_conflicts {
             let Some(loaded) = self.throttled(|| self.store.load(endpoint)).await? else {
                 return Ok(Outcome::NoDeployment);
@@ -190,23 +204,37 @@ impl Driver {
                 if !self.archive(&stored).await? {
                     continue;
                 }
-                let done = report(&stored, Vec::new(), 0, None, None);
+                let done = report(&stored, decided, 0, None, None);
                 return Ok(Outcome::Reconciled(Box::new(done)));
             }
             let now = self.clock.now();
-            let observation = self.observe(&stored.deployment).await?;
-            let decision = stored.deployment.decide(&observation, command, now);
-            let changed = decision.deployment != stored.deployment
+            let observation = self.observe(&stored.deployment).await;
+            let looked = match &observation.unseen {
+                Some(u) if u.permanent => stored.deployment.refused(&u.api, &u.message),
+                Some(u) => stored.deployment.call_failed(&u.api, &u.message, now),
+                None => stored.deployment.clone(),
+            };
+            let decision = looked.decide(&observation, command, now);
+            let mut next_deployment = decision.deployment.clone();
+            let clean = observation.unseen.is_none() && decision.actions.is_empty();
+            if clean && next_deployment.trouble.failures_in_a_row > 0 {
+                next_deployment = next_deployment.calls_succeeded();
+            }
+            let changed = next_deployment != stored.deployment
                 || !decision.actions.is_empty()
                 || !decision.transitions.is_empty();
             let mut current = stored.clone();
             let mut performed = 0;
             if changed {
                 let green = observed_green(&observation, &stored.deployment);
-                let (next, audit) = next_record(&stored, &decision, green);
+                let (mut next, audit) = next_record(&stored, &decision, green);
+                next.deployment = next_deployment;
                 if !self.save(&next, stored.version, &audit).await? {
                     continue;
                 }
+                // Saved: the command is in the record and must not be applied twice.
+                command = None;
+                decided.extend(decision.transitions.iter().cloned());
                 performed = next.outbox.actions.len();
                 current = match self.flush(next.clone()).await? {
                     Some((flushed, refused)) => {
@@ -216,10 +244,19 @@ impl Driver {
                     // Another invocation performed this outbox too and moved on (the actions
                     // are convergent, so doing them twice is harmless): its record stands.
                     None => {
-                        let done = report(&next, decision.transitions, performed, deferred, None);
+                        let done = report(&next, decided, performed, deferred, None);
                         return Ok(Outcome::Reconciled(Box::new(done)));
                     }
                 };
+                // AWS refused an action just now: decide on it at once rather than at the next
+                // wake-up (bounded: a refusal ends the deployment within two decisions).
+                if current.deployment.trouble.refused.is_some()
+                    && !current.deployment.is_final()
+                    && rounds < MAX_ROUNDS
+                {
+                    rounds += 1;
+                    continue;
+                }
                 if current.deployment.is_final() {
                     self.archive(&current).await?;
                 }
@@ -232,10 +269,18 @@ impl Driver {
             };
             if let Some(at) = wake_at {
                 let id = &current.deployment.plan.deployment_id;
-                self.throttled(|| self.waker.wake_at(endpoint, id, at))
-                    .await?;
+                // A wake-up that cannot be scheduled is not worth failing the invocation for:
+                // the one-minute sweep reconciles every active deployment anyway.
+                if let Err(e) = self
+                    .throttled(|| self.waker.wake_at(endpoint, id, at))
+                    .await
+                {
+                    tracing_warn(&format!(
+                        "wake-up of {endpoint} not scheduled (the sweep will come): {e}"
+                    ));
+                }
             }
-            let mut done = report(&current, decision.transitions, performed, deferred, wake_at);
+            let mut done = report(&current, decided, performed, deferred, wake_at);
             done.ignored = decision.ignored;
             return Ok(Outcome::Reconciled(Box::new(done)));
         }
@@ -286,33 +331,60 @@ impl Driver {
         Ok(preflight::check(plan, &look))
     }
 
-    /// DescribeEndpoint and the watched alarms' states.
-    async fn observe(&self, deployment: &Deployment) -> PortResult<Observation> {
+    /// DescribeEndpoint and the watched alarms' states; a call that fails makes the look
+    /// `unseen`, with the API and AWS's answer, instead of an error.
+    async fn observe(&self, deployment: &Deployment) -> Observation {
         let plan = &deployment.plan;
-        let endpoint = self
+        let unseen = |e: PortError, api: &str| {
+            let api = if e.api.is_empty() { api } else { &e.api };
+            Observation::unseen(api, &e.message, e.kind == ErrorKind::Refused)
+        };
+        let endpoint = match self
             .throttled(|| self.endpoints.describe(&plan.endpoint_name))
-            .await?;
+            .await
+        {
+            Ok(endpoint) => endpoint,
+            Err(e) => return unseen(e, "sagemaker:DescribeEndpoint"),
+        };
         let names: Vec<&str> = plan.watched_alarm_names().collect();
-        let alarms = self.throttled(|| self.alarms.states(&names)).await?;
-        // A native deployment's outcome depends on whether an alarm fired while SageMaker ran
-        // it, however briefly: read the alarms' history once SageMaker has stopped working.
-        let settled = endpoint.as_ref().is_some_and(|e| !e.status.is_busy());
-        let alarms_fired = if plan.engine == Engine::Native && settled {
-            self.throttled(|| self.alarms.fired_since(&names, deployment.started_at))
-                .await?
+        // Once the outcome is known (removing blue, rolling back) alarms decide nothing: a
+        // rollback must not depend on being allowed to read them.
+        let alarms = if deployment.watches_alarms() {
+            match self.throttled(|| self.alarms.states(&names)).await {
+                Ok(alarms) => alarms,
+                Err(e) => return unseen(e, "cloudwatch:DescribeAlarms"),
+            }
         } else {
             BTreeMap::new()
         };
-        Ok(Observation {
+        // A native deployment's outcome depends on whether an alarm fired while SageMaker ran
+        // it, however briefly: read the alarms' history once SageMaker has stopped working.
+        let settled = endpoint.as_ref().is_some_and(|e| !e.status.is_busy());
+        let alarms_fired =
+            if plan.engine == Engine::Native && settled && deployment.watches_alarms() {
+                match self
+                    .throttled(|| self.alarms.fired_since(&names, deployment.started_at))
+                    .await
+                {
+                    Ok(fired) => fired,
+                    Err(e) => return unseen(e, "cloudwatch:DescribeAlarmHistory"),
+                }
+            } else {
+                BTreeMap::new()
+            };
+        Observation {
             endpoint,
             alarms,
             alarms_fired,
-        })
+            unseen: None,
+        }
     }
 
     /// Performs the outbox and saves the record without it. An action SageMaker refuses as in
-    /// progress is dropped (the core decides it again); any other error leaves the outbox for
-    /// the next invocation.
+    /// progress is dropped (the core decides it again). An action AWS refuses for good is
+    /// recorded as a refusal, and the rest of the outbox is dropped: the core decides on it. A
+    /// failure worth retrying keeps the outbox and is counted; past the bound it counts as a
+    /// refusal. Events AWS refuses (or that keep failing past the bound) are dropped and noted.
     async fn flush(&self, stored: Stored) -> Result<Flushed, DriverError> {
         if stored.outbox.is_empty() {
             return Ok(Some((stored, None)));
@@ -320,6 +392,7 @@ impl Driver {
         let endpoint = stored.deployment.plan.endpoint_name.clone();
         let mut deployment = stored.deployment.clone();
         let mut deferred = None;
+        let mut retry: Option<PortError> = None;
         for action in &stored.outbox.actions {
             match self.perform(&endpoint, action).await {
                 Ok(()) => {
@@ -331,12 +404,68 @@ impl Driver {
                     deferred = Some(e.message);
                     break;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) if e.kind == ErrorKind::Refused => {
+                    let api = if e.api.is_empty() {
+                        action.api()
+                    } else {
+                        &e.api
+                    };
+                    deployment = deployment.refused(api, &e.message);
+                    // Once the deployment has ended, each clean-up action stands on its own.
+                    if !deployment.is_final() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let api = if e.api.is_empty() {
+                        action.api()
+                    } else {
+                        &e.api
+                    };
+                    let now = self.clock.now();
+                    deployment = deployment.call_failed(api, &e.message, now);
+                    // Within the bound, try the outbox again later; past it, the failure was
+                    // recorded as a refusal (or, after the end, as something left undone).
+                    if !deployment.retries_exhausted(now) {
+                        retry = Some(e);
+                    }
+                    break;
+                }
             }
         }
-        if !stored.outbox.events.is_empty() {
-            self.throttled(|| self.bus.publish(&stored.outbox.events))
-                .await?;
+        let events = &stored.outbox.events;
+        if retry.is_none() && !events.is_empty() {
+            match self.throttled(|| self.bus.publish(events)).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::Refused => {
+                    deployment = deployment.events_dropped(events.len(), &e.to_string());
+                }
+                Err(e) => {
+                    let now = self.clock.now();
+                    let counted = deployment.call_failed("events:PutEvents", &e.message, now);
+                    if counted.retries_exhausted(now) {
+                        // Past the bound: the events are dropped, the deployment goes on.
+                        deployment = deployment.events_dropped(events.len(), &e.to_string());
+                    } else {
+                        deployment = counted;
+                        retry = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = retry {
+            // Keep the outbox for the next invocation, with the failure counted.
+            let kept = Stored {
+                deployment,
+                version: stored.version + 1,
+                transitions: stored.transitions,
+                outbox: stored.outbox.clone(),
+            };
+            self.save(&kept, stored.version, &[]).await?;
+            return Err(e.into());
+        }
+        if deployment.trouble.refused.is_none() {
+            deployment = deployment.calls_succeeded();
         }
         let next = Stored {
             deployment,

@@ -18,7 +18,7 @@ use crate::inbound::{DeploymentRequest, Inbound, parse};
 use crate::page;
 use crate::plan::{GreenSpec, Plan};
 use crate::policy::{Engine, Policy};
-use crate::ports::{Clock, PageClaim, Pager, PortError, SentPage, Store};
+use crate::ports::{Clock, ErrorKind, PageClaim, Pager, PortError, SentPage, Store};
 
 /// Where an approved model package goes (`GUARDRAILS_PACKAGE_TARGETS`, by package group).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,6 +206,15 @@ pub async fn start_deployment(
     start(driver, settings, request, event_id).await
 }
 
+/// A refused call in words: `sagemaker:DescribeEndpoint refused: AccessDeniedException: ...`.
+fn refused(e: &PortError) -> String {
+    if e.api.is_empty() {
+        format!("refused: {}", e.message)
+    } else {
+        format!("{} refused: {}", e.api, e.message)
+    }
+}
+
 /// `[A-Za-z0-9-]`, at most 63 characters, no leading or trailing `-`: SageMaker's name rule.
 fn sanitize(text: &str) -> String {
     let mut name: String = text
@@ -262,8 +271,13 @@ async fn start(
         Ok(policy) => policy,
         Err(e) => return refuse(e.to_string(), None).await,
     };
-    let Some(fleet) = driver.endpoints.fleet(&endpoint).await? else {
-        return refuse(format!("endpoint {endpoint} does not exist"), None).await;
+    // A call AWS refuses for good (access denied, an invalid request) is answered to the
+    // sender as a refusal; one worth retrying is returned, so that Lambda retries the event.
+    let fleet = match driver.endpoints.fleet(&endpoint).await {
+        Ok(Some(fleet)) => fleet,
+        Ok(None) => return refuse(format!("endpoint {endpoint} does not exist"), None).await,
+        Err(e) if e.kind == ErrorKind::Refused => return refuse(refused(&e), None).await,
+        Err(e) => return Err(e.into()),
     };
     let model = match (&request.model_name, &request.model_package_arn) {
         (Some(model), Some(package)) => {
@@ -271,10 +285,17 @@ async fn start(
                 let reason = "a model package needs GUARDRAILS_MODEL_ROLE_ARN to create its model";
                 return refuse(reason.to_owned(), None).await;
             };
-            driver
+            match driver
                 .endpoints
                 .create_model_from_package(model, package, role)
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::Refused => {
+                    return refuse(refused(&e), None).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
             model.clone()
         }
         (Some(model), None) => model.clone(),
@@ -328,7 +349,14 @@ async fn start(
         )));
     }
     let active_id = active.map(|s| s.deployment.plan.deployment_id);
-    let preflight = driver.preflight(&plan, &fleet, active_id.clone()).await?;
+    let preflight = match driver.preflight(&plan, &fleet, active_id.clone()).await {
+        Ok(preflight) => preflight,
+        Err(e) if e.kind == ErrorKind::Refused => {
+            let reason = format!("the preflight checks could not run: {}", refused(&e));
+            return refuse(reason, active_id).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let blocked = preflight.is_blocked().then(|| preflight.blocking_reasons());
     plan.preflight = Some(preflight);
     if request.dry_run {

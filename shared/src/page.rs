@@ -43,6 +43,16 @@ fn cause_kind(cause: &Cause) -> String {
         .unwrap_or_default()
 }
 
+/// What the final cause says is left behind, if anything.
+fn left_behind(cause: &Cause) -> &str {
+    match cause {
+        Cause::Refused { left_behind, .. } | Cause::RollbackAborted { left_behind, .. } => {
+            left_behind
+        }
+        _ => "",
+    }
+}
+
 /// The page for `event` (a final one), with the deployment's `audit` trail and the name of the
 /// deployments table.
 pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
@@ -64,9 +74,12 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
         Cause::AlarmFired { alarm_name, .. } => format!("alarm {alarm_name} in ALARM"),
         other if event.outcome == Some(PhaseKind::Succeeded) => other.to_string(),
         other => {
-            let mut text = other.to_string();
-            text.truncate(60);
-            text
+            let text = other.to_string();
+            // At a character boundary: causes carry people's words (an abort's reason).
+            match text.char_indices().nth(60) {
+                Some((cut, _)) => text[..cut].to_owned(),
+                None => text,
+            }
         }
     };
     let subject = format!("[Guardrails] {outcome} {}: {headline}", event.endpoint_name);
@@ -100,6 +113,9 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
         format!("{outcome} at {}", utc(event.time)),
     );
     line(&mut body, "What happened:", cause.to_string());
+    if *cause != event.cause && event.outcome == Some(PhaseKind::Failed) {
+        line(&mut body, "Then:", event.cause.to_string());
+    }
     if let Some(t) = trigger
         && let Phase::NativeDeploying { progress, .. } = &t.transition.from
     {
@@ -156,6 +172,7 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
         (_, _, Cause::RollbackFailed { recovery, .. }) => {
             format!("UpdateRollbackFailed: {recovery}")
         }
+        _ if !left_behind(&event.cause).is_empty() => left_behind(&event.cause).to_owned(),
         _ => "check the endpoint: Guardrails left it as it was found when the deployment failed"
             .to_owned(),
     };

@@ -19,9 +19,12 @@ use crate::units::{Share, Timestamp};
 
 /// What went wrong in a call to the world, classified by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind}: {message}")]
+#[error("{kind}: {}{message}", if api.is_empty() { String::new() } else { format!("{api}: ") })]
 pub struct PortError {
     pub kind: ErrorKind,
+    /// The AWS API that answered, as IAM names it (`sagemaker:UpdateEndpoint`); empty when the
+    /// error did not come from one call.
+    pub api: String,
     pub message: String,
 }
 
@@ -38,9 +41,12 @@ pub enum ErrorKind {
     /// This deployment id was used before (a request delivered again after its deployment
     /// ended): the deployment is not run twice.
     Duplicate,
-    /// The request was wrong (a bug, or a resource that vanished): retrying will not help.
-    Invalid,
-    /// Anything else that may pass (network, 5xx): let Lambda retry the invocation.
+    /// AWS will never accept this call as it is: access denied, a validation error (a model
+    /// that does not exist, an invalid instance type), a quota of zero, an answer that cannot be
+    /// read. Retrying cannot help; the deployment must end (DESIGN.md invariant 8).
+    Refused,
+    /// Anything else that may pass (network, 5xx, throttling past its retries): try again
+    /// later, a bounded number of times.
     Transient,
 }
 
@@ -52,7 +58,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Conflict => "conflicting write",
             ErrorKind::AlreadyActive => "deployment already active",
             ErrorKind::Duplicate => "deployment id already used",
-            ErrorKind::Invalid => "invalid request",
+            ErrorKind::Refused => "refused",
             ErrorKind::Transient => "transient error",
         })
     }
@@ -62,8 +68,20 @@ impl PortError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> PortError {
         PortError {
             kind,
+            api: String::new(),
             message: message.into(),
         }
+    }
+
+    /// The same error, naming the API that gave it.
+    pub fn from_api(mut self, api: &str) -> PortError {
+        api.clone_into(&mut self.api);
+        self
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.kind, ErrorKind::Refused | ErrorKind::Duplicate)
     }
 }
 

@@ -42,6 +42,9 @@ pub struct WorldPorts {
     crashes: AtomicU32,
     /// Calls still to be throttled before they go through.
     throttle: AtomicU32,
+    /// APIs (IAM's names) that fail on every call, with the error they give: refusals that
+    /// never succeed, or outages.
+    failing: Mutex<BTreeMap<&'static str, PortError>>,
     /// Every change the world accepted, in order.
     pub log: Mutex<Vec<String>>,
 }
@@ -62,7 +65,36 @@ impl WorldPorts {
             changes: AtomicU32::new(0),
             crashes: AtomicU32::new(0),
             throttle: AtomicU32::new(0),
+            failing: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every call of `api` is refused from now on, with `message`.
+    pub fn refuse(&self, api: &'static str, message: &str) {
+        lock(&self.failing).insert(
+            api,
+            PortError::new(ErrorKind::Refused, message).from_api(api),
+        );
+    }
+
+    /// Every call of `api` fails with an error worth retrying from now on (an outage).
+    pub fn fail(&self, api: &'static str, message: &str) {
+        lock(&self.failing).insert(
+            api,
+            PortError::new(ErrorKind::Transient, message).from_api(api),
+        );
+    }
+
+    /// `api` works again.
+    pub fn heal(&self, api: &'static str) {
+        lock(&self.failing).remove(api);
+    }
+
+    fn failing(&self, api: &'static str) -> PortResult<()> {
+        match lock(&self.failing).get(api) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
         }
     }
 
@@ -99,6 +131,7 @@ impl WorldPorts {
 
     fn change(&self, action: Action, what: String) -> PortResult<()> {
         self.throttled()?;
+        self.failing(action.api())?;
         let n = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
         let crash = *lock(&self.crash);
         if crash == Some(Crash::BeforeAct(n)) {
@@ -109,7 +142,7 @@ impl WorldPorts {
             let kind = if message.starts_with("Cannot update in-progress") {
                 ErrorKind::InProgress
             } else {
-                ErrorKind::Invalid
+                ErrorKind::Refused
             };
             PortError::new(kind, message)
         });
@@ -129,6 +162,7 @@ impl WorldPorts {
 impl Endpoints for WorldPorts {
     async fn describe(&self, _endpoint: &str) -> PortResult<Option<EndpointView>> {
         self.throttled()?;
+        self.failing("sagemaker:DescribeEndpoint")?;
         Ok(self.world().observe().endpoint)
     }
 
@@ -185,9 +219,10 @@ impl Endpoints for WorldPorts {
         let action = Action::DeleteEndpointConfig {
             config_name: config.to_owned(),
         };
+        self.failing(action.api())?;
         self.world()
             .apply(&action)
-            .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+            .map_err(|m| PortError::new(ErrorKind::Refused, m))
     }
 
     async fn fleet(&self, endpoint: &str) -> PortResult<Option<Fleet>> {
@@ -209,6 +244,7 @@ impl Endpoints for WorldPorts {
 #[async_trait]
 impl Alarms for WorldPorts {
     async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
+        self.failing("cloudwatch:DescribeAlarms")?;
         let all = self.world().observe().alarms;
         Ok(all
             .into_iter()
@@ -226,6 +262,7 @@ impl Alarms for WorldPorts {
         names: &[&str],
         since: Timestamp,
     ) -> PortResult<BTreeMap<String, (Timestamp, String)>> {
+        self.failing("cloudwatch:DescribeAlarmHistory")?;
         Ok(self.world().fired_since(names, since))
     }
 
@@ -241,18 +278,20 @@ impl Alarms for WorldPorts {
             variant_name: alarm.variant_name.to_owned(),
             template: alarm.template.clone(),
         };
+        self.failing(action.api())?;
         self.world()
             .apply(&action)
-            .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+            .map_err(|m| PortError::new(ErrorKind::Refused, m))
     }
 
     async fn delete_alarms(&self, names: &[String]) -> PortResult<()> {
         let action = Action::DeleteAlarms {
             alarm_names: names.to_vec(),
         };
+        self.failing(action.api())?;
         self.world()
             .apply(&action)
-            .map_err(|m| PortError::new(ErrorKind::Invalid, m))
+            .map_err(|m| PortError::new(ErrorKind::Refused, m))
     }
 }
 

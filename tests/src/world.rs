@@ -255,6 +255,7 @@ impl World {
             endpoint,
             alarms,
             alarms_fired: BTreeMap::new(),
+            unseen: None,
         }
     }
 

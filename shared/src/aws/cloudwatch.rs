@@ -83,7 +83,7 @@ impl CloudWatchAlarms {
             .end_time(DateTime::from_millis(end.epoch_ms()))
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify("cloudwatch:GetMetricData", &e))?;
         let mut points: Vec<(Timestamp, f64)> =
             out.metric_data_results()
                 .iter()
@@ -110,7 +110,7 @@ impl CloudWatchAlarms {
                 .max_records(100)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("cloudwatch:DescribeAlarms", &e))?;
             found.extend(out.metric_alarms().iter().cloned());
         }
         Ok(found)
@@ -160,7 +160,7 @@ fn state(value: Option<&StateValue>) -> PortResult<AlarmState> {
         Some(StateValue::Alarm) => Ok(AlarmState::Alarm),
         Some(StateValue::InsufficientData) => Ok(AlarmState::InsufficientData),
         other => Err(PortError::new(
-            ErrorKind::Invalid,
+            ErrorKind::Refused,
             format!("DescribeAlarms returned an unknown StateValue {other:?}"),
         )),
     }
@@ -231,7 +231,11 @@ impl Alarms for CloudWatchAlarms {
             Statistic::Percentile(_) => request.extended_statistic(t.statistic.to_string()),
             named => request.statistic(SdkStatistic::from(named.to_string().as_str())),
         };
-        request.send().await.map(|_| ()).map_err(|e| classify(&e))
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("cloudwatch:PutMetricAlarm", &e))
     }
 
     async fn fired_since(
@@ -251,7 +255,7 @@ impl Alarms for CloudWatchAlarms {
                 .max_records(100)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("cloudwatch:DescribeAlarmHistory", &e))?;
             // The first move into ALARM: HistoryData's newState, as CloudWatch writes it.
             let first = out.alarm_history_items().iter().find_map(|item| {
                 let data: serde_json::Value = serde_json::from_str(item.history_data()?).ok()?;
@@ -323,7 +327,7 @@ impl Alarms for CloudWatchAlarms {
                 .set_alarm_names(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("cloudwatch:DeleteAlarms", &e))?;
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ fn pk(endpoint: &str) -> AttributeValue {
 }
 
 fn invalid(message: String) -> PortError {
-    PortError::new(ErrorKind::Invalid, message)
+    PortError::new(ErrorKind::Refused, message)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> PortResult<String> {
@@ -129,7 +129,7 @@ impl DynamoStore {
         match created {
             Ok(_) => Ok(()),
             Err(e) if format!("{e:?}").contains("ResourceInUseException") => Ok(()),
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify("dynamodb:CreateTable", &e)),
         }
     }
 
@@ -195,7 +195,7 @@ impl DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(&e))
+            .map_err(|e| classify("dynamodb:TransactWriteItems", &e))
     }
 }
 
@@ -220,7 +220,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify("dynamodb:GetItem", &e))?;
         out.item().map(record_of).transpose()
     }
 
@@ -344,7 +344,7 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("dynamodb:Scan", &e))?;
             endpoints.extend(out.items().iter().filter_map(|i| {
                 i.get("active_endpoint")
                     .and_then(|v| v.as_s().ok())
@@ -374,7 +374,7 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("dynamodb:Query", &e))?;
             for item in out.items() {
                 let text = item
                     .get("entry")
@@ -419,7 +419,7 @@ impl Store for DynamoStore {
             .await;
         match claimed {
             Ok(_) => Ok(PageClaim::Claimed),
-            Err(e) if classify(&e).kind == ErrorKind::Conflict => {
+            Err(e) if classify("dynamodb:PutItem", &e).kind == ErrorKind::Conflict => {
                 let existing = self
                     .client
                     .get_item()
@@ -429,7 +429,7 @@ impl Store for DynamoStore {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| classify(&e))?;
+                    .map_err(|e| classify("dynamodb:GetItem", &e))?;
                 let sent = existing
                     .item()
                     .and_then(|i| i.get("page_status"))
@@ -441,7 +441,7 @@ impl Store for DynamoStore {
                     PageClaim::InProgress
                 })
             }
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify("dynamodb:GetItem", &e)),
         }
     }
 
@@ -454,7 +454,7 @@ impl Store for DynamoStore {
             .index_name(UNPAGED_INDEX)
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify("dynamodb:Scan", &e))?;
         for key in out.items() {
             let (Some(pk_value), Some(sk_value)) = (key.get("pk"), key.get("sk")) else {
                 continue;
@@ -468,7 +468,7 @@ impl Store for DynamoStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("dynamodb:GetItem", &e))?;
             let Some(item) = item.item() else { continue };
             let done = record_of(item)?;
             let plan = &done.deployment.plan;
@@ -481,7 +481,7 @@ impl Store for DynamoStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("dynamodb:GetItem", &e))?;
             let sent = page
                 .item()
                 .and_then(|i| i.get("page_status"))
@@ -497,7 +497,7 @@ impl Store for DynamoStore {
                     .update_expression("REMOVE unpaged_endpoint")
                     .send()
                     .await
-                    .map_err(|e| classify(&e))?;
+                    .map_err(|e| classify("dynamodb:UpdateItem", &e))?;
                 continue;
             }
             let audit = self.audit(&plan.endpoint_name, &plan.deployment_id).await?;
@@ -539,6 +539,6 @@ impl Store for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(&e))
+            .map_err(|e| classify("dynamodb:UpdateItem", &e))
     }
 }

@@ -35,7 +35,7 @@ impl EventBus for EventBridgeBus {
             let mut entries = Vec::with_capacity(chunk.len());
             for event in chunk {
                 let detail = serde_json::to_string(event).map_err(|e| {
-                    PortError::new(ErrorKind::Invalid, format!("cannot encode an event: {e}"))
+                    PortError::new(ErrorKind::Refused, format!("cannot encode an event: {e}"))
                 })?;
                 entries.push(
                     PutEventsRequestEntry::builder()
@@ -52,7 +52,7 @@ impl EventBus for EventBridgeBus {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| classify("events:PutEvents", &e))?;
             if out.failed_entry_count() > 0 {
                 return Err(PortError::new(
                     ErrorKind::Transient,
@@ -69,7 +69,7 @@ impl EventBus for EventBridgeBus {
 
     async fn refused(&self, refusal: &Refusal) -> PortResult<()> {
         let detail = serde_json::to_string(refusal).map_err(|e| {
-            PortError::new(ErrorKind::Invalid, format!("cannot encode a refusal: {e}"))
+            PortError::new(ErrorKind::Refused, format!("cannot encode a refusal: {e}"))
         })?;
         let entry = PutEventsRequestEntry::builder()
             .source(SOURCE)
@@ -83,7 +83,7 @@ impl EventBus for EventBridgeBus {
             .entries(entry)
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify("events:PutEvents", &e))?;
         if out.failed_entry_count() > 0 {
             return Err(PortError::new(
                 ErrorKind::Transient,

@@ -45,7 +45,7 @@ fn status(status: Option<&SdkStatus>) -> PortResult<EndpointStatus> {
         Some(SdkStatus::UpdateRollbackFailed) => EndpointStatus::UpdateRollbackFailed,
         other => {
             return Err(PortError::new(
-                ErrorKind::Invalid,
+                ErrorKind::Refused,
                 format!("DescribeEndpoint returned an unknown EndpointStatus {other:?}"),
             ));
         }
@@ -172,7 +172,7 @@ impl SageMakerEndpoints {
             {
                 Ok(None)
             }
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify("sagemaker:DescribeEndpoint", &e)),
         }
     }
 }
@@ -211,14 +211,14 @@ impl Endpoints for SageMakerEndpoints {
                         .endpoint_config_name(from_config)
                         .send()
                         .await
-                        .map_err(|e| classify(&e))?;
+                        .map_err(|e| classify("sagemaker:DescribeEndpointConfig", &e))?;
                     let found = source
                         .production_variants()
                         .iter()
                         .find(|p| p.variant_name() == Some(variant_name.as_str()))
                         .ok_or_else(|| {
                             PortError::new(
-                                ErrorKind::Invalid,
+                                ErrorKind::Refused,
                                 format!(
                                     "endpoint config {from_config} has no variant {variant_name}"
                                 ),
@@ -262,7 +262,7 @@ impl Endpoints for SageMakerEndpoints {
             Ok(_) => Ok(()),
             // Convergent: the config this action wants already exists.
             Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => Ok(()),
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify("sagemaker:CreateEndpointConfig", &e)),
         }
     }
 
@@ -280,7 +280,7 @@ impl Endpoints for SageMakerEndpoints {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(&e))
+            .map_err(|e| classify("sagemaker:UpdateEndpoint", &e))
     }
 
     async fn set_weights(
@@ -303,7 +303,7 @@ impl Endpoints for SageMakerEndpoints {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(&e))
+            .map_err(|e| classify("sagemaker:UpdateEndpointWeightsAndCapacities", &e))
     }
 
     async fn set_instance_count(
@@ -323,7 +323,7 @@ impl Endpoints for SageMakerEndpoints {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(&e))
+            .map_err(|e| classify("sagemaker:UpdateEndpointWeightsAndCapacities", &e))
     }
 
     async fn delete_config(&self, config: &str) -> PortResult<()> {
@@ -336,7 +336,7 @@ impl Endpoints for SageMakerEndpoints {
         match deleted {
             Ok(_) => Ok(()),
             Err(e) if e.message().is_some_and(|m| m.contains("Could not find")) => Ok(()),
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify("sagemaker:DeleteEndpointConfig", &e)),
         }
     }
 
@@ -351,7 +351,7 @@ impl Endpoints for SageMakerEndpoints {
             .endpoint_config_name(&config_name)
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify("sagemaker:DescribeEndpointConfig", &e))?;
         // The serving instance counts (auto scaling may have moved them from the config's).
         let serving: Vec<VariantView> = out.production_variants().iter().map(variant).collect();
         let variants = config
@@ -403,7 +403,7 @@ impl Endpoints for SageMakerEndpoints {
         match created {
             Ok(_) => Ok(()),
             Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => Ok(()),
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify("sagemaker:CreateModel", &e)),
         }
     }
 }

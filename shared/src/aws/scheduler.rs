@@ -70,11 +70,11 @@ impl Waker for SchedulerWaker {
             .role_arn(&self.role_arn)
             .input(input)
             .build()
-            .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+            .map_err(|e| PortError::new(ErrorKind::Refused, e.to_string()))?;
         let window = FlexibleTimeWindow::builder()
             .mode(FlexibleTimeWindowMode::Off)
             .build()
-            .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+            .map_err(|e| PortError::new(ErrorKind::Refused, e.to_string()))?;
         let expression = at_expression(at);
         let created = self
             .client
@@ -101,8 +101,8 @@ impl Waker for SchedulerWaker {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| classify(&e)),
-            Err(e) => Err(classify(&e)),
+                .map_err(|e| classify("scheduler:UpdateSchedule", &e)),
+            Err(e) => Err(classify("scheduler:CreateSchedule", &e)),
         }
     }
 }

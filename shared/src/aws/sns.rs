@@ -53,10 +53,13 @@ impl SnsTopic {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+                .map_err(|e| PortError::new(ErrorKind::Refused, e.to_string()))?;
             request = request.message_attributes(name, attribute);
         }
-        let out = request.send().await.map_err(|e| classify(&e))?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| classify("sns:Publish", &e))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

@@ -52,6 +52,22 @@ pub enum Action {
     DeleteEndpointConfig { config_name: String },
 }
 
+impl Action {
+    /// IAM's name of the call that performs this action.
+    pub fn api(&self) -> &'static str {
+        match self {
+            Action::CreateEndpointConfig { .. } => "sagemaker:CreateEndpointConfig",
+            Action::UpdateEndpoint { .. } => "sagemaker:UpdateEndpoint",
+            Action::SetWeights { .. } | Action::SetInstanceCount { .. } => {
+                "sagemaker:UpdateEndpointWeightsAndCapacities"
+            }
+            Action::PutGreenAlarm { .. } => "cloudwatch:PutMetricAlarm",
+            Action::DeleteAlarms { .. } => "cloudwatch:DeleteAlarms",
+            Action::DeleteEndpointConfig { .. } => "sagemaker:DeleteEndpointConfig",
+        }
+    }
+}
+
 /// A production variant of a config Guardrails creates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source")]
@@ -116,6 +132,25 @@ pub enum Cause {
     Aborted {
         by: String,
         reason: String,
+    },
+    /// A person aborted the rollback itself: the deployment ends at once, unfinished.
+    RollbackAborted {
+        by: String,
+        reason: String,
+        /// What the endpoint is left with, and what to do.
+        left_behind: String,
+    },
+    /// AWS refused a call it will never accept as it is (access denied, a validation error such
+    /// as a missing model or an invalid instance type, a quota), or a call kept failing until
+    /// Guardrails stopped retrying it.
+    Refused {
+        /// IAM's name of the call: `sagemaker:UpdateEndpoint`.
+        api: String,
+        /// What AWS said.
+        message: String,
+        /// When the deployment ends on it: what the endpoint is left with, and what to do.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        left_behind: String,
     },
     /// The update to the blue+green config ended with the endpoint back on blue.
     ProvisioningFailed {
@@ -194,6 +229,10 @@ impl fmt::Display for Cause {
                 write!(f, "deadline passed (epoch ms {})", deadline.epoch_ms())
             }
             Cause::Aborted { by, reason } => write!(f, "aborted by {by}: {reason}"),
+            Cause::RollbackAborted { by, reason, .. } => {
+                write!(f, "rollback aborted by {by}: {reason}")
+            }
+            Cause::Refused { api, message, .. } => write!(f, "{api} refused: {message}"),
             Cause::ProvisioningFailed { reason } => {
                 write!(f, "green provisioning failed: {reason}")
             }

@@ -21,13 +21,15 @@ mod native;
 mod observation;
 mod phases;
 mod settle;
+mod trouble;
 
 use serde::{Deserialize, Serialize};
 
 pub use action::{Action, Cause, ConfigVariant};
 pub use observation::{
-    AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, Progress, VariantView,
+    AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, Progress, Unseen, VariantView,
 };
+pub use trouble::{MAX_FAILURES_IN_A_ROW, MIN_FAILING_SECS, Refusal, Trouble};
 
 use crate::plan::Plan;
 use crate::policy::Engine;
@@ -58,6 +60,9 @@ pub struct Deployment {
     /// When the rollback was first seen with every request back on blue.
     #[serde(default)]
     pub traffic_restored_at: Option<Timestamp>,
+    /// What AWS refused and how often calls failed (`trouble`).
+    #[serde(default, skip_serializing_if = "Trouble::is_empty")]
+    pub trouble: Trouble,
 }
 
 /// Where a deployment is. Steps are indexes into `plan.steps`.
@@ -222,6 +227,7 @@ impl Deployment {
             approved_by: None,
             rollback_started_at: None,
             traffic_restored_at: None,
+            trouble: Trouble::default(),
         };
         let transition = Transition {
             at: now,
@@ -234,6 +240,12 @@ impl Deployment {
 
     pub fn is_final(&self) -> bool {
         self.phase.is_final()
+    }
+
+    /// Whether the state of the watched alarms can change what this phase decides: while green
+    /// is unproven, and while SageMaker runs a native deployment. Not once the outcome is known.
+    pub fn watches_alarms(&self) -> bool {
+        phases::is_guarded(&self.phase) || matches!(self.phase, Phase::NativeDeploying { .. })
     }
 
     /// The next record, actions and wake-up, given what the world looks like now.
@@ -257,7 +269,25 @@ impl Deployment {
             }
             return decision;
         }
-        decision.apply_command(command, now);
+        decision.apply_command(command, observation, now);
+        if decision.deployment.is_final() {
+            return decision;
+        }
+        // A refusal is an input like an alarm: it is decided on once, then forgotten.
+        if let Some(refusal) = decision.deployment.trouble.refused.take() {
+            match trouble::on_refusal(&decision.deployment, refusal, observation, now) {
+                phases::Outcome::Move { to, cause, actions } => {
+                    decision.actions.extend(actions);
+                    decision.move_to(to, cause, now);
+                    if decision.deployment.is_final() {
+                        return decision;
+                    }
+                    // The rollback gets a budget of failures of its own.
+                    decision.deployment = decision.deployment.calls_succeeded();
+                }
+                phases::Outcome::Wait { .. } => {}
+            }
+        }
         for _ in 0..MAX_TRANSITIONS_PER_DECISION {
             match phases::next(&mut decision.deployment, observation, now) {
                 phases::Outcome::Wait { actions, wake_at } => {
@@ -308,7 +338,10 @@ impl Decision {
         });
     }
 
-    fn apply_command(&mut self, command: Option<&Command>, now: Timestamp) {
+    /// A person's command. Abort ends any deployment that has not ended, whatever the
+    /// endpoint or AWS answers (DESIGN.md invariant 8): it starts a rollback, or, during a
+    /// rollback, ends the deployment at once as failed, saying what is left behind.
+    fn apply_command(&mut self, command: Option<&Command>, obs: &Observation, now: Timestamp) {
         match command {
             None => {}
             Some(Command::Approve { by }) => {
@@ -317,28 +350,24 @@ impl Decision {
                     .get_or_insert_with(|| by.clone());
             }
             Some(Command::Abort { by, reason }) => {
-                if let Phase::NativeDeploying { .. } = self.deployment.phase {
-                    self.ignored = Some(
-                        "SageMaker runs this deployment (native engine) and has no call to stop \
-                         it; to roll back, wait for it to end and deploy the old model again"
-                            .to_owned(),
-                    );
-                } else if phases::is_guarded(&self.deployment.phase) {
+                if let Phase::RollingBack { .. } = self.deployment.phase {
+                    let endpoint = obs.endpoint.as_ref().filter(|_| obs.unseen.is_none());
+                    let cause = Cause::RollbackAborted {
+                        by: by.clone(),
+                        reason: reason.clone(),
+                        left_behind: trouble::left_behind(&self.deployment.plan, endpoint, false),
+                    };
+                    let to = Phase::Failed {
+                        cause: cause.clone(),
+                    };
+                    self.move_to(to, cause, now);
+                } else {
                     let cause = Cause::Aborted {
                         by: by.clone(),
                         reason: reason.clone(),
                     };
                     let to = phases::rolling_back(cause.clone(), now);
                     self.move_to(to, cause, now);
-                } else {
-                    self.ignored = Some(format!(
-                        "cannot abort while {}: {}",
-                        self.deployment.phase.label(),
-                        match self.deployment.phase {
-                            Phase::RemovingBlue { .. } => "the final bake has passed",
-                            _ => "already rolling back",
-                        }
-                    ));
                 }
             }
         }

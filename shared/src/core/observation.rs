@@ -18,6 +18,35 @@ pub struct Observation {
     /// ALARM since the deployment started, with when and why (from the alarms' history).
     #[serde(default)]
     pub alarms_fired: BTreeMap<String, (Timestamp, String)>,
+    /// The look that failed, if one did: then `endpoint` and `alarms` say nothing about the
+    /// world, and the core decides nothing that depends on them.
+    #[serde(default)]
+    pub unseen: Option<Unseen>,
+}
+
+/// A call of the look that failed: which API, and what AWS said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unseen {
+    /// IAM's name of the call: `sagemaker:DescribeEndpoint`.
+    pub api: String,
+    pub message: String,
+    /// AWS will not answer this call as it is (access denied, invalid): looking again cannot
+    /// help. Otherwise it may pass (5xx, network, throttling).
+    pub permanent: bool,
+}
+
+impl Observation {
+    /// A look that failed at `api`.
+    pub fn unseen(api: &str, message: &str, permanent: bool) -> Observation {
+        Observation {
+            unseen: Some(Unseen {
+                api: api.to_owned(),
+                message: message.to_owned(),
+                permanent,
+            }),
+            ..Observation::default()
+        }
+    }
 }
 
 /// The endpoint as DescribeEndpoint describes it.

@@ -72,6 +72,9 @@ pub(super) fn update_progress(phase: &mut Phase) -> Option<&mut UpdateProgress> 
 }
 
 pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Outcome {
+    if obs.unseen.is_some() {
+        return blind(d, now);
+    }
     if let Phase::NativeDeploying { .. } = d.phase {
         return super::native::next(d, obs, now);
     }
@@ -125,6 +128,27 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             actions: Vec::new(),
             wake_at: now,
         },
+    }
+}
+
+/// The look at the world failed: nothing that depends on it is decided, but the deadlines
+/// still hold (the driver counts the failure; a run of them ends as a refusal).
+fn blind(d: &Deployment, now: Timestamp) -> Outcome {
+    let timed_out = Cause::TimedOut {
+        deadline: d.deadline,
+    };
+    match &d.phase {
+        phase if is_guarded(phase) && now >= d.deadline => {
+            go(rolling_back(timed_out.clone(), now), timed_out)
+        }
+        Phase::NativeDeploying { .. } if now >= d.deadline => failed(timed_out, Vec::new()),
+        phase @ (Phase::RemovingBlue { since, .. } | Phase::RollingBack { since, .. })
+            if now >= since.plus_secs(SETTLE_SECS) =>
+        {
+            let config_name = update_target(&d.plan, phase).unwrap_or_default().to_owned();
+            failed(Cause::SettleTimedOut { config_name }, Vec::new())
+        }
+        _ => wait(d, Vec::new(), now),
     }
 }
 

@@ -7,10 +7,12 @@ use super::phases::{
     Outcome, changed_outside, delete_green_alarms, failed, note_update_in_flight, set_weights,
     update_progress, wait,
 };
+use super::trouble::delete_unused_configs;
 use super::{
     Action, Cause, ConfigVariant, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS, Phase,
     SETTLE_SECS, UpdateProgress,
 };
+use crate::policy::Engine;
 use crate::units::{Share, Timestamp};
 
 pub(super) fn removing_blue(
@@ -21,7 +23,10 @@ pub(super) fn removing_blue(
     now: Timestamp,
 ) -> Outcome {
     let target = d.plan.green_config_name.clone();
-    if let Some(outcome) = common(d, endpoint, &target, since, now, || {
+    let cleanup = vec![Action::DeleteEndpointConfig {
+        config_name: d.plan.blue_green_config_name.clone(),
+    }];
+    if let Some(outcome) = common(d, endpoint, &target, since, now, cleanup, || {
         (Phase::Succeeded, Cause::BlueRemoved)
     }) {
         return outcome;
@@ -49,40 +54,45 @@ pub(super) fn rolling_back(
     now: Timestamp,
 ) -> Outcome {
     let target = d.plan.blue_config_name.clone();
-    if endpoint.config_name == target {
+    if endpoint.config_name == target && !endpoint.status.is_busy() {
         d.traffic_restored_at.get_or_insert(now);
     }
-    if let Some(outcome) = common(d, endpoint, &target, since, now, || {
+    let cleanup = delete_unused_configs(&d.plan);
+    if let Some(outcome) = common(d, endpoint, &target, since, now, cleanup, || {
         (Phase::RolledBack { cause }, Cause::RollbackComplete)
     }) {
         return outcome;
     }
     // Traffic first: one weights call puts every request back on blue within seconds; removing
-    // the green variant (an UpdateEndpoint) takes minutes and can wait.
-    if endpoint.share_of(&d.plan.green.variant_name) > 0.0 {
+    // the green variant (an UpdateEndpoint) takes minutes and can wait. (A native deployment has
+    // no second variant: its new fleet replaced blue's, and only an UpdateEndpoint returns.)
+    if d.plan.engine == Engine::Variant
+        && endpoint.config_name == d.plan.blue_green_config_name
+        && endpoint.share_of(&d.plan.green.variant_name) > 0.0
+    {
         return wait(d, vec![set_weights(&d.plan, Share::ZERO)], now);
     }
     d.traffic_restored_at.get_or_insert(now);
     retry_update(d, endpoint, update, target, Vec::new(), now)
 }
 
-/// What both phases decide the same way: done (in service on `target`: clean up and end with
-/// `done`), out of time, waiting for SageMaker, or changed by someone else. `None` when the
-/// endpoint is in service on the blue+green config and the phase must act.
+/// What both phases decide the same way: done (in service on `target`: delete green's alarms
+/// and `configs`, and end with `done`), out of time, waiting for SageMaker, or changed by
+/// someone else. `None` when the endpoint is in service on a config Guardrails made (blue+green,
+/// or green alone) and the phase must act.
 fn common(
     d: &mut Deployment,
     endpoint: &EndpointView,
     target: &str,
     since: Timestamp,
     now: Timestamp,
+    configs: Vec<Action>,
     done: impl FnOnce() -> (Phase, Cause),
 ) -> Option<Outcome> {
     let plan = &d.plan;
     if endpoint.config_name == target && !endpoint.status.is_busy() {
         let mut cleanup = delete_green_alarms(plan);
-        cleanup.push(Action::DeleteEndpointConfig {
-            config_name: plan.blue_green_config_name.clone(),
-        });
+        cleanup.extend(configs);
         let (to, cause) = done();
         return Some(Outcome::Move {
             to,
@@ -98,7 +108,8 @@ fn common(
         note_update_in_flight(d, endpoint, now);
         return Some(wait(d, Vec::new(), now));
     }
-    if endpoint.config_name != plan.blue_green_config_name {
+    let ours = [&plan.blue_green_config_name, &plan.green_config_name];
+    if !ours.contains(&&endpoint.config_name) {
         return Some(changed_outside(endpoint));
     }
     None

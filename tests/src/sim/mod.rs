@@ -15,13 +15,13 @@ mod ports;
 
 use checks::{check, check_alarm_rule};
 use ports::State;
-pub use ports::{Counts, Faults, Mutation, Rng, Sim};
+pub use ports::{Counts, DENIABLE, Faults, Mutation, Refusals, Rng, Sim};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use guardrails::core::{Phase, SETTLE_SECS};
+use guardrails::core::{Cause, Phase, SETTLE_SECS};
 use guardrails::driver::{Driver, Limits};
 use guardrails::events::StateChange;
 use guardrails::handlers::{self, Handled, Settings};
@@ -160,6 +160,8 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
             mutation,
             last_seen: BTreeMap::new(),
             last_alarms: None,
+            refusals: Refusals::pick(seed, n_endpoints, T0),
+            now: T0,
         })),
         store: store.clone(),
     };
@@ -202,6 +204,7 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
             ));
         }
         let now = clock.now();
+        sim.state().now = now;
         if now >= fault_end {
             sim.state().faults = None;
         }
@@ -310,6 +313,7 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
         }
         if next > now {
             clock.set(next);
+            sim.state().now = next;
             for w in sim.state().worlds.values_mut() {
                 w.advance_to(next);
             }
@@ -400,6 +404,19 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 done.deployment.phase.label()
             );
             *counts.outcomes.entry(outcome).or_default() += 1;
+            let ended_by = match &done.deployment.phase {
+                Phase::RolledBack { cause } | Phase::Failed { cause } => match cause {
+                    Cause::Refused { .. } => Some("ended by a refusal"),
+                    Cause::Aborted { .. } | Cause::RollbackAborted { .. } => {
+                        Some("ended by an abort")
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(key) = ended_by {
+                *counts.outcomes.entry(key.to_owned()).or_default() += 1;
+            }
             let paged = pages
                 .iter()
                 .filter(|p| p.attributes.get("deploymentId") == Some(id))
@@ -534,6 +551,26 @@ async fn deliver(
             );
             let swept = handlers::bake_watcher(driver, &event).await;
             for endpoint in driver.store.active_endpoints().await.unwrap_or_default() {
+                // Now and then a person aborts, whatever the phase: the deployment must end.
+                if let Ok(Some(s)) = driver.store.load(&endpoint).await
+                    && sim.state().aborts()
+                {
+                    let detail = json!({ "endpointName": endpoint, "deploymentId": s.deployment.plan.deployment_id, "command": "abort", "by": "sim", "reason": "looks wrong" });
+                    let aborted = handlers::bake_watcher(
+                        driver,
+                        &envelope(
+                            "Guardrails Deployment Command",
+                            "guardrails",
+                            detail,
+                            "abort".to_owned(),
+                        ),
+                    )
+                    .await;
+                    if aborted.is_ok() {
+                        *sim.state().counts.faults.entry("abort").or_default() += 1;
+                    }
+                    continue;
+                }
                 if let Ok(Some(s)) = driver.store.load(&endpoint).await
                     && matches!(s.deployment.phase, Phase::AwaitingApproval { .. })
                 {

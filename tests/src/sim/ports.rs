@@ -85,6 +85,52 @@ impl Faults {
     }
 }
 
+/// The APIs a denial can hit: every call the driver makes on an endpoint's behalf.
+pub const DENIABLE: [&str; 9] = [
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "sagemaker:DeleteEndpointConfig",
+    "sagemaker:DescribeEndpoint",
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:DeleteAlarms",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:DescribeAlarmHistory",
+];
+
+/// Refusals that never succeed: a permission missing for one API on one endpoint from some
+/// moment to the end of the run (`AccessDeniedException`, as a template lacking a grant gives
+/// it), and one-off refusals of single calls (a validation error, a quota) at a rate. They are
+/// drawn from a stream of their own, so the rest of each seed's scenario is drawn as before.
+#[derive(Debug, Clone, Default)]
+pub struct Refusals {
+    pub denied: Option<(String, &'static str, Timestamp)>,
+    /// Chance that one call is refused, while faults are on.
+    pub one_off: f64,
+    /// Chance, at each sweep, that a person aborts each active deployment, whatever its phase.
+    pub abort: f64,
+    pub rng: Option<Rng>,
+}
+
+impl Refusals {
+    pub(super) fn pick(seed: u64, endpoints: usize, from: Timestamp) -> Refusals {
+        let mut rng = Rng::new(seed ^ 0x7265_6675_7365_0000);
+        let denied = rng.chance(0.2).then(|| {
+            let endpoint = format!("ep{}", rng.below(endpoints as u64));
+            let api = DENIABLE[rng.below(DENIABLE.len() as u64) as usize];
+            (endpoint, api, from.plus_secs(rng.below(3_600) as u32))
+        });
+        let one_off = [0.0, 0.0, 0.0, 0.005][rng.below(4) as usize];
+        let abort = [0.0, 0.0, 0.0, 0.03][rng.below(4) as usize];
+        Refusals {
+            denied,
+            one_off,
+            abort,
+            rng: Some(rng),
+        }
+    }
+}
+
 /// Counts of what happened in a run.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
@@ -110,6 +156,9 @@ pub(super) struct State {
     pub(super) last_seen: BTreeMap<String, Option<EndpointView>>,
     /// The last alarm states returned (for `Mutation::StaleObservations`).
     pub(super) last_alarms: Option<BTreeMap<String, AlarmView>>,
+    pub(super) refusals: Refusals,
+    /// The simulated time, for denials that begin at a moment.
+    pub(super) now: Timestamp,
 }
 
 /// A deliberate bug, to show that the checker catches it.
@@ -126,6 +175,40 @@ pub enum Mutation {
 }
 
 impl State {
+    /// Whether a person aborts a deployment now.
+    pub(super) fn aborts(&mut self) -> bool {
+        let p = self.refusals.abort;
+        p > 0.0 && self.refusals.rng.as_mut().is_some_and(|rng| rng.chance(p))
+    }
+
+    /// Whether AWS refuses this call of `api` for `endpoint` (any endpoint for account-wide
+    /// calls): denied from some moment on, or refused once.
+    fn refused(&mut self, endpoint: Option<&str>, api: &'static str) -> Option<PortError> {
+        let now = self.now;
+        if let Some((denied_endpoint, denied_api, from)) = &self.refusals.denied
+            && *denied_api == api
+            && now >= *from
+            && endpoint.is_none_or(|e| e == denied_endpoint)
+        {
+            *self.counts.faults.entry("call denied").or_default() += 1;
+            let message = format!(
+                "AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/sim/fn is not authorized to perform: {api}"
+            );
+            return Some(PortError::new(ErrorKind::Refused, message).from_api(api));
+        }
+        let one_off = self.refusals.one_off;
+        if self.faults.is_some()
+            && one_off > 0.0
+            && let Some(rng) = self.refusals.rng.as_mut()
+            && rng.chance(one_off)
+        {
+            *self.counts.faults.entry("call refused once").or_default() += 1;
+            let message = "ValidationException: simulated refusal";
+            return Some(PortError::new(ErrorKind::Refused, message).from_api(api));
+        }
+        None
+    }
+
     fn fault(&mut self, kind: &'static str, p: impl Fn(&Faults) -> f64) -> bool {
         let Some(faults) = self.faults else {
             return false;
@@ -160,6 +243,9 @@ impl Sim {
     async fn change(&self, endpoint: Option<&str>, action: Action) -> PortResult<()> {
         tokio::task::yield_now().await;
         let mut s = self.state();
+        if let Some(refused) = s.refused(endpoint, action.api()) {
+            return Err(refused);
+        }
         if s.fault("throttle", |f| f.throttle) {
             return Err(PortError::new(ErrorKind::Throttled, "Rate exceeded"));
         }
@@ -190,7 +276,7 @@ impl Sim {
                 let kind = if message.starts_with("Cannot update in-progress") {
                     ErrorKind::InProgress
                 } else {
-                    ErrorKind::Invalid
+                    ErrorKind::Refused
                 };
                 result = Err(PortError::new(kind, message));
             }
@@ -208,6 +294,9 @@ impl Endpoints for Sim {
     async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
         tokio::task::yield_now().await;
         let mut s = self.state();
+        if let Some(refused) = s.refused(Some(endpoint), "sagemaker:DescribeEndpoint") {
+            return Err(refused);
+        }
         if s.fault("throttle", |f| f.throttle) {
             return Err(PortError::new(ErrorKind::Throttled, "Rate exceeded"));
         }
@@ -229,6 +318,9 @@ impl Endpoints for Sim {
         // Configs are account-wide; each world keeps its own copy.
         tokio::task::yield_now().await;
         let mut s = self.state();
+        if let Some(refused) = s.refused(None, action.api()) {
+            return Err(refused);
+        }
         for w in s.worlds.values_mut() {
             let _ = w.apply(&action);
         }
@@ -329,6 +421,9 @@ impl Alarms for Sim {
     async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
         tokio::task::yield_now().await;
         let mut s = self.state();
+        if let Some(refused) = s.refused(None, "cloudwatch:DescribeAlarms") {
+            return Err(refused);
+        }
         if s.mutation == Mutation::StaleObservations
             && s.rng.chance(0.5)
             && let Some(stale) = s.last_alarms.clone()
@@ -362,7 +457,10 @@ impl Alarms for Sim {
         since: Timestamp,
     ) -> PortResult<BTreeMap<String, (Timestamp, String)>> {
         tokio::task::yield_now().await;
-        let s = self.state();
+        let mut s = self.state();
+        if let Some(refused) = s.refused(None, "cloudwatch:DescribeAlarmHistory") {
+            return Err(refused);
+        }
         let mut fired = BTreeMap::new();
         for w in s.worlds.values() {
             fired.extend(w.fired_since(names, since));

@@ -102,6 +102,7 @@ fn endpoint(status: EndpointStatus, config: &str, variants: Vec<VariantView>) ->
         }),
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
+        unseen: None,
     }
 }
 
@@ -349,6 +350,7 @@ fn a_deleted_or_broken_endpoint_fails_the_deployment() {
         endpoint: None,
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
+        unseen: None,
     };
     let d = deployment(provisioning(true)).decide(&gone, None, at(60));
     assert_eq!(causes(&d), vec![Cause::EndpointDeleted]);
@@ -617,8 +619,12 @@ fn alarms_are_still_watched_while_waiting_for_approval() {
 // --- Abort ---------------------------------------------------------------------------------
 
 #[test]
-fn an_abort_rolls_back_a_guarded_phase_and_is_refused_after_the_final_bake() {
+fn an_abort_rolls_back_every_phase_and_ends_a_rollback_at_once() {
     let abort = Command::Abort {
+        by: "bob".to_owned(),
+        reason: "customer complaints".to_owned(),
+    };
+    let aborted = Cause::Aborted {
         by: "bob".to_owned(),
         reason: "customer complaints".to_owned(),
     };
@@ -627,15 +633,10 @@ fn an_abort_rolls_back_a_guarded_phase_and_is_refused_after_the_final_bake() {
         until: at(1000),
     })
     .decide(&on_blue_green(10.0, 1), Some(&abort), at(800));
-    assert_eq!(
-        causes(&d),
-        vec![Cause::Aborted {
-            by: "bob".to_owned(),
-            reason: "customer complaints".to_owned()
-        }]
-    );
+    assert_eq!(causes(&d), vec![aborted.clone()]);
     assert_eq!(d.actions, vec![weights(0.0)]);
 
+    // After the final bake, while blue is being removed: still back to blue.
     let removing = deployment(Phase::RemovingBlue {
         since: at(2000),
         update: UpdateProgress::default(),
@@ -645,11 +646,25 @@ fn an_abort_rolls_back_a_guarded_phase_and_is_refused_after_the_final_bake() {
         Some(&abort),
         at(2100),
     );
-    assert_eq!(
-        d.ignored.as_deref(),
-        Some("cannot abort while removing blue: the final bake has passed")
+    assert_eq!(causes(&d), vec![aborted.clone()]);
+    assert!(matches!(d.deployment.phase, Phase::RollingBack { .. }));
+    assert!(d.ignored.is_none());
+
+    // During the rollback: the deployment ends now, saying what is left.
+    let d = d
+        .deployment
+        .decide(&on_blue_green(30.0, 4), Some(&abort), at(2200));
+    let Phase::Failed {
+        cause: Cause::RollbackAborted { left_behind, .. },
+    } = &d.deployment.phase
+    else {
+        panic!("{:?}", d.deployment.phase);
+    };
+    assert!(
+        left_behind.contains("still receives 30.00% of requests"),
+        "{left_behind}"
     );
-    assert!(d.transitions.is_empty());
+    assert!(d.actions.is_empty(), "nothing more is attempted");
 }
 
 // --- Removing blue -------------------------------------------------------------------------
@@ -833,3 +848,4 @@ fn the_record_round_trips_through_json() {
 
 mod native;
 mod table;
+mod trouble;

@@ -38,7 +38,7 @@ Guardrails: {{ Engine: native }}
     Plan::new("d1", &policy, &fleet, &green).unwrap()
 }
 
-fn started() -> Deployment {
+pub(super) fn started() -> Deployment {
     Deployment::start(native_plan(), T0).unwrap().0
 }
 
@@ -278,12 +278,13 @@ fn a_failed_endpoint_and_a_foreign_config_fail_the_deployment() {
 }
 
 #[test]
-fn an_abort_is_refused_because_sagemaker_cannot_stop() {
+fn an_abort_waits_for_sagemaker_then_returns_the_endpoint_to_the_old_config() {
     let d = accepted(started());
     let abort = Command::Abort {
         by: "oncall".to_owned(),
         reason: "looks bad".to_owned(),
     };
+    // SageMaker cannot be stopped: Guardrails waits for it...
     let decision = d.decide(
         &native_obs(EndpointStatus::Updating, BLUE, &[]),
         Some(&abort),
@@ -291,9 +292,37 @@ fn an_abort_is_refused_because_sagemaker_cannot_stop() {
     );
     assert!(matches!(
         decision.deployment.phase,
-        Phase::NativeDeploying { .. }
+        Phase::RollingBack {
+            cause: Cause::Aborted { .. },
+            ..
+        }
     ));
-    assert!(decision.ignored.unwrap().contains("no call to stop"));
+    assert!(decision.actions.is_empty());
+    // ... and once SageMaker has deployed the new config, puts the old one back.
+    let on_new = decision.deployment.decide(
+        &native_obs(EndpointStatus::InService, GREEN, &[]),
+        None,
+        at(120),
+    );
+    assert_eq!(
+        on_new.actions,
+        vec![Action::UpdateEndpoint {
+            config_name: BLUE.to_owned(),
+            deployment_config: None,
+        }]
+    );
+    let back = on_new.deployment.decide(
+        &native_obs(EndpointStatus::InService, BLUE, &[]),
+        None,
+        at(600),
+    );
+    assert!(matches!(back.deployment.phase, Phase::RolledBack { .. }));
+    assert_eq!(
+        back.actions,
+        vec![Action::DeleteEndpointConfig {
+            config_name: GREEN.to_owned(),
+        }]
+    );
 }
 
 #[test]

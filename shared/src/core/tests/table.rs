@@ -66,6 +66,7 @@ fn missing_endpoint() -> Observation {
         endpoint: None,
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
+        unseen: None,
     }
 }
 
@@ -156,6 +157,7 @@ fn every_transition_in_one_table() {
             &[
                 "delete alarms guardrails-d1-errors",
                 "delete guardrails-d1-blue-green",
+                "delete guardrails-d1-green",
             ],
         ),
         row(
@@ -334,6 +336,7 @@ fn every_transition_in_one_table() {
             &[
                 "delete alarms guardrails-d1-errors",
                 "delete guardrails-d1-blue-green",
+                "delete guardrails-d1-green",
             ],
         ),
         row(
@@ -343,13 +346,38 @@ fn every_transition_in_one_table() {
             1500,
         )
         .then(&[], &["update to fraud-v1"]),
+        // A second abort ends the rollback at once, unfinished (the page says what is left).
         row(
             "abort while rolling back",
             rolling_back_phase(accepted()),
             busy(on_blue_green(0.0, 1), Some(BLUE)),
             900,
         )
-        .command(abort()),
+        .command(abort())
+        .then(&["failed"], &[]),
+        row(
+            "abort while removing blue",
+            removing(accepted()),
+            on_blue_green(100.0, 4),
+            2100,
+        )
+        .command(abort())
+        .then(&["rolling back"], &["weights green 0%"]),
+        row(
+            "abort once green serves alone, during its removal",
+            removing(accepted()),
+            busy(on_green(), None),
+            2100,
+        )
+        .command(abort())
+        .then(&["rolling back"], &[]),
+        row(
+            "rolling back from green alone",
+            rolling_back_phase(accepted()),
+            on_green(),
+            2200,
+        )
+        .then(&[], &["update to fraud-v1"]),
         // Final.
         row("succeeded", Phase::Succeeded, alarmed(on_blue()), 9000).command(abort()),
     ];
