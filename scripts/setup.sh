@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need beyond the Rust toolchain, in a project-local
-# Python venv (.venv): moto[server] (the local DynamoDB, SNS, SQS, EventBridge and Scheduler),
-# cfn-lint (checks infra/template.yaml) and cargo-lambda (runs the functions locally). Safe to
-# run again: it only installs what is missing.
+# Python venv (.venv): moto[server] (the local DynamoDB, SNS, SQS, EventBridge and Scheduler;
+# it brings boto3, which the suite's boto3 tests use), cfn-lint (checks infra/template.yaml),
+# aws-sam-translator (the local IAM expands the template's policies with it) and cargo-lambda
+# (runs the functions locally). Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
 CARGO_LAMBDA_VERSION="1.9.2"
+# AWS SAM's translator: the local stack expands infra/template.yaml with it, so that each
+# function is authorized with the policies SAM would give it on AWS.
+SAM_TRANSLATOR_VERSION="1.115.0"
 
 if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 not found: install Python 3.9 or newer first" >&2
@@ -24,6 +28,10 @@ if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('cfn-
   .venv/bin/pip install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
 fi
 echo "setup: .venv has cfn-lint $CFN_LINT_VERSION"
+if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('aws-sam-translator') == '$SAM_TRANSLATOR_VERSION'" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
+fi
+echo "setup: .venv has aws-sam-translator $SAM_TRANSLATOR_VERSION"
 if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('cargo-lambda') == '$CARGO_LAMBDA_VERSION'" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
 fi

@@ -87,3 +87,19 @@ pub(crate) async fn set_delays(
 pub(crate) async fn list_events(State(shared): State<Shared>) -> impl IntoResponse {
     axum::Json(lock(&shared.emulator).events.clone())
 }
+
+/// Every decision the local IAM took for a function (the administrator is not logged):
+/// `[{"principal", "action", "resource", "allowed"}]`, oldest first.
+pub(crate) async fn list_decisions(State(shared): State<Shared>) -> impl IntoResponse {
+    let log: Vec<serde_json::Value> = lock(&shared.emulator)
+        .iam
+        .log
+        .iter()
+        .map(|(principal, action, resource, allowed)| {
+            serde_json::json!({
+                "principal": principal, "action": action, "resource": resource, "allowed": allowed
+            })
+        })
+        .collect();
+    axum::Json(log)
+}

@@ -21,31 +21,44 @@ pub mod cloudwatch;
 mod control;
 pub mod events;
 pub mod fixtures;
+mod gateway;
+pub mod iam;
+pub mod protocol;
+pub mod proxy;
 pub mod rollout;
 pub mod sagemaker;
+pub mod servicequotas;
 pub mod stack;
 pub mod traffic;
 pub mod wiring;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::cloudwatch::CloudWatch;
 use crate::events::{Outgoing, Publisher};
+use crate::iam::Iam;
+use crate::proxy::Forwarder;
 use crate::sagemaker::{Delays, SageMaker};
 use crate::traffic::Behaviour;
+
+/// The repository's root folder (where `infra/` and `.venv/` are), wherever the binary runs.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
 
 /// Milliseconds since the Unix epoch.
 pub type Ms = i64;
@@ -88,6 +101,19 @@ impl ApiError {
     pub fn validation(message: impl Into<String>) -> ApiError {
         ApiError::new("ValidationException", message)
     }
+
+    /// The HTTP status AWS answers this error with.
+    pub fn status(&self) -> StatusCode {
+        match self.code.as_str() {
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "InvalidClientTokenId"
+            | "MissingAuthenticationToken" => StatusCode::FORBIDDEN,
+            "ResourceNotFound" | "ResourceNotFoundException" => StatusCode::NOT_FOUND,
+            "InternalFailure" | "InternalServiceError" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// Everything the emulator knows.
@@ -101,6 +127,8 @@ pub struct Emulator {
     /// Every event sent, oldest first.
     pub events: Vec<Outgoing>,
     pub requests_per_tick: u32,
+    /// Who may call what (`iam`): the administrator, and each function's role.
+    pub iam: Iam,
 }
 
 /// How to run the emulator.
@@ -113,6 +141,11 @@ pub struct Config {
     pub tick: Duration,
     /// Requests per tick for each serving endpoint.
     pub requests_per_tick: u32,
+    /// Who may call what; the default is the administrator alone.
+    pub iam: Iam,
+    /// moto (`http://127.0.0.1:<port>`), where requests for the services it serves go once
+    /// authorized.
+    pub moto: Option<String>,
 }
 
 impl Default for Config {
@@ -122,6 +155,8 @@ impl Default for Config {
             delays: Delays::default(),
             tick: Duration::from_millis(250),
             requests_per_tick: 50,
+            iam: Iam::admin_only(),
+            moto: None,
         }
     }
 }
@@ -130,6 +165,7 @@ impl Default for Config {
 pub(crate) struct Shared {
     pub(crate) emulator: Arc<Mutex<Emulator>>,
     pub(crate) publisher: Option<Publisher>,
+    pub(crate) forwarder: Forwarder,
 }
 
 pub(crate) fn lock(emulator: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
@@ -171,6 +207,7 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
     let addr = listener.local_addr()?;
     let mut emulator = Emulator {
         requests_per_tick: config.requests_per_tick,
+        iam: config.iam.clone(),
         ..Emulator::default()
     };
     emulator.sagemaker.delays = config.delays;
@@ -178,13 +215,9 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
     let shared = Shared {
         emulator: emulator.clone(),
         publisher: config.publisher.clone(),
+        forwarder: Forwarder::new(config.moto.clone()),
     };
     let app = Router::new()
-        .route("/", post(sagemaker_call))
-        .route(
-            "/service/{service}/operation/{operation}",
-            post(cloudwatch_call),
-        )
         .route("/control/models/{model}", post(control::set_behaviour))
         .route(
             "/control/endpoints/{endpoint}/next-update",
@@ -193,6 +226,8 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
         .route("/control/throttle", post(control::throttle))
         .route("/control/delays", post(control::set_delays))
         .route("/control/events", get(control::list_events))
+        .route("/control/iam", get(control::list_decisions))
+        .fallback(gateway::gateway)
         .with_state(shared.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let (tick_tx, mut tick_rx) = oneshot::channel::<()>();
@@ -243,7 +278,7 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
 }
 
 /// Takes one throttling token, if any: the call is then refused.
-fn throttled(emulator: &mut Emulator) -> bool {
+pub(crate) fn throttled(emulator: &mut Emulator) -> bool {
     if emulator.throttle_next > 0 {
         emulator.throttle_next -= 1;
         return true;
@@ -251,96 +286,7 @@ fn throttled(emulator: &mut Emulator) -> bool {
     false
 }
 
-async fn sagemaker_call(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let Some(operation) = target.strip_prefix("SageMaker.") else {
-        return json_error(&ApiError::new(
-            "UnknownOperationException",
-            format!("unexpected X-Amz-Target {target:?}"),
-        ));
-    };
-    let input: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return json_error(&ApiError::new("SerializationException", e.to_string())),
-    };
-    let (result, events) = {
-        let mut emulator = lock(&shared.emulator);
-        if throttled(&mut emulator) {
-            return json_error(&ApiError::new("ThrottlingException", "Rate exceeded"));
-        }
-        let mut events = Vec::new();
-        let result = emulator
-            .sagemaker
-            .call(operation, &input, now_ms(), &mut events);
-        emulator.events.extend(events.iter().cloned());
-        (result, events)
-    };
-    if let (Some(publisher), false) = (&shared.publisher, events.is_empty()) {
-        publisher.publish(&events).await;
-    }
-    match result {
-        Ok(output) => {
-            let mut response = output.to_string().into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-amz-json-1.1"),
-            );
-            response
-        }
-        Err(e) => json_error(&e),
-    }
-}
-
-fn json_error(e: &ApiError) -> Response {
-    let body = json!({ "__type": e.code, "message": e.message }).to_string();
-    let mut response = (StatusCode::BAD_REQUEST, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    response
-}
-
-async fn cloudwatch_call(
-    State(shared): State<Shared>,
-    Path((service, operation)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
-    if service != "GraniteServiceVersion20100801" {
-        return cbor_error(&ApiError::new(
-            "UnknownServiceException",
-            format!("unknown service {service}"),
-        ));
-    }
-    let input = match cbor::decode(&body) {
-        Ok(v) => v,
-        Err(e) => return cbor_error(&ApiError::new("SerializationException", e)),
-    };
-    let (result, events) = {
-        let mut emulator = lock(&shared.emulator);
-        if throttled(&mut emulator) {
-            return cbor_error(&ApiError::new("Throttling", "Rate exceeded"));
-        }
-        let mut events = Vec::new();
-        let result = emulator
-            .cloudwatch
-            .call(&operation, &input, now_ms(), &mut events);
-        emulator.events.extend(events.iter().cloned());
-        (result, events)
-    };
-    if let (Some(publisher), false) = (&shared.publisher, events.is_empty()) {
-        publisher.publish(&events).await;
-    }
-    match result {
-        Ok(output) => cbor_response(StatusCode::OK, &output),
-        Err(e) => cbor_error(&e),
-    }
-}
-
-fn cbor_response(status: StatusCode, value: &ciborium::Value) -> Response {
+pub(crate) fn cbor_response(status: StatusCode, value: &ciborium::Value) -> Response {
     let mut response = (status, cbor::encode(value)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -349,17 +295,6 @@ fn cbor_response(status: StatusCode, value: &ciborium::Value) -> Response {
     );
     headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
     response
-}
-
-fn cbor_error(e: &ApiError) -> Response {
-    let body = cbor::map(vec![
-        (
-            "__type",
-            cbor::text(format!("com.amazonaws.cloudwatch#{}", e.code)),
-        ),
-        ("message", cbor::text(&e.message)),
-    ]);
-    cbor_response(StatusCode::BAD_REQUEST, &body)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! `cargo lambda watch --env-file` reads), and, with `--lambda`, delivers events, due wake-ups
 //! and the sweep to the functions under `cargo lambda watch`. Ctrl-C or SIGTERM stops it all.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use guardrails_local::stack::LocalStack;
 use guardrails_local::{Config, wiring};
 
 const USAGE: &str = "usage: guardrails-local up [--env-file PATH] [--lambda http://127.0.0.1:9000] \
-                     [--sweep-secs 60] [--template infra/template.yaml]";
+                     [--sweep-secs 60] [--template PATH (default: the repository's infra/template.yaml)]";
 
 struct Options {
     env_file: Option<String>,
@@ -30,7 +31,9 @@ fn options() -> Result<Options, String> {
         env_file: None,
         lambda: None,
         sweep_secs: 60,
-        template: "infra/template.yaml".to_owned(),
+        template: guardrails_local::stack::default_template()
+            .display()
+            .to_string(),
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -67,7 +70,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let stack = match LocalStack::start(Config::default()).await {
+    let stack = match LocalStack::start_with(Config::default(), Path::new(&options.template)).await
+    {
         Ok(stack) => stack,
         Err(e) => {
             eprintln!("guardrails-local: {e}");
@@ -82,17 +86,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let names = guardrails_local::iam::template::Names::local();
     let mut env: Vec<(&str, String)> = stack.env();
     env.extend([
         ("GUARDRAILS_TABLE", wired.table.clone()),
         ("GUARDRAILS_TOPIC_ARN", wired.topic_arn.clone()),
         (
             "GUARDRAILS_WAKE_TARGET_ARN",
-            "arn:aws:lambda:us-east-1:123456789012:function:bake-watcher".to_owned(),
+            names.attributes[&("BakeWatcherFunction".to_owned(), "Arn".to_owned())].clone(),
         ),
         (
             "GUARDRAILS_SCHEDULER_ROLE_ARN",
-            "arn:aws:iam::123456789012:role/guardrails-scheduler".to_owned(),
+            names.attributes[&("SchedulerRole".to_owned(), "Arn".to_owned())].clone(),
+        ),
+        (
+            "GUARDRAILS_MODEL_ROLE_ARN",
+            names.parameters["ModelRoleArn"].clone(),
         ),
         ("GUARDRAILS_PAGES_QUEUE_URL", wired.pages_queue_url.clone()),
         (

@@ -1,9 +1,12 @@
 //! The whole local stack: moto server (DynamoDB, SNS, SQS, EventBridge, Scheduler) from the
-//! project's Python venv, and this emulator (SageMaker, CloudWatch) sending its events to moto's
-//! EventBridge. Both listen on free 127.0.0.1 ports; dropping the stack stops both.
+//! project's Python venv, and this emulator (SageMaker, CloudWatch, Service Quotas) in front of
+//! it, authorizing every call with the IAM policies of `infra/template.yaml` and sending its
+//! events to moto's EventBridge. Both listen on free 127.0.0.1 ports; dropping the stack stops
+//! both. Clients reach everything through the emulator's address (`AWS_ENDPOINT_URL`).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,12 +14,13 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_eventbridge::config::{Credentials, SharedCredentialsProvider};
 
 use crate::events::Publisher;
+use crate::iam::{self, Iam};
 use crate::{Config, Running};
 
-/// The region and test credentials every local client uses.
-pub const REGION: &str = "us-east-1";
-pub const ACCESS_KEY: &str = "testing";
-pub const SECRET_KEY: &str = "testing";
+/// The region every local client uses, and the local administrator's credentials.
+pub const REGION: &str = iam::REGION;
+pub const ACCESS_KEY: &str = iam::ADMIN_ACCESS_KEY;
+pub const SECRET_KEY: &str = iam::ADMIN_SECRET_KEY;
 
 /// How long moto may take to answer after starting.
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,21 +91,36 @@ pub fn start_moto() -> Result<Moto, String> {
     Ok(moto)
 }
 
-/// An SDK configuration for the local stack: test credentials, `us-east-1`, and every service
-/// at `endpoint` (moto); SageMaker and CloudWatch clients override it with the emulator's URL.
+/// An SDK configuration for the local stack: the administrator's credentials, `us-east-1`,
+/// and every service at `endpoint`.
 pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    signed_as(endpoint, ACCESS_KEY, SECRET_KEY)
+}
+
+fn signed_as(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            ACCESS_KEY,
-            SECRET_KEY,
+            key,
+            secret,
             None,
             None,
             "guardrails-local",
         )))
         .endpoint_url(endpoint)
         .build()
+}
+
+/// The IAM of the local account: the administrator and each function's role in `template`.
+pub fn iam_of(template: &Path) -> Result<Iam, String> {
+    let roles = iam::template::roles(template, &iam::template::Names::local())?;
+    Ok(Iam::with_roles(&roles))
+}
+
+/// The repository's SAM template.
+pub fn default_template() -> PathBuf {
+    crate::repo_root().join("infra/template.yaml")
 }
 
 /// moto and the emulator, running together.
@@ -112,10 +131,19 @@ pub struct LocalStack {
 }
 
 impl LocalStack {
-    /// Starts moto, then the emulator publishing its events to moto's default event bus.
-    pub async fn start(mut config: Config) -> Result<LocalStack, String> {
+    /// Starts moto, then the emulator in front of it, authorizing with the roles of the
+    /// repository's `infra/template.yaml`.
+    pub async fn start(config: Config) -> Result<LocalStack, String> {
+        LocalStack::start_with(config, &default_template()).await
+    }
+
+    /// Starts moto, then the emulator in front of it, authorizing with the roles of `template`
+    /// and publishing its events to moto's default event bus (as AWS services do, with no IAM).
+    pub async fn start_with(mut config: Config, template: &Path) -> Result<LocalStack, String> {
+        config.iam = iam_of(template)?;
         let moto = start_moto()?;
         let sdk = sdk_config(&moto.url());
+        config.moto = Some(moto.url());
         config.publisher = Some(Publisher::new(
             aws_sdk_eventbridge::Client::new(&sdk),
             "default".to_owned(),
@@ -126,21 +154,31 @@ impl LocalStack {
         Ok(LocalStack { moto, emulator })
     }
 
-    /// The environment that points the AWS SDK at this stack, as `export` lines use it.
+    /// The environment that points the AWS SDK (and boto3, and the AWS CLI) at this stack as
+    /// the local administrator, as `export` lines use it. Functions under `cargo lambda watch`
+    /// replace the credentials with their own (their `Cargo.toml`).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", self.moto.url()),
-            ("AWS_ENDPOINT_URL_SAGEMAKER", self.emulator.url()),
-            ("AWS_ENDPOINT_URL_CLOUDWATCH", self.emulator.url()),
+            ("AWS_ENDPOINT_URL", self.emulator.url()),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
             ("AWS_REGION", REGION.to_owned()),
+            ("AWS_DEFAULT_REGION", REGION.to_owned()),
             ("GUARDRAILS_LOCAL_CONTROL", self.emulator.url()),
         ]
     }
 
-    /// The SDK configuration for moto's services.
+    /// The SDK configuration of the local administrator, for every service.
     pub fn sdk_config(&self) -> SdkConfig {
-        sdk_config(&self.moto.url())
+        sdk_config(&self.emulator.url())
+    }
+
+    /// The SDK configuration of function `binary` (its role in the template).
+    pub fn function_sdk_config(&self, binary: &str) -> SdkConfig {
+        signed_as(
+            &self.emulator.url(),
+            &iam::access_key(binary),
+            &iam::secret_key(binary),
+        )
     }
 }

@@ -127,7 +127,7 @@ async fn rule_to_queue(
 
 /// Creates the table, the topic, the queues and the rules on moto.
 pub async fn provision(sdk: &SdkConfig, template_yaml: &str) -> Result<Wired, String> {
-    let table = "guardrails".to_owned();
+    let table = crate::iam::template::TABLE.to_owned();
     DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &table)
         .create_table()
         .await
@@ -137,7 +137,7 @@ pub async fn provision(sdk: &SdkConfig, template_yaml: &str) -> Result<Wired, St
     let events = aws_sdk_eventbridge::Client::new(sdk);
     let topic_arn = sns
         .create_topic()
-        .name("guardrails-pages")
+        .name(crate::iam::template::TOPIC)
         .send()
         .await
         .map_err(|e| err("CreateTopic", e))?
@@ -188,12 +188,26 @@ pub async fn invoke(lambda: &str, function: &str, payload: &str) -> Result<(u16,
 /// returns the status and the response body. Enough for loopback services: no TLS, no
 /// chunked responses expected.
 pub async fn post(base: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    request("POST", base, path, body).await
+}
+
+/// GETs `base` + `path` (as `post`).
+pub async fn get(base: &str, path: &str) -> Result<(u16, String), String> {
+    request("GET", base, path, "").await
+}
+
+async fn request(
+    method: &str,
+    base: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("cannot reach {base}: {e}"))?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -49,24 +49,21 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Every client on moto, but SageMaker and CloudWatch on the emulator, as the
-    /// `AWS_ENDPOINT_URL_SAGEMAKER` and `AWS_ENDPOINT_URL_CLOUDWATCH` variables set them.
+    /// Every client as the local administrator, through the stack's front door
+    /// (`AWS_ENDPOINT_URL`), as a person with the env file gets them.
     pub fn new(stack: &LocalStack) -> Clients {
-        let sdk = stack.sdk_config();
-        let emulator = stack.emulator.url();
-        let sagemaker = aws_sdk_sagemaker::Client::from_conf(
-            aws_sdk_sagemaker::config::Builder::from(&sdk)
-                .endpoint_url(&emulator)
-                .build(),
-        );
-        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
-            aws_sdk_cloudwatch::config::Builder::from(&sdk)
-                .endpoint_url(&emulator)
-                .build(),
-        );
+        Clients::of(stack.sdk_config())
+    }
+
+    /// Every client as function `binary`, with its role's permissions and no more.
+    pub fn for_function(stack: &LocalStack, binary: &str) -> Clients {
+        Clients::of(stack.function_sdk_config(binary))
+    }
+
+    fn of(sdk: SdkConfig) -> Clients {
         Clients {
-            sagemaker,
-            cloudwatch,
+            sagemaker: aws_sdk_sagemaker::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             eventbridge: aws_sdk_eventbridge::Client::new(&sdk),
             scheduler: aws_sdk_scheduler::Client::new(&sdk),
@@ -147,10 +144,17 @@ pub async fn endpoint_serving(
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateEndpointConfig: {e:?}"));
+    // Guardrails changes only endpoints that carry its opt-in tag (infra/template.yaml).
     c.sagemaker
         .create_endpoint()
         .endpoint_name(endpoint)
         .endpoint_config_name(config)
+        .tags(
+            aws_sdk_sagemaker::types::Tag::builder()
+                .key("guardrails:managed")
+                .value("true")
+                .build(),
+        )
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateEndpoint: {e:?}"));
@@ -222,17 +226,31 @@ impl OnStack {
         }
     }
 
-    /// A driver on the real SageMaker and CloudWatch adapters, the table, and `bus`.
+    /// A driver on the real SageMaker and CloudWatch adapters, signed as the bake-watcher
+    /// function (its role's permissions, as on AWS), the table, and `bus`.
     pub fn driver(&self, bus: Arc<dyn EventBus>) -> Driver {
+        let function = Clients::for_function(&self.stack, "bake-watcher");
         Driver {
-            endpoints: Arc::new(SageMakerEndpoints::new(self.clients.sagemaker.clone())),
-            alarms: Arc::new(CloudWatchAlarms::new(self.clients.cloudwatch.clone())),
-            store: self.store.clone(),
+            endpoints: Arc::new(SageMakerEndpoints::new(function.sagemaker)),
+            alarms: Arc::new(CloudWatchAlarms::new(function.cloudwatch)),
+            store: Arc::new(DynamoStore::new(function.dynamodb, "guardrails")),
             bus,
             waker: self.waker.clone(),
             clock: Arc::new(SystemClock),
             limits: Limits::default(),
         }
+    }
+
+    /// Every call the local IAM refused so far: `(principal, action, resource)`.
+    pub fn denied(&self) -> Vec<(String, String, String)> {
+        with(&self.stack, |e| {
+            e.iam
+                .log
+                .iter()
+                .filter(|(_, _, _, allowed)| !allowed)
+                .map(|(p, a, r, _)| (p.clone(), a.clone(), r.clone()))
+                .collect()
+        })
     }
 
     /// Invokes `driver` on every wake-up (the local stand-in for Scheduler firing) until the
@@ -245,7 +263,10 @@ impl OnStack {
                     return report.phase;
                 }
                 Ok(driver::Outcome::NoDeployment) => {
-                    panic!("the deployment vanished before it ended")
+                    panic!(
+                        "the deployment vanished before it ended; calls IAM denied: {:?}",
+                        self.denied()
+                    )
                 }
                 // An injected crash, or a transient error: retried on the next wake-up.
                 Ok(driver::Outcome::Reconciled(_)) | Err(_) => {}

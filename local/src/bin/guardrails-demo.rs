@@ -19,7 +19,7 @@ use aws_sdk_sagemaker::types::{
     ContainerDefinition, ProductionVariant, ProductionVariantInstanceType, Tag,
 };
 use guardrails_local::fixtures::{ErrorAlarm, put_error_alarm};
-use guardrails_local::wiring::{invoke, post};
+use guardrails_local::wiring::{get, invoke, post};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud-scorer";
@@ -284,6 +284,46 @@ impl Demo {
         Err("no page arrived".to_owned())
     }
 
+    /// What the local IAM decided for the functions: each must have made its calls with its own
+    /// role, and none may have been refused.
+    async fn iam(&self) -> Result<String, String> {
+        let (status, body) = get(&self.control, "/control/iam").await?;
+        let decisions: Vec<Value> = serde_json::from_str(&body)
+            .map_err(|e| format!("control API answered {status}: {body} ({e})"))?;
+        let denied: Vec<String> = decisions
+            .iter()
+            .filter(|d| d["allowed"] == false)
+            .map(|d| format!("{} {} on {}", d["principal"], d["action"], d["resource"]))
+            .collect();
+        if !denied.is_empty() {
+            return Err(format!("IAM refused calls of the functions: {denied:?}"));
+        }
+        let mut counts = Vec::new();
+        for function in [
+            "start-deployment",
+            "endpoint-events",
+            "bake-watcher",
+            "rollback-notifier",
+        ] {
+            let n = decisions
+                .iter()
+                .filter(|d| {
+                    d["principal"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(&format!("/{function}")))
+                })
+                .count();
+            if n == 0 {
+                return Err(format!("{function} made no call under its own role"));
+            }
+            counts.push(format!("{function} {n}"));
+        }
+        Ok(format!(
+            "IAM: every call of the functions was authorized by the function's own role in infra/template.yaml ({}); none refused",
+            counts.join(", ")
+        ))
+    }
+
     async fn serving(&self) -> Result<String, String> {
         let d = self
             .sagemaker
@@ -436,7 +476,9 @@ async fn story() -> Result<(), String> {
     let after_v4 = demo.serving().await?;
     println!("{}  {ENDPOINT} now serves {after_v4}", demo.clock());
 
+    let iam = demo.iam().await?;
     println!("== Summary");
+    println!("  {iam}");
     println!("  v2: {v2} after {v2_secs} s");
     println!("  v3: {v3}; on-call paged: \"{subject}\"");
     println!("  after v3, {ENDPOINT} served {after_v3}");

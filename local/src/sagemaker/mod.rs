@@ -12,6 +12,7 @@ use crate::events::Outgoing;
 use crate::rollout::{Durations, Rollout, Tick};
 use crate::{ApiError, Ms, secs};
 
+pub mod iam;
 mod shapes;
 
 use shapes::describe;
@@ -128,6 +129,18 @@ pub struct SageMaker {
     pub delays: Delays,
     /// The outcome of the next update (or creation) of each endpoint.
     pub next_outcome: BTreeMap<String, Outcome>,
+    /// Instances of each type the account may run on endpoints (Service Quotas); a type not
+    /// here has `servicequotas::DEFAULT_QUOTA`.
+    pub quotas: BTreeMap<String, u32>,
+}
+
+/// Every instance type a production variant may have: the `ProductionVariantInstanceType`
+/// enum of SageMaker's API model, as the SDK carries it.
+pub fn instance_types() -> Vec<String> {
+    aws_sdk_sagemaker::types::ProductionVariantInstanceType::values()
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect()
 }
 
 fn str_field<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
@@ -151,6 +164,14 @@ fn what_kind(what: &str) -> &str {
 }
 
 impl SageMaker {
+    /// The account's quota of `instance_type` instances for endpoints.
+    pub fn quota(&self, instance_type: &str) -> u32 {
+        self.quotas
+            .get(instance_type)
+            .copied()
+            .unwrap_or(crate::servicequotas::DEFAULT_QUOTA)
+    }
+
     /// Handles one operation; `events` receives the state-change events it causes.
     pub fn call(
         &mut self,
@@ -201,12 +222,8 @@ impl SageMaker {
             "DeleteEndpoint" => self.delete_endpoint(input, now, events),
             "AddTags" => {
                 let resource = str_field(input, "ResourceArn")?.to_owned();
-                let tags = input
-                    .get("Tags")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                self.tags.entry(resource).or_default().extend(tags.clone());
+                self.keep_tags(&resource, input);
+                let tags = input.get("Tags").cloned().unwrap_or(json!([]));
                 Ok(json!({ "Tags": tags }))
             }
             "ListTags" => {
@@ -217,6 +234,20 @@ impl SageMaker {
                 "UnknownOperationException",
                 format!("the local SageMaker does not implement {other}"),
             )),
+        }
+    }
+
+    /// Keeps the `Tags` a create request gives its resource, as AddTags does: a tag of an
+    /// existing key takes the new value (SageMaker API reference, AddTags: "overwrites").
+    fn keep_tags(&mut self, resource: &str, input: &Value) {
+        let Some(tags) = input.get("Tags").and_then(Value::as_array) else {
+            return;
+        };
+        let kept = self.tags.entry(resource.to_owned()).or_default();
+        for tag in tags {
+            let key = tag.get("Key");
+            kept.retain(|t| t.get("Key") != key);
+            kept.push(tag.clone());
         }
     }
 
@@ -234,6 +265,7 @@ impl SageMaker {
             .unwrap_or("local/model:latest")
             .to_owned();
         self.models.insert(name.to_owned(), (image, now));
+        self.keep_tags(&arn("model", name), input);
         Ok(json!({ "ModelArn": arn("model", name) }))
     }
 
@@ -305,6 +337,7 @@ impl SageMaker {
                 created: now,
             },
         );
+        self.keep_tags(&arn("endpoint-config", name), input);
         Ok(json!({ "EndpointConfigArn": arn("endpoint-config", name) }))
     }
 
@@ -381,6 +414,7 @@ impl SageMaker {
         };
         events.push(Outgoing::endpoint_state(&endpoint));
         self.endpoints.insert(name.to_owned(), endpoint);
+        self.keep_tags(&arn("endpoint", name), input);
         Ok(json!({ "EndpointArn": arn("endpoint", name) }))
     }
 

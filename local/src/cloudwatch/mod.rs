@@ -3,6 +3,9 @@
 //! `TreatMissingData` says, `DatapointsToAlarm` breaching periods put it in ALARM, and it starts
 //! in INSUFFICIENT_DATA. Every state change is queued as a "CloudWatch Alarm State Change" event.
 
+pub mod iam;
+pub mod wire;
+
 use std::collections::BTreeMap;
 
 use ciborium::Value as Cbor;
