@@ -103,3 +103,45 @@ pub(crate) async fn list_decisions(State(shared): State<Shared>) -> impl IntoRes
         .collect();
     axum::Json(log)
 }
+
+/// The fleets of an endpoint (SageMaker provisions one per variant of every config it deploys):
+/// each with its instances and when it ran, the instances running over time, the peak and the
+/// instance-seconds so far.
+pub(crate) async fn endpoint_fleets(
+    State(shared): State<Shared>,
+    Path(endpoint): Path<String>,
+) -> Response {
+    let emulator = lock(&shared.emulator);
+    match emulator.sagemaker.fleets(&endpoint) {
+        Some(fleets) => {
+            let now = crate::now_ms();
+            axum::Json(serde_json::json!({
+                "fleets": fleets.fleets,
+                "timeline": fleets.timeline,
+                "peakInstances": fleets.peak(),
+                "runningInstances": fleets.running(),
+                "instanceSeconds": fleets.instance_secs(now),
+            }))
+            .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, format!("no endpoint {endpoint}")).into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Quota {
+    instance_type: String,
+    instances: u32,
+}
+
+/// Sets the account's quota of one instance type for endpoints (Service Quotas' value).
+pub(crate) async fn set_quota(
+    State(shared): State<Shared>,
+    axum::Json(q): axum::Json<Quota>,
+) -> impl IntoResponse {
+    lock(&shared.emulator)
+        .sagemaker
+        .quotas
+        .insert(q.instance_type, q.instances);
+    StatusCode::NO_CONTENT
+}

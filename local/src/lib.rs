@@ -227,6 +227,11 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
         .route("/control/delays", post(control::set_delays))
         .route("/control/events", get(control::list_events))
         .route("/control/iam", get(control::list_decisions))
+        .route("/control/quotas", post(control::set_quota))
+        .route(
+            "/control/endpoints/{endpoint}/fleets",
+            get(control::endpoint_fleets),
+        )
         .fallback(gateway::gateway)
         .with_state(shared.clone());
     let (tx, rx) = oneshot::channel::<()>();

@@ -119,7 +119,12 @@ async fn main() -> ExitCode {
     }
     if let Some(lambda) = options.lambda.clone() {
         let sweep = Duration::from_secs(options.sweep_secs.max(1));
-        tokio::spawn(wiring::route(sdk, wired, lambda, sweep));
+        tokio::spawn(wiring::route(
+            sdk,
+            wired,
+            std::sync::Arc::new(wiring::Http(lambda)),
+            sweep,
+        ));
     }
     eprintln!("guardrails-local: running; Ctrl-C to stop");
     wait_for_stop().await;

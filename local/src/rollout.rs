@@ -61,6 +61,10 @@ pub struct Rollout {
     /// How it ends, injected before it began.
     outcome: Outcome,
     durations: Durations,
+    /// The instances of the fleet being replaced.
+    old_instances: u32,
+    /// A rolling update's new instances when its rollback began.
+    new_at_rollback: u32,
 }
 
 /// How long SageMaker's own work takes, in milliseconds.
@@ -246,6 +250,63 @@ impl Rollout {
             deadline: now + timeout_ms,
             outcome,
             durations,
+            old_instances: fleet,
+            new_at_rollback: 0,
+        })
+    }
+
+    /// How the rollout ends (a fault injected beforehand).
+    pub fn set_outcome(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+    }
+
+    /// The new fleets as launched when the rollout begins: blue/green launches the whole new
+    /// fleet before the first shift, rolling its first batch.
+    pub fn new_fleet_sizes(&self, new: &[LiveVariant]) -> Vec<LiveVariant> {
+        new.iter()
+            .map(|v| LiveVariant {
+                instances: if self.rolling {
+                    self.step(0).new_instances
+                } else {
+                    v.instances
+                },
+                ..v.clone()
+            })
+            .collect()
+    }
+
+    /// The instances of each type the rollout launches when it begins.
+    pub fn first_launch(&self, new: &[LiveVariant]) -> std::collections::BTreeMap<String, u32> {
+        let mut sizes = std::collections::BTreeMap::new();
+        for v in self.new_fleet_sizes(new) {
+            *sizes.entry(v.instance_type.clone()).or_default() += v.instances;
+        }
+        sizes
+    }
+
+    /// A rolling update's fleets now: `(old instances, new instances)`: batch `i` is launched
+    /// beside the old fleet, and the old fleet loses a batch once batch `i` has baked; rolling
+    /// back launches the old capacity again. `None` for blue/green, whose fleets keep their
+    /// size until the end.
+    pub fn fleet_counts(&self) -> Option<(u32, u32)> {
+        if !self.rolling {
+            return None;
+        }
+        let replaced_before = |i: usize| {
+            if i == 0 {
+                0
+            } else {
+                self.step(i - 1).new_instances
+            }
+        };
+        Some(match &self.stage {
+            Stage::Provisioning { step, .. }
+            | Stage::ActivatingTraffic { step, .. }
+            | Stage::Baking { step, .. } => (
+                self.old_instances.saturating_sub(replaced_before(*step)),
+                self.step(*step).new_instances,
+            ),
+            Stage::RollingBack { .. } => (self.old_instances, self.new_at_rollback),
         })
     }
 
@@ -350,6 +411,7 @@ impl Rollout {
     }
 
     fn roll_back(&mut self, now: Ms, reason: String) -> Tick {
+        self.new_at_rollback = self.fleet_counts().map_or(0, |(_, new)| new);
         // Blue/green moves every request back at once; rolling must launch old capacity again.
         let took = if self.rolling {
             self.durations.provision_ms

@@ -251,8 +251,32 @@ pub fn parse_at(expression: &str) -> Option<i64> {
     Some(((days * 86_400) + hh * 3_600 + mm * 60 + ss) * 1_000)
 }
 
+/// Where the router delivers an event: the functions under `cargo lambda watch` (`Http`), or
+/// the functions' handlers in the same process (the tests).
+#[async_trait::async_trait]
+pub trait Invoker: Send + Sync {
+    /// Invokes `function` with `payload`; the HTTP status and body of its answer.
+    async fn invoke(&self, function: &str, payload: &str) -> Result<(u16, String), String>;
+}
+
+/// The functions under `cargo lambda watch` at this address (`http://127.0.0.1:9000`).
+#[derive(Debug, Clone)]
+pub struct Http(pub String);
+
+#[async_trait::async_trait]
+impl Invoker for Http {
+    async fn invoke(&self, function: &str, payload: &str) -> Result<(u16, String), String> {
+        invoke(&self.0, function, payload).await
+    }
+}
+
 /// Delivers queued events to the functions, fires due wake-ups and the sweep, until dropped.
-pub async fn route(sdk: SdkConfig, wired: Wired, lambda: String, sweep: Duration) {
+pub async fn route(
+    sdk: SdkConfig,
+    wired: Wired,
+    lambda: std::sync::Arc<dyn Invoker>,
+    sweep: Duration,
+) {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
     let mut last_sweep = tokio::time::Instant::now();
@@ -269,7 +293,7 @@ pub async fn route(sdk: SdkConfig, wired: Wired, lambda: String, sweep: Duration
             };
             for message in out.messages() {
                 let body = message.body().unwrap_or_default();
-                match invoke(&lambda, function, body).await {
+                match lambda.invoke(function, body).await {
                     Ok((200..=299, _)) => {}
                     Ok((status, body)) => {
                         eprintln!("guardrails-local: {function} answered {status}: {body}")
@@ -286,7 +310,7 @@ pub async fn route(sdk: SdkConfig, wired: Wired, lambda: String, sweep: Duration
                 }
             }
         }
-        fire_due_wake_ups(&scheduler, &lambda).await;
+        fire_due_wake_ups(&scheduler, lambda.as_ref()).await;
         if last_sweep.elapsed() >= sweep {
             last_sweep = tokio::time::Instant::now();
             let event = json!({
@@ -294,7 +318,7 @@ pub async fn route(sdk: SdkConfig, wired: Wired, lambda: String, sweep: Duration
                 "source": "aws.events", "account": "123456789012", "time": "1970-01-01T00:00:00Z",
                 "region": "us-east-1", "resources": [], "detail": {}
             });
-            if let Err(e) = invoke(&lambda, "bake-watcher", &event.to_string()).await {
+            if let Err(e) = lambda.invoke("bake-watcher", &event.to_string()).await {
                 eprintln!("guardrails-local: sweep: {e}");
             }
         }
@@ -302,7 +326,7 @@ pub async fn route(sdk: SdkConfig, wired: Wired, lambda: String, sweep: Duration
     }
 }
 
-async fn fire_due_wake_ups(scheduler: &aws_sdk_scheduler::Client, lambda: &str) {
+async fn fire_due_wake_ups(scheduler: &aws_sdk_scheduler::Client, lambda: &dyn Invoker) {
     let Ok(list) = scheduler.list_schedules().send().await else {
         return;
     };
@@ -337,7 +361,7 @@ async fn fire_due_wake_ups(scheduler: &aws_sdk_scheduler::Client, lambda: &str) 
             .group_name(group)
             .send()
             .await;
-        if let Err(e) = invoke(lambda, "bake-watcher", &input).await {
+        if let Err(e) = lambda.invoke("bake-watcher", &input).await {
             eprintln!("guardrails-local: wake-up {name}: {e}");
         }
     }

@@ -321,12 +321,35 @@ impl Driver {
                 alarms_with_recent_data.push(name.clone());
             }
         }
+        let e = &self.endpoints;
+        let model_exists = self
+            .throttled(|| e.model_exists(&plan.green.model_name))
+            .await?;
+        let endpoint_tags = self
+            .throttled(|| e.endpoint_tags(&plan.endpoint_name))
+            .await?;
+        let kind = self
+            .throttled(|| e.endpoint_kind(&plan.blue_config_name))
+            .await?;
+        let mut quotas = BTreeMap::new();
+        for instance_type in [&plan.blue.instance_type, &plan.green.instance_type] {
+            if instance_type.is_empty() || quotas.contains_key(instance_type) {
+                continue;
+            }
+            if let Some(q) = self.throttled(|| e.instance_quota(instance_type)).await? {
+                quotas.insert(instance_type.clone(), q);
+            }
+        }
         let look = Look {
             endpoint,
             fleet: Some(fleet.clone()),
             alarms,
             alarms_with_recent_data,
             active_deployment,
+            model_exists,
+            endpoint_tags,
+            kind,
+            quotas,
         };
         Ok(preflight::check(plan, &look))
     }

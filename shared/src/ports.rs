@@ -125,6 +125,35 @@ pub trait Endpoints: Send + Sync {
         package_arn: &str,
         role_arn: &str,
     ) -> PortResult<()>;
+    /// Whether the model exists (DescribeModel), for the preflight; `None`: not looked at.
+    async fn model_exists(&self, _model: &str) -> PortResult<Option<bool>> {
+        Ok(None)
+    }
+    /// The endpoint's tags (ListTags), for the preflight; `None`: not looked at.
+    async fn endpoint_tags(&self, _endpoint: &str) -> PortResult<Option<Vec<(String, String)>>> {
+        Ok(None)
+    }
+    /// What kind of endpoint `config` makes (DescribeEndpointConfig), for the preflight;
+    /// `None`: not looked at.
+    async fn endpoint_kind(&self, _config: &str) -> PortResult<Option<EndpointKind>> {
+        Ok(None)
+    }
+    /// The account's quota of `instance_type` instances for endpoints (Service Quotas), for
+    /// the preflight; `None`: not looked at, or no such quota.
+    async fn instance_quota(&self, _instance_type: &str) -> PortResult<Option<u32>> {
+        Ok(None)
+    }
+}
+
+/// The kinds of endpoint an endpoint config makes, as far as the engines care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EndpointKind {
+    /// `AsyncInferenceConfig` is set.
+    pub asynchronous: bool,
+    /// A variant is serverless (`ServerlessConfig`).
+    pub serverless: bool,
+    /// The variants host inference components (no `ModelName` of their own).
+    pub inference_components: bool,
 }
 
 /// An alarm Guardrails creates for the green variant.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::{AlarmState, EndpointStatus, EndpointView};
 use crate::plan::{Fleet, Plan};
 use crate::policy::Engine;
+use crate::ports::EndpointKind;
 
 /// How long without a datapoint makes an alarm's metric "without recent data".
 pub const RECENT_DATA_SECS: u32 = 900;
@@ -50,7 +51,19 @@ pub struct Look {
     pub alarms_with_recent_data: Vec<String>,
     /// The deployment already active on the endpoint, if any.
     pub active_deployment: Option<String>,
+    /// Whether the new model exists (`None`: not looked at).
+    pub model_exists: Option<bool>,
+    /// The endpoint's tags (`None`: not looked at).
+    pub endpoint_tags: Option<Vec<(String, String)>>,
+    /// The kind of endpoint its config makes (`None`: not looked at).
+    pub kind: Option<EndpointKind>,
+    /// The account's instance quota of each instance type the plan runs (absent: not known).
+    pub quotas: BTreeMap<String, u32>,
 }
+
+/// The tag an endpoint carries for Guardrails to change it (`infra/template.yaml` allows
+/// `UpdateEndpoint` and `UpdateEndpointWeightsAndCapacities` only on endpoints with it).
+pub const OPT_IN_TAG: (&str, &str) = ("guardrails:managed", "true");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,6 +164,10 @@ pub fn check(plan: &Plan, look: &Look) -> Preflight {
     };
     endpoint(&mut c);
     active(&mut c);
+    model(&mut c);
+    opt_in(&mut c);
+    kind(&mut c);
+    quota(&mut c);
     alarms(&mut c);
     timeout(&mut c);
     if plan.engine == Engine::Native {
@@ -186,6 +203,116 @@ fn endpoint(c: &mut Checks<'_>) {
             );
         }
         Some(_) => {}
+    }
+}
+
+fn model(c: &mut Checks<'_>) {
+    const ID: &str = "model-exists";
+    let Some(exists) = c.look.model_exists else {
+        return;
+    };
+    c.check(ID);
+    if !exists {
+        c.find(
+            ID,
+            Severity::Blocking,
+            format!(
+                "model {} does not exist: create it, or fix its name (SageMaker would refuse                  the new endpoint config with Could not find model)",
+                c.plan.green.model_name
+            ),
+        );
+    }
+}
+
+fn opt_in(c: &mut Checks<'_>) {
+    const ID: &str = "endpoint-opted-in";
+    let Some(tags) = &c.look.endpoint_tags else {
+        return;
+    };
+    c.check(ID);
+    let (key, value) = OPT_IN_TAG;
+    if !tags.iter().any(|(k, v)| k == key && v == value) {
+        c.find(
+            ID,
+            Severity::Blocking,
+            format!(
+                "endpoint {} does not carry the tag {key}={value}, and Guardrails may only change                  endpoints that do (infra/template.yaml): aws sagemaker add-tags --resource-arn                  <endpoint arn> --tags Key={key},Value={value}",
+                c.plan.endpoint_name
+            ),
+        );
+    }
+}
+
+fn kind(c: &mut Checks<'_>) {
+    const ID: &str = "endpoint-type-supported";
+    let Some(kind) = c.look.kind else {
+        return;
+    };
+    c.check(ID);
+    let what = if kind.asynchronous {
+        Some(
+            "asynchronous (AsyncInferenceConfig): the configs Guardrails makes do not carry it              yet, and SageMaker refuses an update that drops it",
+        )
+    } else if kind.inference_components {
+        Some(
+            "an endpoint of inference components: its models are deployed as components, not              as variants Guardrails can shift between",
+        )
+    } else if kind.serverless {
+        Some(
+            "serverless: the configs Guardrails makes run the new model on instances, which              would change the endpoint's type",
+        )
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        c.find(
+            ID,
+            Severity::Blocking,
+            format!(
+                "endpoint {} is {what}; neither engine deploys to it yet",
+                c.plan.endpoint_name
+            ),
+        );
+    }
+}
+
+/// The most instances of each type the plan runs at once on this endpoint (`plan::cost`).
+fn peak_by_type(plan: &Plan) -> BTreeMap<String, u32> {
+    let (blue, green) = (&plan.blue, &plan.green);
+    if blue.instance_type == green.instance_type {
+        return BTreeMap::from([(blue.instance_type.clone(), plan.fleets.peak_instances)]);
+    }
+    let first = plan.steps.first().map_or(1, |s| s.green_instances);
+    let (blue_peak, green_peak) = match plan.engine {
+        // Blue's original and its copy while provisioning; green and green alone at the end.
+        Engine::Variant => (2 * blue.instance_count, first.max(2 * green.instance_count)),
+        Engine::Native => (blue.instance_count, green.instance_count),
+    };
+    BTreeMap::from([
+        (blue.instance_type.clone(), blue_peak),
+        (green.instance_type.clone(), green_peak),
+    ])
+}
+
+fn quota(c: &mut Checks<'_>) {
+    const ID: &str = "instance-quota-covers-peak";
+    if c.look.quotas.is_empty() {
+        return;
+    }
+    c.check(ID);
+    for (instance_type, peak) in peak_by_type(c.plan) {
+        let Some(&quota) = c.look.quotas.get(&instance_type) else {
+            continue;
+        };
+        if peak > quota {
+            c.find(
+                ID,
+                Severity::Blocking,
+                format!(
+                    "the deployment runs up to {peak} {instance_type} instances at once on this                      endpoint (old and new fleets during updates), over the account's quota of                      {quota} ('{instance_type} for endpoint usage'): request an increase in                      Service Quotas, or deploy with fewer instances"
+                ),
+            );
+        }
     }
 }
 

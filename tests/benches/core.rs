@@ -128,6 +128,10 @@ fn main() {
         alarms: std::collections::BTreeMap::new(),
         alarms_with_recent_data: Vec::new(),
         active_deployment: None,
+        model_exists: Some(true),
+        endpoint_tags: Some(vec![("guardrails:managed".to_owned(), "true".to_owned())]),
+        kind: Some(guardrails::ports::EndpointKind::default()),
+        quotas: std::collections::BTreeMap::from([("ml.m5.xlarge".to_owned(), 50)]),
     };
     report(
         "preflight: every check of a native canary",

@@ -40,7 +40,13 @@ const RECONCILE: [&str; 17] = [
 
 fn calls_of(function: &str) -> BTreeSet<String> {
     let extra: &[&str] = match function {
-        "start-deployment" => &["cloudwatch:GetMetricData", "sagemaker:CreateModel"],
+        "start-deployment" => &[
+            "cloudwatch:GetMetricData",
+            "sagemaker:CreateModel",
+            "sagemaker:DescribeModel",
+            "sagemaker:ListTags",
+            "servicequotas:ListServiceQuotas",
+        ],
         "endpoint-events" => &[],
         "bake-watcher" => &["dynamodb:Scan", "dynamodb:Query", "dynamodb:UpdateItem"],
         "rollback-notifier" => {
@@ -230,10 +236,20 @@ fn every_sdk_call_of_the_code_is_named_and_in_the_table() {
     for (file, service) in services {
         let text = std::fs::read_to_string(repo_root().join("shared/src/aws").join(file)).unwrap();
         let squashed: String = text.split_whitespace().collect();
-        let called: BTreeSet<String> = squashed
-            .match_indices("client.")
-            .filter_map(|(i, _)| {
-                let rest = &squashed[i + "client.".len()..];
+        let called: BTreeSet<String> = ["client.", "quotas."]
+            .iter()
+            .flat_map(|prefix| {
+                squashed
+                    .match_indices(prefix)
+                    .map(move |(i, _)| (i, *prefix))
+            })
+            .filter_map(|(i, prefix)| {
+                let service = if prefix == "quotas." {
+                    "servicequotas"
+                } else {
+                    service
+                };
+                let rest = &squashed[i + prefix.len()..];
                 let op = rest.split("()").next()?;
                 op.chars()
                     .all(|c| c.is_ascii_lowercase() || c == '_')

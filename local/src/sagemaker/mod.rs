@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::events::Outgoing;
-use crate::rollout::{Durations, Rollout, Tick};
+use crate::rollout::Rollout;
 use crate::{ApiError, Ms, secs};
 
+mod endpoints;
+pub mod fleets;
 pub mod iam;
+pub mod rules;
 mod shapes;
 
 use shapes::describe;
@@ -41,6 +44,8 @@ pub struct ConfigVariant {
 struct Config {
     variants: Vec<ConfigVariant>,
     created: Ms,
+    /// The request as given: DescribeEndpointConfig returns every field of it.
+    raw: Value,
 }
 
 /// A variant as it serves.
@@ -70,6 +75,8 @@ struct Pending {
     done_at: Ms,
     /// How the change ends, decided when it began (a fault injected beforehand).
     outcome: Outcome,
+    /// The fleets the change provisioned: `(variant, fleet id)`.
+    new_fleets: Vec<(String, u32)>,
 }
 
 /// How the next update of an endpoint ends.
@@ -100,6 +107,10 @@ pub struct Endpoint {
     last_deployment_config: Option<Value>,
     created: Ms,
     modified: Ms,
+    /// Every fleet the endpoint had, and the instances running over time.
+    pub fleets: fleets::Fleets,
+    /// The fleet serving each variant of the current config: `(variant, fleet id)`.
+    serving: Vec<(String, u32)>,
 }
 
 /// Delays of asynchronous changes, in milliseconds.
@@ -253,7 +264,8 @@ impl SageMaker {
 
     fn create_model(&mut self, input: &Value, now: Ms) -> Result<Value, ApiError> {
         let name = str_field(input, "ModelName")?;
-        if self.models.contains_key(name) {
+        rules::name(name, "modelName")?;
+        if self.models.keys().any(|m| m.eq_ignore_ascii_case(name)) {
             return Err(ApiError::validation(format!(
                 "Cannot create already existing model \"{}\".",
                 arn("model", name)
@@ -286,19 +298,27 @@ impl SageMaker {
 
     fn create_config(&mut self, input: &Value, now: Ms) -> Result<Value, ApiError> {
         let name = str_field(input, "EndpointConfigName")?;
-        if self.configs.contains_key(name) {
+        rules::name(name, "endpointConfigName")?;
+        if self.configs.keys().any(|c| c.eq_ignore_ascii_case(name)) {
             return Err(ApiError::validation(format!(
                 "Cannot create already existing endpoint configuration \"{}\".",
                 arn("endpoint-config", name)
             )));
         }
         let mut variants = Vec::new();
-        for v in input
+        for (i, v) in input
             .get("ProductionVariants")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
+            .enumerate()
         {
+            let member = format!("productionVariants.{}.member", i + 1);
+            rules::name(
+                str_field(v, "VariantName")?,
+                &format!("{member}.variantName"),
+            )?;
+            rules::instance_type(v, &member)?;
             let model = str_field(v, "ModelName")?;
             if !self.models.contains_key(model) {
                 return Err(ApiError::validation(format!(
@@ -309,16 +329,21 @@ impl SageMaker {
             variants.push(ConfigVariant {
                 name: str_field(v, "VariantName")?.to_owned(),
                 model: model.to_owned(),
+                // A serverless variant has no instances of its own.
                 instance_type: v
                     .get("InstanceType")
                     .and_then(Value::as_str)
-                    .unwrap_or("ml.m5.large")
+                    .unwrap_or_default()
                     .to_owned(),
                 instances: v
                     .get("InitialInstanceCount")
                     .and_then(Value::as_u64)
                     .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(1),
+                    .unwrap_or(if v.get("ServerlessConfig").is_some() {
+                        0
+                    } else {
+                        1
+                    }),
                 weight: v
                     .get("InitialVariantWeight")
                     .and_then(Value::as_f64)
@@ -335,6 +360,7 @@ impl SageMaker {
             Config {
                 variants,
                 created: now,
+                raw: input.clone(),
             },
         );
         self.keep_tags(&arn("endpoint-config", name), input);
@@ -347,18 +373,29 @@ impl SageMaker {
             .configs
             .get(name)
             .ok_or_else(|| not_found("endpoint configuration", name))?;
-        Ok(json!({
-            "EndpointConfigName": name,
-            "EndpointConfigArn": arn("endpoint-config", name),
-            "ProductionVariants": config.variants.iter().map(|v| json!({
-                "VariantName": v.name,
-                "ModelName": v.model,
-                "InstanceType": v.instance_type,
-                "InitialInstanceCount": v.instances,
-                "InitialVariantWeight": v.weight,
-            })).collect::<Vec<_>>(),
-            "CreationTime": secs(config.created),
-        }))
+        // Every field as it was given (Tags aside: ListTags has them), as AWS returns them.
+        let mut out = config.raw.clone();
+        if let Value::Object(map) = &mut out {
+            map.remove("Tags");
+            map.insert(
+                "EndpointConfigArn".to_owned(),
+                json!(arn("endpoint-config", name)),
+            );
+            map.insert("CreationTime".to_owned(), json!(secs(config.created)));
+        }
+        Ok(out)
+    }
+
+    /// Whether `config` is asynchronous (has an `AsyncInferenceConfig`).
+    fn is_async(&self, config: &str) -> bool {
+        self.configs
+            .get(config)
+            .is_some_and(|c| c.raw.get("AsyncInferenceConfig").is_some())
+    }
+
+    /// The fleets endpoint `name` had, and the instances running over time.
+    pub fn fleets(&self, name: &str) -> Option<&fleets::Fleets> {
+        self.endpoints.get(name).map(|e| &e.fleets)
     }
 
     fn live_variants(&self, config: &str) -> Result<Vec<LiveVariant>, ApiError> {
@@ -380,407 +417,4 @@ impl SageMaker {
             })
             .collect())
     }
-
-    fn create_endpoint(
-        &mut self,
-        input: &Value,
-        now: Ms,
-        events: &mut Vec<Outgoing>,
-    ) -> Result<Value, ApiError> {
-        let name = str_field(input, "EndpointName")?;
-        let config = str_field(input, "EndpointConfigName")?;
-        if self.endpoints.contains_key(name) {
-            return Err(ApiError::validation(format!(
-                "Cannot create already existing endpoint \"{}\".",
-                arn("endpoint", name)
-            )));
-        }
-        let variants = self.live_variants(config)?;
-        let outcome = self.next_outcome.remove(name).unwrap_or(Outcome::Succeeds);
-        let endpoint = Endpoint {
-            name: name.to_owned(),
-            status: "Creating",
-            config: config.to_owned(),
-            variants,
-            failure_reason: None,
-            pending: Some(Pending {
-                change: Change::Config(config.to_owned()),
-                done_at: now + self.delays.create_ms,
-                outcome,
-            }),
-            last_deployment_config: None,
-            created: now,
-            modified: now,
-        };
-        events.push(Outgoing::endpoint_state(&endpoint));
-        self.endpoints.insert(name.to_owned(), endpoint);
-        self.keep_tags(&arn("endpoint", name), input);
-        Ok(json!({ "EndpointArn": arn("endpoint", name) }))
-    }
-
-    fn updatable(&mut self, name: &str) -> Result<&mut Endpoint, ApiError> {
-        let endpoint = self
-            .endpoints
-            .get_mut(name)
-            .ok_or_else(|| not_found("endpoint", name))?;
-        match endpoint.status {
-            "Creating" | "Updating" | "SystemUpdating" | "RollingBack" | "Deleting" => {
-                Err(ApiError::validation(format!(
-                    "Cannot update in-progress endpoint \"{}\".",
-                    arn("endpoint", name)
-                )))
-            }
-            "Failed" => Err(ApiError::validation(format!(
-                "Cannot update failed endpoint \"{}\": only DeleteEndpoint is allowed.",
-                arn("endpoint", name)
-            ))),
-            _ => Ok(endpoint),
-        }
-    }
-
-    fn update_endpoint(
-        &mut self,
-        input: &Value,
-        now: Ms,
-        events: &mut Vec<Outgoing>,
-    ) -> Result<Value, ApiError> {
-        let name = str_field(input, "EndpointName")?;
-        let config = str_field(input, "EndpointConfigName")?;
-        let new_variants = self.live_variants(config)?;
-        let delays = self.delays;
-        let retain = input
-            .get("RetainDeploymentConfig")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let given = input.get("DeploymentConfig").cloned();
-        let endpoint = self.updatable(name)?;
-        let deployment_config = match (given, retain) {
-            (Some(_), true) => {
-                return Err(ApiError::validation(
-                    "DeploymentConfig and RetainDeploymentConfig cannot both be set",
-                ));
-            }
-            (Some(c), false) => Some(c),
-            (None, true) => endpoint.last_deployment_config.clone(),
-            (None, false) => None,
-        };
-        let guarded = deployment_config.as_ref().is_some_and(|c| {
-            c.get("BlueGreenUpdatePolicy").is_some() || c.get("RollingUpdatePolicy").is_some()
-        });
-        let outcome = self.next_outcome.remove(name).unwrap_or(Outcome::Succeeds);
-        let endpoint = self.updatable(name)?;
-        let change = if guarded {
-            let durations = Durations {
-                provision_ms: delays.update_ms,
-                shift_ms: delays.weights_ms,
-            };
-            let rollout = Rollout::new(
-                deployment_config.as_ref().unwrap_or(&Value::Null),
-                (&endpoint.config, &endpoint.variants),
-                (config, new_variants),
-                now,
-                durations,
-                outcome.clone(),
-            )
-            .map_err(ApiError::validation)?;
-            Change::Rollout(Box::new(rollout))
-        } else {
-            Change::Config(config.to_owned())
-        };
-        if deployment_config.is_some() {
-            endpoint.last_deployment_config = deployment_config;
-        }
-        let done_at = match change {
-            // A rollout ends when its own steps do (`advance_rollout`).
-            Change::Rollout(_) => Ms::MAX,
-            _ => now + delays.update_ms,
-        };
-        endpoint.begin("Updating", change, done_at, outcome, now, events);
-        if guarded {
-            events.push(Outgoing::deployment_state(endpoint));
-        }
-        Ok(json!({ "EndpointArn": arn("endpoint", name) }))
-    }
-
-    fn update_weights(
-        &mut self,
-        input: &Value,
-        now: Ms,
-        events: &mut Vec<Outgoing>,
-    ) -> Result<Value, ApiError> {
-        let name = str_field(input, "EndpointName")?;
-        let delay = self.delays.weights_ms;
-        let endpoint = self.updatable(name)?;
-        let mut changes = Vec::new();
-        for d in input
-            .get("DesiredWeightsAndCapacities")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let variant = str_field(d, "VariantName")?;
-            let Some(live) = endpoint.variants.iter_mut().find(|v| v.name == variant) else {
-                return Err(ApiError::validation(format!(
-                    "The variant name(s) [{variant}] is/are not present in the endpoint."
-                )));
-            };
-            let weight = d.get("DesiredWeight").and_then(Value::as_f64);
-            let count = d
-                .get("DesiredInstanceCount")
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok());
-            if weight.is_some_and(|w| w < 0.0) {
-                return Err(ApiError::validation("DesiredWeight must be at least 0"));
-            }
-            if let Some(w) = weight {
-                live.desired_weight = w;
-            }
-            if let Some(n) = count {
-                live.desired_instances = n;
-            }
-            changes.push((variant.to_owned(), weight, count));
-        }
-        let change = Change::Weights(changes);
-        endpoint.begin(
-            "Updating",
-            change,
-            now + delay,
-            Outcome::Succeeds,
-            now,
-            events,
-        );
-        Ok(json!({ "EndpointArn": arn("endpoint", name) }))
-    }
-
-    fn delete_endpoint(
-        &mut self,
-        input: &Value,
-        now: Ms,
-        events: &mut Vec<Outgoing>,
-    ) -> Result<Value, ApiError> {
-        let name = str_field(input, "EndpointName")?;
-        let endpoint = self
-            .endpoints
-            .get_mut(name)
-            .ok_or_else(|| not_found("endpoint", name))?;
-        if matches!(
-            endpoint.status,
-            "Creating" | "Updating" | "SystemUpdating" | "RollingBack"
-        ) {
-            return Err(ApiError::validation(format!(
-                "Cannot update in-progress endpoint \"{}\".",
-                arn("endpoint", name)
-            )));
-        }
-        endpoint.begin(
-            "Deleting",
-            Change::Delete,
-            now + 200,
-            Outcome::Succeeds,
-            now,
-            events,
-        );
-        Ok(json!({}))
-    }
-
-    /// Finishes the changes due by `now` and moves SageMaker-run rollouts on; `in_alarm` tells
-    /// whether a CloudWatch alarm is in ALARM.
-    pub fn tick(&mut self, now: Ms, in_alarm: &dyn Fn(&str) -> bool, events: &mut Vec<Outgoing>) {
-        for endpoint in self.endpoints.values_mut() {
-            advance_rollout(endpoint, now, in_alarm, events);
-        }
-        let due: Vec<String> = self
-            .endpoints
-            .values()
-            .filter(|e| e.pending.as_ref().is_some_and(|p| p.done_at <= now))
-            .map(|e| e.name.clone())
-            .collect();
-        for name in due {
-            self.finish(&name, now, events);
-        }
-    }
-
-    fn finish(&mut self, name: &str, now: Ms, events: &mut Vec<Outgoing>) {
-        let Some(pending) = self.endpoints.get_mut(name).and_then(|e| e.pending.take()) else {
-            return;
-        };
-        if matches!(pending.change, Change::Delete) {
-            if let Some(mut gone) = self.endpoints.remove(name) {
-                gone.status = "Deleted";
-                events.push(Outgoing::endpoint_state(&gone));
-            }
-            return;
-        }
-        let new_variants = match &pending.change {
-            Change::Config(config) => self.live_variants(config).ok(),
-            Change::Rollout(rollout) => Some(rollout.new_variants.clone()),
-            _ => None,
-        };
-        let Some(endpoint) = self.endpoints.get_mut(name) else {
-            return;
-        };
-        endpoint.modified = now;
-        match (&pending.change, &pending.outcome) {
-            (Change::Config(config), Outcome::Succeeds) => {
-                endpoint.status = "InService";
-                endpoint.config = config.clone();
-                endpoint.variants = new_variants.unwrap_or_default();
-                endpoint.failure_reason = None;
-            }
-            (Change::Config(_) | Change::Rollout(_), Outcome::ReturnsToOldConfig(reason)) => {
-                endpoint.status = "InService";
-                endpoint.failure_reason = Some(reason.clone());
-            }
-            (_, Outcome::Fails(reason)) => {
-                endpoint.status = "Failed";
-                endpoint.failure_reason = Some(reason.clone());
-            }
-            (Change::Weights(changes), _) => {
-                endpoint.status = "InService";
-                for (variant, weight, count) in changes {
-                    if let Some(live) = endpoint.variants.iter_mut().find(|v| v.name == *variant) {
-                        if let Some(w) = weight {
-                            live.weight = *w;
-                        }
-                        if let Some(n) = count {
-                            live.instances = *n;
-                        }
-                    }
-                }
-            }
-            (Change::Delete | Change::Config(_) | Change::Rollout(_), _) => {}
-        }
-        events.push(Outgoing::endpoint_state(endpoint));
-    }
-
-    /// For each serving endpoint, which variant (and model) gets which share of requests now.
-    pub fn serving(&self) -> Vec<(String, Vec<Serving>)> {
-        self.endpoints
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.status,
-                    "InService" | "Updating" | "SystemUpdating" | "RollingBack"
-                )
-            })
-            .map(|e| {
-                let total: f64 = e.variants.iter().map(|v| v.weight.max(0.0)).sum();
-                let new_share = match &e.pending {
-                    Some(Pending {
-                        change: Change::Rollout(r),
-                        ..
-                    }) => Some((r.new_share(), r)),
-                    _ => None,
-                };
-                let old_share = 1.0 - new_share.map_or(0.0, |(s, _)| s);
-                let mut shares: Vec<Serving> = e
-                    .variants
-                    .iter()
-                    .map(|v| {
-                        let share = if total > 0.0 {
-                            v.weight.max(0.0) / total
-                        } else {
-                            0.0
-                        };
-                        (
-                            v.name.clone(),
-                            v.model.clone(),
-                            share * old_share,
-                            e.config.clone(),
-                        )
-                    })
-                    .collect();
-                // During a SageMaker-run rollout the new fleet serves its share beside the old.
-                if let Some((share, rollout)) = new_share {
-                    let new_total: f64 =
-                        rollout.new_variants.iter().map(|v| v.weight.max(0.0)).sum();
-                    for v in &rollout.new_variants {
-                        let part = if new_total > 0.0 {
-                            v.weight.max(0.0) / new_total
-                        } else {
-                            0.0
-                        };
-                        shares.push((
-                            v.name.clone(),
-                            v.model.clone(),
-                            share * part,
-                            rollout.new_config.clone(),
-                        ));
-                    }
-                }
-                (e.name.clone(), shares)
-            })
-            .collect()
-    }
-}
-impl Endpoint {
-    /// Starts an asynchronous change: the endpoint is `status` until `done_at`, and says so
-    /// in a "SageMaker Endpoint State Change" event.
-    fn begin(
-        &mut self,
-        status: &'static str,
-        change: Change,
-        done_at: Ms,
-        outcome: Outcome,
-        now: Ms,
-        events: &mut Vec<Outgoing>,
-    ) {
-        self.status = status;
-        self.modified = now;
-        self.pending = Some(Pending {
-            change,
-            done_at,
-            outcome,
-        });
-        events.push(Outgoing::endpoint_state(self));
-    }
-}
-
-/// Moves a SageMaker-run rollout of `e` on, ending it when it is done.
-fn advance_rollout(
-    e: &mut Endpoint,
-    now: Ms,
-    in_alarm: &dyn Fn(&str) -> bool,
-    events: &mut Vec<Outgoing>,
-) {
-    let Some(Pending {
-        change: Change::Rollout(rollout),
-        ..
-    }) = &mut e.pending
-    else {
-        return;
-    };
-    let tick = rollout.tick(now, in_alarm);
-    let new = (rollout.new_config.clone(), rollout.new_variants.clone());
-    if tick == Tick::Same {
-        return;
-    }
-    e.modified = now;
-    if tick == Tick::Moved {
-        events.push(Outgoing::deployment_state(e));
-        return;
-    }
-    e.pending = None;
-    match tick {
-        Tick::Succeeded => {
-            e.status = "InService";
-            (e.config, e.variants) = new;
-            e.failure_reason = None;
-        }
-        Tick::ReturnedToOld(reason) => {
-            e.status = "InService";
-            e.failure_reason = Some(reason);
-        }
-        Tick::Failed(reason) => {
-            e.status = "Failed";
-            e.failure_reason = Some(reason);
-        }
-        Tick::RollbackFailed(reason) => {
-            e.status = "UpdateRollbackFailed";
-            e.failure_reason = Some(reason);
-        }
-        Tick::Same | Tick::Moved => {}
-    }
-    events.push(Outgoing::deployment_state(e));
-    events.push(Outgoing::endpoint_state(e));
 }

@@ -17,20 +17,33 @@ use super::classify;
 use crate::core::{ConfigVariant, EndpointStatus, EndpointView, Progress, VariantView};
 use crate::plan::{Fleet, FleetVariant};
 use crate::policy::{CapacitySize, CapacityType, DeploymentConfig, TrafficRoutingType};
-use crate::ports::{Endpoints, ErrorKind, PortError, PortResult};
+use crate::ports::{EndpointKind, Endpoints, ErrorKind, PortError, PortResult};
 use crate::units::Share;
 
-/// SageMaker, through the SDK.
+/// SageMaker, through the SDK (with Service Quotas for its instance quotas, when given).
 #[derive(Debug, Clone)]
 pub struct SageMakerEndpoints {
     client: Client,
+    quotas: Option<aws_sdk_servicequotas::Client>,
 }
 
 impl SageMakerEndpoints {
     pub fn new(client: Client) -> SageMakerEndpoints {
-        SageMakerEndpoints { client }
+        SageMakerEndpoints {
+            client,
+            quotas: None,
+        }
+    }
+
+    /// Reads SageMaker's endpoint instance quotas through `quotas` for the preflight.
+    pub fn with_quotas(mut self, quotas: aws_sdk_servicequotas::Client) -> SageMakerEndpoints {
+        self.quotas = Some(quotas);
+        self
     }
 }
+
+/// ListServiceQuotas pages to read at most, looking for one quota (SageMaker has a few hundred).
+const MAX_QUOTA_PAGES: usize = 20;
 
 fn status(status: Option<&SdkStatus>) -> PortResult<EndpointStatus> {
     Ok(match status {
@@ -380,6 +393,99 @@ impl Endpoints for SageMakerEndpoints {
             config_name,
             variants,
         }))
+    }
+
+    async fn model_exists(&self, model: &str) -> PortResult<Option<bool>> {
+        match self.client.describe_model().model_name(model).send().await {
+            Ok(_) => Ok(Some(true)),
+            Err(e)
+                if e.message()
+                    .is_some_and(|m| m.contains("Could not find model")) =>
+            {
+                Ok(Some(false))
+            }
+            Err(e) => Err(classify("sagemaker:DescribeModel", &e)),
+        }
+    }
+
+    async fn endpoint_tags(&self, endpoint: &str) -> PortResult<Option<Vec<(String, String)>>> {
+        let Some(out) = self.described(endpoint).await? else {
+            return Ok(None);
+        };
+        let Some(arn) = out.endpoint_arn() else {
+            return Ok(None);
+        };
+        let mut tags = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_tags()
+                .resource_arn(arn)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:ListTags", &e))?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))),
+            );
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(Some(tags))
+    }
+
+    async fn endpoint_kind(&self, config: &str) -> PortResult<Option<EndpointKind>> {
+        let out = self
+            .client
+            .describe_endpoint_config()
+            .endpoint_config_name(config)
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:DescribeEndpointConfig", &e))?;
+        let variants = out.production_variants();
+        Ok(Some(EndpointKind {
+            asynchronous: out.async_inference_config().is_some(),
+            serverless: variants.iter().any(|v| v.serverless_config().is_some()),
+            inference_components: !variants.is_empty()
+                && variants.iter().all(|v| v.model_name().is_none()),
+        }))
+    }
+
+    async fn instance_quota(&self, instance_type: &str) -> PortResult<Option<u32>> {
+        let Some(quotas) = &self.quotas else {
+            return Ok(None);
+        };
+        // SageMaker's name for the quota; AWS does not document the quota codes by type.
+        let name = format!("{instance_type} for endpoint usage");
+        let mut token = None;
+        for _ in 0..MAX_QUOTA_PAGES {
+            let page = quotas
+                .list_service_quotas()
+                .service_code("sagemaker")
+                .max_results(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("servicequotas:ListServiceQuotas", &e))?;
+            if let Some(q) = page
+                .quotas()
+                .iter()
+                .find(|q| q.quota_name() == Some(name.as_str()))
+            {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                return Ok(q.value().map(|v| v.max(0.0) as u32));
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn create_model_from_package(

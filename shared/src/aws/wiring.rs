@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 
 use super::clock::SystemClock;
 use super::cloudwatch::CloudWatchAlarms;
@@ -71,29 +71,61 @@ pub fn settings() -> Result<Settings, ConfigError> {
     })
 }
 
+/// What the functions read from their environment besides the SDK's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub table: String,
+    pub event_bus: String,
+    pub schedule_group: String,
+    pub wake_target_arn: Option<String>,
+    pub scheduler_role_arn: Option<String>,
+    pub topic_arn: Option<String>,
+}
+
+impl Names {
+    /// From `GUARDRAILS_*` (the SAM template sets them; `guardrails-local up` writes them).
+    pub fn from_env() -> Names {
+        Names {
+            table: var_or("GUARDRAILS_TABLE", "guardrails"),
+            event_bus: var_or("GUARDRAILS_EVENT_BUS", "default"),
+            schedule_group: var_or("GUARDRAILS_SCHEDULE_GROUP", "default"),
+            wake_target_arn: var("GUARDRAILS_WAKE_TARGET_ARN"),
+            scheduler_role_arn: var("GUARDRAILS_SCHEDULER_ROLE_ARN"),
+            topic_arn: var("GUARDRAILS_TOPIC_ARN"),
+        }
+    }
+}
+
 /// The driver on the AWS SDK, configured from the environment.
 pub async fn driver() -> Result<Driver, ConfigError> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let wake_target = var("GUARDRAILS_WAKE_TARGET_ARN")
+    driver_with(&sdk, &Names::from_env())
+}
+
+/// The driver on clients of `sdk`, with `names`.
+pub fn driver_with(sdk: &SdkConfig, names: &Names) -> Result<Driver, ConfigError> {
+    let wake_target = names
+        .wake_target_arn
+        .clone()
         .ok_or_else(|| ConfigError("GUARDRAILS_WAKE_TARGET_ARN is not set".to_owned()))?;
-    let scheduler_role = var("GUARDRAILS_SCHEDULER_ROLE_ARN")
+    let scheduler_role = names
+        .scheduler_role_arn
+        .clone()
         .ok_or_else(|| ConfigError("GUARDRAILS_SCHEDULER_ROLE_ARN is not set".to_owned()))?;
     Ok(Driver {
-        endpoints: Arc::new(SageMakerEndpoints::new(aws_sdk_sagemaker::Client::new(
-            &sdk,
-        ))),
-        alarms: Arc::new(CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk))),
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            var_or("GUARDRAILS_TABLE", "guardrails"),
-        )),
+        endpoints: Arc::new(
+            SageMakerEndpoints::new(aws_sdk_sagemaker::Client::new(sdk))
+                .with_quotas(aws_sdk_servicequotas::Client::new(sdk)),
+        ),
+        alarms: Arc::new(CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(sdk))),
+        store: Arc::new(store_with(sdk, names)),
         bus: Arc::new(EventBridgeBus::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            var_or("GUARDRAILS_EVENT_BUS", "default"),
+            aws_sdk_eventbridge::Client::new(sdk),
+            names.event_bus.clone(),
         )),
         waker: Arc::new(SchedulerWaker::new(
-            aws_sdk_scheduler::Client::new(&sdk),
-            &var_or("GUARDRAILS_SCHEDULE_GROUP", "default"),
+            aws_sdk_scheduler::Client::new(sdk),
+            &names.schedule_group,
             &wake_target,
             &scheduler_role,
         )),
@@ -105,10 +137,17 @@ pub async fn driver() -> Result<Driver, ConfigError> {
 /// The SNS topic pages go to.
 pub async fn pager() -> Result<super::sns::SnsTopic, ConfigError> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let topic = var("GUARDRAILS_TOPIC_ARN")
+    pager_with(&sdk, &Names::from_env())
+}
+
+/// The pages topic on clients of `sdk`.
+pub fn pager_with(sdk: &SdkConfig, names: &Names) -> Result<super::sns::SnsTopic, ConfigError> {
+    let topic = names
+        .topic_arn
+        .clone()
         .ok_or_else(|| ConfigError("GUARDRAILS_TOPIC_ARN is not set".to_owned()))?;
     Ok(super::sns::SnsTopic::new(
-        aws_sdk_sns::Client::new(&sdk),
+        aws_sdk_sns::Client::new(sdk),
         topic,
     ))
 }
@@ -116,8 +155,10 @@ pub async fn pager() -> Result<super::sns::SnsTopic, ConfigError> {
 /// The deployments table alone (the notifier reads the audit trail and records its pages).
 pub async fn store() -> DynamoStore {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        var_or("GUARDRAILS_TABLE", "guardrails"),
-    )
+    store_with(&sdk, &Names::from_env())
+}
+
+/// The deployments table on clients of `sdk`.
+pub fn store_with(sdk: &SdkConfig, names: &Names) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), names.table.clone())
 }

@@ -9,6 +9,7 @@
 //! 50% of 3 is 2. A size given in instances becomes the share `count / fleet`, rounded down to a
 //! basis point (1 of 3 is 33.33%).
 
+pub mod cost;
 mod render;
 mod steps;
 
@@ -84,6 +85,9 @@ pub struct Plan {
     /// The checks run against the endpoint before any change (absent offline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<crate::preflight::Preflight>,
+    /// The fleets the deployment provisions and the instances they run (`cost`).
+    #[serde(default)]
+    pub fleets: cost::FleetCost,
 }
 
 /// One step: move green to `green_share` of requests, then bake.
@@ -257,7 +261,9 @@ impl Plan {
             warnings: schedule.notes,
             native_config: (engine == Engine::Native).then(|| policy.deployment_config.clone()),
             preflight: None,
+            fleets: cost::FleetCost::default(),
         };
+        plan.fleets = cost::of(&plan);
         plan.warnings.extend(warnings(&plan));
         Ok(plan)
     }

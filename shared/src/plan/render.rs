@@ -57,6 +57,23 @@ impl fmt::Display for Plan {
                 last.unwrap_or_default()
             )?;
         }
+        let cost = &self.fleets;
+        let rollback = if cost.rollback_provisionings > 0 {
+            format!(
+                "; a rollback provisions {} more",
+                cost.rollback_provisionings
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "  fleets: {} provisioned, at most {} instances at once, {:.2} instance-hours beyond blue's {} during the bakes{rollback}",
+            cost.provisionings,
+            cost.peak_instances,
+            cost.extra_instance_hours(),
+            self.blue.instance_count,
+        )?;
         let origin = if self.timeout_from_policy {
             "MaximumExecutionTimeoutInSeconds"
         } else {

@@ -91,6 +91,10 @@ fn good() -> Look {
         )]),
         alarms_with_recent_data: vec![ALARM.to_owned()],
         active_deployment: None,
+        model_exists: Some(true),
+        endpoint_tags: Some(vec![("guardrails:managed".to_owned(), "true".to_owned())]),
+        kind: Some(EndpointKind::default()),
+        quotas: BTreeMap::from([("ml.m5.xlarge".to_owned(), 50)]),
     }
 }
 
@@ -116,6 +120,10 @@ fn all_is_well_finds_nothing_and_lists_every_check() {
         [
             "endpoint-in-service",
             "no-active-deployment",
+            "model-exists",
+            "endpoint-opted-in",
+            "endpoint-type-supported",
+            "instance-quota-covers-peak",
             "alarms-exist",
             "alarms-not-firing",
             "alarms-have-recent-data",
@@ -338,4 +346,102 @@ fn the_report_shows_every_check_with_its_severity() {
         text.contains("  warning   alarms-have-recent-data: alarm fraud-5xx"),
         "{text}"
     );
+}
+
+#[test]
+fn a_missing_model_blocks_before_any_change() {
+    let look = Look {
+        model_exists: Some(false),
+        ..good()
+    };
+    let p = check(&variant_engine(), &look);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.check == "model-exists")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Blocking);
+    assert!(
+        f.message.starts_with("model fraud-v2 does not exist"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn an_endpoint_without_the_opt_in_tag_blocks_and_says_how_to_tag_it() {
+    let look = Look {
+        endpoint_tags: Some(vec![("team".to_owned(), "ml".to_owned())]),
+        ..good()
+    };
+    let p = check(&variant_engine(), &look);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.check == "endpoint-opted-in")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Blocking);
+    assert!(
+        f.message.contains("Key=guardrails:managed,Value=true"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn a_quota_below_the_peak_blocks_naming_both() {
+    let plan = variant_engine();
+    let peak = plan.fleets.peak_instances;
+    let mut look = good();
+    look.quotas.insert("ml.m5.xlarge".to_owned(), peak - 1);
+    let p = check(&plan, &look);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.check == "instance-quota-covers-peak")
+        .unwrap();
+    assert!(
+        f.message
+            .contains(&format!("up to {peak} ml.m5.xlarge instances")),
+        "{}",
+        f.message
+    );
+    look.quotas.insert("ml.m5.xlarge".to_owned(), peak);
+    assert!(
+        check(&plan, &look)
+            .findings
+            .iter()
+            .all(|f| f.check != "instance-quota-covers-peak")
+    );
+}
+
+#[test]
+fn asynchronous_serverless_and_component_endpoints_are_blocked_for_now() {
+
+    for kind in [
+        EndpointKind {
+            asynchronous: true,
+            ..EndpointKind::default()
+        },
+        EndpointKind {
+            serverless: true,
+            ..EndpointKind::default()
+        },
+        EndpointKind {
+            inference_components: true,
+            ..EndpointKind::default()
+        },
+    ] {
+        let look = Look {
+            kind: Some(kind),
+            ..good()
+        };
+        let p = check(&variant_engine(), &look);
+        assert!(
+            p.findings
+                .iter()
+                .any(|f| f.check == "endpoint-type-supported" && f.severity == Severity::Blocking),
+            "{kind:?}"
+        );
+    }
 }
