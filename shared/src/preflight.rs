@@ -217,7 +217,8 @@ fn model(c: &mut Checks<'_>) {
             ID,
             Severity::Blocking,
             format!(
-                "model {} does not exist: create it, or fix its name (SageMaker would refuse                  the new endpoint config with Could not find model)",
+                "model {} does not exist: create it, or fix its name (SageMaker would refuse \
+                 the new endpoint config with Could not find model)",
                 c.plan.green.model_name
             ),
         );
@@ -236,7 +237,9 @@ fn opt_in(c: &mut Checks<'_>) {
             ID,
             Severity::Blocking,
             format!(
-                "endpoint {} does not carry the tag {key}={value}, and Guardrails may only change                  endpoints that do (infra/template.yaml): aws sagemaker add-tags --resource-arn                  <endpoint arn> --tags Key={key},Value={value}",
+                "endpoint {} does not carry the tag {key}={value}, and Guardrails may only change \
+                 endpoints that do (infra/template.yaml): aws sagemaker add-tags --resource-arn \
+                 <endpoint arn> --tags Key={key},Value={value}",
                 c.plan.endpoint_name
             ),
         );
@@ -251,15 +254,18 @@ fn kind(c: &mut Checks<'_>) {
     c.check(ID);
     let what = if kind.asynchronous {
         Some(
-            "asynchronous (AsyncInferenceConfig): the configs Guardrails makes do not carry it              yet, and SageMaker refuses an update that drops it",
+            "asynchronous (AsyncInferenceConfig): the configs Guardrails makes do not carry it \
+             yet, and SageMaker refuses an update that drops it",
         )
     } else if kind.inference_components {
         Some(
-            "an endpoint of inference components: its models are deployed as components, not              as variants Guardrails can shift between",
+            "an endpoint of inference components: its models are deployed as components, not \
+             as variants Guardrails can shift between",
         )
     } else if kind.serverless {
         Some(
-            "serverless: the configs Guardrails makes run the new model on instances, which              would change the endpoint's type",
+            "serverless: the configs Guardrails makes run the new model on instances, which \
+             would change the endpoint's type",
         )
     } else {
         None
@@ -309,7 +315,10 @@ fn quota(c: &mut Checks<'_>) {
                 ID,
                 Severity::Blocking,
                 format!(
-                    "the deployment runs up to {peak} {instance_type} instances at once on this                      endpoint (old and new fleets during updates), over the account's quota of                      {quota} ('{instance_type} for endpoint usage'): request an increase in                      Service Quotas, or deploy with fewer instances"
+                    "the deployment runs up to {peak} {instance_type} instances at once on this \
+                     endpoint (old and new fleets during updates), over the account's quota of \
+                     {quota} ('{instance_type} for endpoint usage'): request an increase in \
+                     Service Quotas, or deploy with fewer instances"
                 ),
             );
         }

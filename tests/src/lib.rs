@@ -4,6 +4,7 @@
 // Test support: a fixture that cannot be built should stop the test loudly.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod flow;
 pub mod harness;
 pub mod local;
 pub mod sim;

@@ -417,7 +417,6 @@ fn a_quota_below_the_peak_blocks_naming_both() {
 
 #[test]
 fn asynchronous_serverless_and_component_endpoints_are_blocked_for_now() {
-
     for kind in [
         EndpointKind {
             asynchronous: true,

@@ -1,0 +1,275 @@
+//! The deployed flow on the local stack, in one process: the stack wired as the SAM template
+//! wires AWS (`guardrails_local::wiring`: the table, the pages topic with its inbox, the
+//! EventBridge rules from the template delivering to queues, due wake-ups and the sweep), and
+//! the four functions' handlers, each built as its `main.rs` builds it but on clients signed
+//! with its own role's credentials, receiving what the router delivers. A test sends what users
+//! send (a deployment request, a command) and reads what they read (our events, the pages).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use guardrails::aws::clock::SystemClock;
+use guardrails::aws::dynamodb::DynamoStore;
+use guardrails::aws::sns::SnsTopic;
+use guardrails::aws::wiring::{Names, driver_with, pager_with, store_with};
+use guardrails::driver::Driver;
+use guardrails::handlers::{self, Settings};
+use guardrails_local::iam::template;
+use guardrails_local::stack::LocalStack;
+use guardrails_local::wiring::{self, Invoker, Wired};
+use serde_json::Value;
+
+use crate::local::Clients;
+
+/// The functions' handlers in this process, each on its own role.
+struct InProcess {
+    start: Driver,
+    endpoint_events: Driver,
+    bake_watcher: Driver,
+    notifier_store: DynamoStore,
+    pager: SnsTopic,
+    settings: Settings,
+}
+
+#[async_trait]
+impl Invoker for InProcess {
+    async fn invoke(&self, function: &str, payload: &str) -> Result<(u16, String), String> {
+        let event: Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        let handled = match function {
+            "start-deployment" => {
+                handlers::start_deployment(&self.start, &self.settings, &event).await
+            }
+            "endpoint-events" => handlers::endpoint_events(&self.endpoint_events, &event).await,
+            "bake-watcher" => handlers::bake_watcher(&self.bake_watcher, &event).await,
+            "rollback-notifier" => {
+                handlers::rollback_notifier(
+                    &self.notifier_store,
+                    &self.pager,
+                    &SystemClock,
+                    &self.settings,
+                    &event,
+                )
+                .await
+            }
+            other => return Err(format!("no function {other}")),
+        };
+        match handled {
+            Ok(h) => Ok((200, serde_json::to_string(&h).unwrap_or_default())),
+            Err(e) => Ok((500, e.to_string())),
+        }
+    }
+}
+
+/// The local stack with the functions running on it.
+#[allow(missing_debug_implementations)]
+pub struct Flow {
+    pub stack: LocalStack,
+    /// The local administrator's clients (what a person or a pipeline uses).
+    pub admin: Clients,
+    pub wired: Wired,
+    router: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.router.abort();
+    }
+}
+
+/// How often the sweep runs here (60 s on AWS).
+const SWEEP: Duration = Duration::from_secs(2);
+/// The longest a story may take before it is called stuck.
+pub const STORY_LIMIT: Duration = Duration::from_secs(90);
+
+impl Flow {
+    /// Starts the stack authorizing with `template`'s roles, wires it, and runs the functions.
+    pub async fn start(template: &Path) -> Flow {
+        let config = guardrails_local::Config {
+            delays: guardrails_local::sagemaker::Delays {
+                create_ms: 600,
+                update_ms: 1_200,
+                weights_ms: 300,
+            },
+            tick: Duration::from_millis(100),
+            ..guardrails_local::Config::default()
+        };
+        let stack = LocalStack::start_with(config, template)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));
+        let admin = Clients::new(&stack);
+        let text = std::fs::read_to_string(template).unwrap_or_default();
+        let wired = wiring::provision(&stack.sdk_config(), &text)
+            .await
+            .unwrap_or_else(|e| panic!("cannot wire the local stack: {e}"));
+        let local = template::Names::local();
+        let names = Names {
+            table: wired.table.clone(),
+            event_bus: "default".to_owned(),
+            schedule_group: "default".to_owned(),
+            wake_target_arn: local
+                .attributes
+                .get(&("BakeWatcherFunction".to_owned(), "Arn".to_owned()))
+                .cloned(),
+            scheduler_role_arn: local
+                .attributes
+                .get(&("SchedulerRole".to_owned(), "Arn".to_owned()))
+                .cloned(),
+            topic_arn: Some(wired.topic_arn.clone()),
+        };
+        let driver = |function: &str| {
+            driver_with(&stack.function_sdk_config(function), &names)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let notifier = stack.function_sdk_config("rollback-notifier");
+        let invoker = InProcess {
+            start: driver("start-deployment"),
+            endpoint_events: driver("endpoint-events"),
+            bake_watcher: driver("bake-watcher"),
+            notifier_store: store_with(&notifier, &names),
+            pager: pager_with(&notifier, &names).unwrap_or_else(|e| panic!("{e}")),
+            settings: Settings {
+                model_role_arn: local.parameters.get("ModelRoleArn").cloned(),
+                table: wired.table.clone(),
+                ..Settings::default()
+            },
+        };
+        let router = tokio::spawn(wiring::route(
+            stack.sdk_config(),
+            wired.clone(),
+            Arc::new(invoker),
+            SWEEP,
+        ));
+        Flow {
+            stack,
+            admin,
+            wired,
+            router,
+        }
+    }
+
+    /// Puts an event on the default bus as the administrator (what a pipeline does).
+    pub async fn send(&self, detail_type: &str, detail: &Value) {
+        let entry = PutEventsRequestEntry::builder()
+            .source("guardrails")
+            .detail_type(detail_type)
+            .detail(detail.to_string())
+            .build();
+        let out = self
+            .admin
+            .eventbridge
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutEvents: {e:?}"));
+        assert_eq!(out.failed_entry_count(), 0, "EventBridge refused the event");
+    }
+
+    /// Our events (state changes and refusals) as they arrive, oldest first, for `within`.
+    pub async fn events(&self, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut events = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            let Ok(out) = self
+                .admin
+                .sqs
+                .receive_message()
+                .queue_url(&self.wired.timeline_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            if out.messages().is_empty() && !events.is_empty() {
+                break;
+            }
+            for m in out.messages() {
+                if let Ok(v) = serde_json::from_str::<Value>(m.body().unwrap_or("{}")) {
+                    events.push(v);
+                }
+                if let Some(handle) = m.receipt_handle() {
+                    let _ = self
+                        .admin
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.wired.timeline_queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await;
+                }
+            }
+        }
+        events
+    }
+
+    /// Waits for the event `pick` accepts (reading our events as they come); every event read
+    /// on the way is kept in `seen`.
+    pub async fn until(&self, seen: &mut Vec<Value>, pick: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + STORY_LIMIT;
+        loop {
+            if let Some(found) = seen.iter().find(|e| pick(e)) {
+                return found.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {STORY_LIMIT:?}; events so far: {seen:#?}"
+            );
+            seen.extend(self.events(Duration::from_secs(1)).await);
+        }
+    }
+
+    /// The final event of deployment `id`.
+    pub async fn outcome(&self, seen: &mut Vec<Value>, id: &str) -> Value {
+        self.until(seen, |e| {
+            e["detail"]["deploymentId"] == id && !e["detail"]["outcome"].is_null()
+        })
+        .await
+    }
+
+    /// The pages on-call receives for an outcome just published: waits for the first (at
+    /// most `STORY_LIMIT`), then a little longer for any duplicate. `(subject, message)`.
+    pub async fn pages(&self) -> Vec<(String, String)> {
+        let deadline = tokio::time::Instant::now() + STORY_LIMIT;
+        let mut pages = Vec::new();
+        let mut quiet = 0;
+        while quiet < 2 && tokio::time::Instant::now() < deadline {
+            let out = self
+                .admin
+                .sqs
+                .receive_message()
+                .queue_url(&self.wired.pages_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("ReceiveMessage: {e:?}"));
+            if out.messages().is_empty() && !pages.is_empty() {
+                quiet += 1;
+            }
+            for m in out.messages() {
+                let envelope: Value =
+                    serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
+                pages.push((
+                    envelope["Subject"].as_str().unwrap_or("").to_owned(),
+                    envelope["Message"].as_str().unwrap_or("").to_owned(),
+                ));
+                if let Some(handle) = m.receipt_handle() {
+                    let _ = self
+                        .admin
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.wired.pages_queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await;
+                }
+            }
+        }
+        pages
+    }
+}
