@@ -15,7 +15,6 @@
     clippy::cast_possible_wrap
 )]
 
-mod alarms;
 pub mod cbor;
 pub mod cloudwatch;
 mod control;
@@ -256,8 +255,8 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
                 let now = now_ms();
                 let mut events = Vec::new();
                 let emulator = &mut *emulator;
-                let alarms = &emulator.cloudwatch.alarms;
-                let in_alarm = |name: &str| alarms.get(name).is_some_and(|a| a.state == "ALARM");
+                let cloudwatch = &emulator.cloudwatch;
+                let in_alarm = |name: &str| cloudwatch.state_of(name) == Some("ALARM");
                 emulator.sagemaker.tick(now, &in_alarm, &mut events);
                 traffic::tick(
                     &emulator.sagemaker,

@@ -1,9 +1,18 @@
-//! CloudWatch metrics and alarms, evaluated from the data the way CloudWatch does: each alarm
-//! looks at its last `EvaluationPeriods` periods, a period with no data is treated as its
-//! `TreatMissingData` says, `DatapointsToAlarm` breaching periods put it in ALARM, and it starts
-//! in INSUFFICIENT_DATA. Every state change is queued as a "CloudWatch Alarm State Change" event.
+//! CloudWatch, as the local stack serves it: metric data (`metrics`, with metric math in
+//! `math`), metric and composite alarms (`alarm`, `composite`, their operations in
+//! `operations`) evaluated from the data the way CloudWatch does, in the three protocols its
+//! clients speak (`wire`), authorized as IAM authorizes it (`iam`). A metric alarm looks at its
+//! last `EvaluationPeriods` periods, treats a period without data as its `TreatMissingData` says,
+//! goes to ALARM with `DatapointsToAlarm` breaching periods and starts in INSUFFICIENT_DATA; a
+//! composite alarm follows its rule. Every state change is queued as a "CloudWatch Alarm State
+//! Change" event.
 
+pub mod alarm;
+pub mod composite;
 pub mod iam;
+pub mod math;
+pub mod metrics;
+mod operations;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -11,114 +20,26 @@ use std::collections::BTreeMap;
 use ciborium::Value as Cbor;
 use serde_json::Value;
 
-use crate::alarms::{Alarm, change_state, judge};
-use crate::cbor::{double, int, list, map, text, timestamp};
 use crate::events::Outgoing;
 use crate::{ApiError, Ms};
+use alarm::{Alarm, Source, change_state, judge};
+use composite::Composite;
+pub use metrics::{Datapoint, Stat};
 
 /// How long datapoints are kept: three hours is more than any test or demo needs.
 const RETENTION_MS: i64 = 3 * 3_600_000;
-/// The most samples kept per datapoint for percentiles.
-const MAX_SAMPLES: usize = 1_000;
+/// How many rounds composite alarms are judged in one evaluation: a rule naming a composite
+/// that changed in this round is judged again in the next.
+const COMPOSITE_ROUNDS: usize = 8;
 
 /// Namespace, metric name and sorted dimensions.
 pub type MetricKey = (String, String, Vec<(String, String)>);
-
-/// What was recorded for a metric at one instant.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Datapoint {
-    pub at: Ms,
-    pub count: f64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    pub samples: Vec<f64>,
-}
-
-impl Datapoint {
-    pub fn values(at: Ms, values: &[f64]) -> Datapoint {
-        let mut samples = values.to_vec();
-        samples.truncate(MAX_SAMPLES);
-        Datapoint {
-            at,
-            count: values.len() as f64,
-            sum: values.iter().sum(),
-            min: values.iter().copied().fold(f64::INFINITY, f64::min),
-            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            samples,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stat {
-    Average,
-    Sum,
-    SampleCount,
-    Minimum,
-    Maximum,
-    Percentile(f64),
-}
-
-impl Stat {
-    fn parse(name: &str) -> Option<Stat> {
-        Some(match name {
-            "Average" => Stat::Average,
-            "Sum" => Stat::Sum,
-            "SampleCount" => Stat::SampleCount,
-            "Minimum" => Stat::Minimum,
-            "Maximum" => Stat::Maximum,
-            p => Stat::Percentile(p.strip_prefix('p')?.parse().ok()?),
-        })
-    }
-
-    pub(crate) fn name(&self) -> String {
-        match self {
-            Stat::Average => "Average".to_owned(),
-            Stat::Sum => "Sum".to_owned(),
-            Stat::SampleCount => "SampleCount".to_owned(),
-            Stat::Minimum => "Minimum".to_owned(),
-            Stat::Maximum => "Maximum".to_owned(),
-            Stat::Percentile(p) => format!("p{p}"),
-        }
-    }
-
-    /// The statistic over `points`; `None` when there is no data.
-    pub fn of(&self, points: &[&Datapoint]) -> Option<f64> {
-        let count: f64 = points.iter().map(|p| p.count).sum();
-        if points.is_empty() || count <= 0.0 {
-            return None;
-        }
-        let sum: f64 = points.iter().map(|p| p.sum).sum();
-        Some(match self {
-            Stat::Average => sum / count,
-            Stat::Sum => sum,
-            Stat::SampleCount => count,
-            Stat::Minimum => points.iter().map(|p| p.min).fold(f64::INFINITY, f64::min),
-            Stat::Maximum => points
-                .iter()
-                .map(|p| p.max)
-                .fold(f64::NEG_INFINITY, f64::max),
-            Stat::Percentile(p) => {
-                let mut all: Vec<f64> = points
-                    .iter()
-                    .flat_map(|d| d.samples.iter().copied())
-                    .collect();
-                if all.is_empty() {
-                    return points.iter().map(|d| d.max).reduce(f64::max);
-                }
-                all.sort_by(f64::total_cmp);
-                let rank = ((p / 100.0) * all.len() as f64).ceil() as usize;
-                all[rank.clamp(1, all.len()) - 1]
-            }
-        })
-    }
-}
 
 #[derive(Debug, Default)]
 pub struct CloudWatch {
     pub metrics: BTreeMap<MetricKey, Vec<Datapoint>>,
     pub alarms: BTreeMap<String, Alarm>,
+    pub composites: BTreeMap<String, Composite>,
 }
 
 fn dimensions(value: Option<&Value>) -> Vec<(String, String)> {
@@ -170,20 +91,10 @@ impl CloudWatch {
             "PutMetricData" => self.put_metric_data(input, now),
             "GetMetricData" => self.get_metric_data(input),
             "PutMetricAlarm" => self.put_metric_alarm(input, now),
+            "PutCompositeAlarm" => self.put_composite_alarm(input, now, events),
             "DescribeAlarms" => Ok(self.describe_alarms(input)),
             "DescribeAlarmHistory" => Ok(self.describe_alarm_history(input)),
-            "DeleteAlarms" => {
-                for name in required(input, "AlarmNames")?
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(name) = name.as_str() {
-                        self.alarms.remove(name);
-                    }
-                }
-                Ok(map(vec![]))
-            }
+            "DeleteAlarms" => self.delete_alarms(input),
             "SetAlarmState" => self.set_alarm_state(input, now, events),
             other => Err(ApiError::new(
                 "UnknownOperationException",
@@ -200,50 +111,7 @@ impl CloudWatch {
         series.retain(|p| p.at >= oldest);
     }
 
-    fn put_metric_data(&mut self, input: &Value, now: Ms) -> Result<Cbor, ApiError> {
-        let namespace = required_str(input, "Namespace")?.to_owned();
-        for datum in required(input, "MetricData")?
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let name = required_str(datum, "MetricName")?.to_owned();
-            let key = (namespace.clone(), name, dimensions(datum.get("Dimensions")));
-            let at = ms_of(datum.get("Timestamp")).unwrap_or(now);
-            let point = if let Some(v) = datum.get("Value").and_then(Value::as_f64) {
-                Datapoint::values(at, &[v])
-            } else if let Some(stats) = datum.get("StatisticValues") {
-                let get = |f: &str| stats.get(f).and_then(Value::as_f64).unwrap_or(0.0);
-                Datapoint {
-                    at,
-                    count: get("SampleCount"),
-                    sum: get("Sum"),
-                    min: get("Minimum"),
-                    max: get("Maximum"),
-                    samples: Vec::new(),
-                }
-            } else {
-                let values: Vec<f64> = datum
-                    .get("Values")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_f64)
-                    .collect();
-                if values.is_empty() {
-                    return Err(ApiError::new(
-                        "InvalidParameterCombination",
-                        "each MetricDatum needs Value, Values or StatisticValues",
-                    ));
-                }
-                Datapoint::values(at, &values)
-            };
-            self.record(key, point);
-        }
-        Ok(map(vec![]))
-    }
-
-    fn points_between(&self, key: &MetricKey, from: Ms, to: Ms) -> Vec<&Datapoint> {
+    pub(crate) fn points_between(&self, key: &MetricKey, from: Ms, to: Ms) -> Vec<&Datapoint> {
         self.metrics
             .get(key)
             .map(|series| {
@@ -255,258 +123,28 @@ impl CloudWatch {
             .unwrap_or_default()
     }
 
-    fn get_metric_data(&self, input: &Value) -> Result<Cbor, ApiError> {
-        let start = ms_of(input.get("StartTime")).ok_or_else(|| {
-            ApiError::new("MissingParameter", "The parameter StartTime is required.")
-        })?;
-        let end = ms_of(input.get("EndTime")).ok_or_else(|| {
-            ApiError::new("MissingParameter", "The parameter EndTime is required.")
-        })?;
-        let mut results = Vec::new();
-        for query in required(input, "MetricDataQueries")?
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let id = required_str(query, "Id")?;
-            let stat_query = required(query, "MetricStat")?;
-            let metric = required(stat_query, "Metric")?;
-            let key = (
-                required_str(metric, "Namespace")?.to_owned(),
-                required_str(metric, "MetricName")?.to_owned(),
-                dimensions(metric.get("Dimensions")),
-            );
-            let period_ms = stat_query
-                .get("Period")
-                .and_then(Value::as_i64)
-                .unwrap_or(60)
-                * 1_000;
-            let stat_name = required_str(stat_query, "Stat")?;
-            let stat = Stat::parse(stat_name).ok_or_else(|| {
-                ApiError::new(
-                    "InvalidParameterValue",
-                    format!("unknown statistic {stat_name}"),
-                )
-            })?;
-            let mut timestamps = Vec::new();
-            let mut values = Vec::new();
-            // Newest first, as CloudWatch returns by default (TimestampDescending).
-            let mut bucket = start + (end - start).div_euclid(period_ms.max(1)) * period_ms;
-            while bucket >= start {
-                if let Some(v) = stat.of(&self.points_between(&key, bucket, bucket + period_ms)) {
-                    timestamps.push(timestamp(bucket));
-                    values.push(double(v));
-                }
-                bucket -= period_ms.max(1);
-            }
-            results.push(map(vec![
-                ("Id", text(id)),
-                ("Label", text(key.1.clone())),
-                ("Timestamps", list(timestamps)),
-                ("Values", list(values)),
-                ("StatusCode", text("Complete")),
-            ]));
-        }
-        Ok(map(vec![("MetricDataResults", list(results))]))
+    /// The state of the alarm `name`, metric or composite.
+    pub fn state_of(&self, name: &str) -> Option<&'static str> {
+        self.alarms
+            .get(name)
+            .map(|a| a.state)
+            .or_else(|| self.composites.get(name).map(|c| c.state))
     }
 
-    fn put_metric_alarm(&mut self, input: &Value, now: Ms) -> Result<Cbor, ApiError> {
-        let name = required_str(input, "AlarmName")?.to_owned();
-        let key = (
-            required_str(input, "Namespace")?.to_owned(),
-            required_str(input, "MetricName")?.to_owned(),
-            dimensions(input.get("Dimensions")),
-        );
-        let stat_name = input
-            .get("Statistic")
-            .or_else(|| input.get("ExtendedStatistic"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                ApiError::new(
-                    "MissingParameter",
-                    "Statistic or ExtendedStatistic is required.",
-                )
-            })?;
-        let stat = Stat::parse(stat_name).ok_or_else(|| {
-            ApiError::new(
-                "InvalidParameterValue",
-                format!("unknown statistic {stat_name}"),
-            )
-        })?;
-        let period = required(input, "Period")?.as_i64().unwrap_or(60);
-        let evaluation_periods = required(input, "EvaluationPeriods")?
-            .as_u64()
-            .unwrap_or(1)
-            .max(1) as usize;
-        let datapoints = input
-            .get("DatapointsToAlarm")
-            .and_then(Value::as_u64)
-            .map_or(evaluation_periods, |d| d as usize);
-        let previous = self
-            .alarms
-            .get(&name)
-            .map(|a| (a.state, a.reason.clone(), a.updated, a.history.clone()));
-        let (state, reason, updated, history) = previous.unwrap_or((
-            "INSUFFICIENT_DATA",
-            "Unchecked: Initial alarm creation".to_owned(),
-            now,
-            Vec::new(),
-        ));
-        let alarm = Alarm {
-            name: name.clone(),
-            key,
-            stat,
-            period_ms: period * 1_000,
-            evaluation_periods,
-            datapoints_to_alarm: datapoints.clamp(1, evaluation_periods),
-            threshold: required(input, "Threshold")?.as_f64().unwrap_or(0.0),
-            comparison: required_str(input, "ComparisonOperator")?.to_owned(),
-            treat_missing: input
-                .get("TreatMissingData")
-                .and_then(Value::as_str)
-                .unwrap_or("missing")
-                .to_owned(),
-            state,
-            reason,
-            reason_data: String::new(),
-            updated,
-            history,
-        };
-        self.alarms.insert(name, alarm);
-        Ok(map(vec![]))
-    }
-
-    /// `StateUpdate` items, newest first, of one alarm (`AlarmName`) or all, between `StartDate`
-    /// and `EndDate` when given; other item types have no history here.
-    fn describe_alarm_history(&self, input: &Value) -> Cbor {
-        let name = input.get("AlarmName").and_then(Value::as_str);
-        let kind = input.get("HistoryItemType").and_then(Value::as_str);
-        let start = ms_of(input.get("StartDate")).unwrap_or(Ms::MIN);
-        let end = ms_of(input.get("EndDate")).unwrap_or(Ms::MAX);
-        let mut items: Vec<(Ms, Cbor)> = Vec::new();
-        if kind.is_none_or(|k| k == "StateUpdate") {
-            for alarm in self
-                .alarms
-                .values()
-                .filter(|a| name.is_none_or(|n| a.name == n))
-            {
-                for u in alarm
-                    .history
-                    .iter()
-                    .filter(|u| u.at >= start && u.at <= end)
-                {
-                    let data = serde_json::json!({
-                        "version": "1.0",
-                        "oldState": { "stateValue": u.from, "stateReason": u.from_reason },
-                        "newState": { "stateValue": u.to, "stateReason": u.reason },
-                    });
-                    let item = map(vec![
-                        ("AlarmName", text(&alarm.name)),
-                        ("AlarmType", text("MetricAlarm")),
-                        ("Timestamp", timestamp(u.at)),
-                        ("HistoryItemType", text("StateUpdate")),
-                        (
-                            "HistorySummary",
-                            text(format!("Alarm updated from {} to {}", u.from, u.to)),
-                        ),
-                        ("HistoryData", text(data.to_string())),
-                    ]);
-                    items.push((u.at, item));
-                }
+    /// The value of `alarm` over the period ending at `to`.
+    fn value(&self, alarm: &Alarm, to: Ms) -> Option<f64> {
+        let from = to - alarm.period_ms;
+        match &alarm.source {
+            Source::Metric { key, stat } => stat.of(&self.points_between(key, from, to)),
+            Source::Math { queries } => {
+                let returned = queries.iter().find(|q| q.return_data)?;
+                self.query_value(queries, &returned.id, from, to, 0)
             }
         }
-        items.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-        map(vec![(
-            "AlarmHistoryItems",
-            list(items.into_iter().map(|(_, item)| item).collect()),
-        )])
     }
 
-    fn describe_alarms(&self, input: &Value) -> Cbor {
-        let names: Option<Vec<&str>> = input
-            .get("AlarmNames")
-            .and_then(Value::as_array)
-            .map(|n| n.iter().filter_map(Value::as_str).collect());
-        let prefix = input.get("AlarmNamePrefix").and_then(Value::as_str);
-        let state = input.get("StateValue").and_then(Value::as_str);
-        let alarms: Vec<Cbor> = self
-            .alarms
-            .values()
-            .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name.as_str())))
-            .filter(|a| prefix.is_none_or(|p| a.name.starts_with(p)))
-            .filter(|a| state.is_none_or(|s| a.state == s))
-            .take(100)
-            .map(|a| {
-                let (namespace, metric, dims) = &a.key;
-                let stat = match a.stat {
-                    Stat::Percentile(_) => ("ExtendedStatistic", text(a.stat.name())),
-                    _ => ("Statistic", text(a.stat.name())),
-                };
-                map(vec![
-                    ("AlarmName", text(&a.name)),
-                    ("AlarmArn", text(a.arn())),
-                    ("StateValue", text(a.state)),
-                    ("StateReason", text(&a.reason)),
-                    ("StateReasonData", text(&a.reason_data)),
-                    ("StateUpdatedTimestamp", timestamp(a.updated)),
-                    ("Namespace", text(namespace)),
-                    ("MetricName", text(metric)),
-                    (
-                        "Dimensions",
-                        list(
-                            dims.iter()
-                                .map(|(n, v)| map(vec![("Name", text(n)), ("Value", text(v))]))
-                                .collect(),
-                        ),
-                    ),
-                    stat,
-                    ("Period", int(a.period_ms / 1_000)),
-                    ("EvaluationPeriods", int(a.evaluation_periods as i64)),
-                    ("DatapointsToAlarm", int(a.datapoints_to_alarm as i64)),
-                    ("Threshold", double(a.threshold)),
-                    ("ComparisonOperator", text(&a.comparison)),
-                    ("TreatMissingData", text(&a.treat_missing)),
-                ])
-            })
-            .collect();
-        map(vec![("MetricAlarms", list(alarms))])
-    }
-
-    fn set_alarm_state(
-        &mut self,
-        input: &Value,
-        now: Ms,
-        events: &mut Vec<Outgoing>,
-    ) -> Result<Cbor, ApiError> {
-        let name = required_str(input, "AlarmName")?;
-        let state = match required_str(input, "StateValue")? {
-            "OK" => "OK",
-            "ALARM" => "ALARM",
-            "INSUFFICIENT_DATA" => "INSUFFICIENT_DATA",
-            other => {
-                return Err(ApiError::new(
-                    "InvalidParameterValue",
-                    format!("unknown state {other}"),
-                ));
-            }
-        };
-        let reason = required_str(input, "StateReason")?.to_owned();
-        let data = input
-            .get("StateReasonData")
-            .and_then(Value::as_str)
-            .unwrap_or("{}")
-            .to_owned();
-        let alarm = self
-            .alarms
-            .get_mut(name)
-            .ok_or_else(|| ApiError::new("ResourceNotFound", format!("Alarm {name} not found")))?;
-        if let Some(event) = change_state(alarm, state, reason, data, now) {
-            events.push(event);
-        }
-        Ok(map(vec![]))
-    }
-
-    /// Evaluates every alarm at `now`.
+    /// Evaluates every alarm at `now`: metric alarms from their data, then composite alarms
+    /// from the states of the alarms they name.
     pub fn evaluate(&mut self, now: Ms, events: &mut Vec<Outgoing>) {
         let names: Vec<String> = self.alarms.keys().cloned().collect();
         for name in names {
@@ -514,12 +152,7 @@ impl CloudWatch {
                 continue;
             };
             let windows: Vec<Option<f64>> = (0..alarm.evaluation_periods)
-                .map(|k| {
-                    let to = now - k as i64 * alarm.period_ms;
-                    alarm
-                        .stat
-                        .of(&self.points_between(&alarm.key, to - alarm.period_ms, to))
-                })
+                .map(|k| self.value(alarm, now - k as i64 * alarm.period_ms))
                 .collect();
             let Some((state, reason, data)) = judge(alarm, &windows, now) else {
                 continue;
@@ -528,6 +161,30 @@ impl CloudWatch {
                 && let Some(event) = change_state(alarm, state, reason, data, now)
             {
                 events.push(event);
+            }
+        }
+        self.evaluate_composites(now, events);
+    }
+
+    /// Judges every composite alarm's rule, again while one changes (bounded).
+    pub(crate) fn evaluate_composites(&mut self, now: Ms, events: &mut Vec<Outgoing>) {
+        for _ in 0..COMPOSITE_ROUNDS {
+            let mut changed = false;
+            let names: Vec<String> = self.composites.keys().cloned().collect();
+            for name in names {
+                let Some(c) = self.composites.get(&name) else {
+                    continue;
+                };
+                let (state, reason, data) = c.judge(&|n| self.state_of(n));
+                if let Some(c) = self.composites.get_mut(&name)
+                    && let Some(event) = composite::change_state(c, state, reason, data, now)
+                {
+                    events.push(event);
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
             }
         }
     }

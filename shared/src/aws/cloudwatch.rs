@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
-    ComparisonOperator as SdkComparison, Dimension, HistoryItemType, Metric, MetricAlarm,
-    MetricDataQuery, MetricStat, ScanBy, StateValue, Statistic as SdkStatistic,
+    AlarmType, ComparisonOperator as SdkComparison, CompositeAlarm, Dimension, HistoryItemType,
+    Metric, MetricAlarm, MetricDataQuery, MetricStat, ScanBy, StateValue,
+    Statistic as SdkStatistic,
 };
 
 use super::classify;
@@ -98,20 +99,33 @@ impl CloudWatchAlarms {
     }
 }
 
+/// The named alarms that exist, of both kinds.
+#[derive(Debug, Default)]
+struct Described {
+    metric: Vec<MetricAlarm>,
+    composite: Vec<CompositeAlarm>,
+}
+
 impl CloudWatchAlarms {
-    /// DescribeAlarms of the named alarms that exist, at most 100 names a call.
-    async fn described(&self, names: &[&str]) -> PortResult<Vec<MetricAlarm>> {
-        let mut found = Vec::new();
+    /// DescribeAlarms of the named alarms that exist, metric and composite ones (DescribeAlarms
+    /// returns composite alarms only when `AlarmTypes` asks for them), at most 100 names a call.
+    async fn described(&self, names: &[&str]) -> PortResult<Described> {
+        let mut found = Described::default();
         for chunk in names.chunks(MAX_NAMES_PER_CALL) {
             let out = self
                 .client
                 .describe_alarms()
                 .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
                 .max_records(100)
                 .send()
                 .await
                 .map_err(|e| classify("cloudwatch:DescribeAlarms", &e))?;
-            found.extend(out.metric_alarms().iter().cloned());
+            found.metric.extend(out.metric_alarms().iter().cloned());
+            found
+                .composite
+                .extend(out.composite_alarms().iter().cloned());
         }
         Ok(found)
     }
@@ -193,12 +207,21 @@ fn to_i32(n: u32) -> i32 {
 #[async_trait]
 impl Alarms for CloudWatchAlarms {
     async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
+        let described = self.described(names).await?;
         let mut found = BTreeMap::new();
-        for alarm in self.described(names).await? {
-            if let Some(name) = alarm.alarm_name() {
+        let metric = described
+            .metric
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
+        let composite = described
+            .composite
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
+        for (name, value, reason) in metric.chain(composite) {
+            if let Some(name) = name {
                 let view = AlarmView {
-                    state: state(alarm.state_value())?,
-                    reason: alarm.state_reason().unwrap_or_default().to_owned(),
+                    state: state(value)?,
+                    reason: reason.unwrap_or_default().to_owned(),
                 };
                 found.insert(name.to_owned(), view);
             }
@@ -250,6 +273,8 @@ impl Alarms for CloudWatchAlarms {
                 .describe_alarm_history()
                 .alarm_name(*name)
                 .history_item_type(HistoryItemType::StateUpdate)
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
                 .start_date(DateTime::from_millis(since.epoch_ms()))
                 .scan_by(ScanBy::TimestampAscending)
                 .max_records(100)
@@ -281,12 +306,23 @@ impl Alarms for CloudWatchAlarms {
     }
 
     async fn definitions(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmDefinition>> {
+        let described = self.described(names).await?;
         let mut found = BTreeMap::new();
-        for alarm in self.described(names).await? {
+        for alarm in &described.metric {
             if let Some(name) = alarm.alarm_name() {
                 let definition = AlarmDefinition {
                     state: state(alarm.state_value())?,
-                    metric: metric_of(&alarm),
+                    metric: metric_of(alarm),
+                };
+                found.insert(name.to_owned(), definition);
+            }
+        }
+        // A composite alarm has a rule, not a metric: its metric is not judged.
+        for alarm in &described.composite {
+            if let Some(name) = alarm.alarm_name() {
+                let definition = AlarmDefinition {
+                    state: state(alarm.state_value())?,
+                    metric: None,
                 };
                 found.insert(name.to_owned(), definition);
             }

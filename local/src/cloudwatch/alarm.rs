@@ -1,12 +1,26 @@
-//! CloudWatch alarms: what one is, how its recent periods decide its state (CloudWatch's
-//! m-out-of-n rule with `TreatMissingData`), and the "CloudWatch Alarm State Change" event a
-//! change of state sends.
+//! CloudWatch metric alarms: what one is (on one metric and statistic, or on metric math), how
+//! its recent periods decide its state (CloudWatch's m-out-of-n rule with `TreatMissingData`),
+//! and the "CloudWatch Alarm State Change" event a change of state sends.
 
 use serde_json::{Value, json};
 
-use crate::cloudwatch::{MetricKey, Stat};
+use super::math::{Query, QuerySource};
+use super::{MetricKey, Stat};
 use crate::events::Outgoing;
 use crate::{Ms, iso8601};
+
+/// What an alarm watches.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Metric {
+        key: MetricKey,
+        stat: Stat,
+    },
+    /// Metric math (`Metrics`): the query with `ReturnData` is the alarm's value.
+    Math {
+        queries: Vec<Query>,
+    },
+}
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
@@ -14,8 +28,7 @@ const REGION: &str = "us-east-1";
 #[derive(Debug, Clone)]
 pub struct Alarm {
     pub name: String,
-    pub key: MetricKey,
-    pub stat: Stat,
+    pub source: Source,
     pub period_ms: i64,
     pub evaluation_periods: usize,
     pub datapoints_to_alarm: usize,
@@ -84,15 +97,17 @@ pub(crate) fn judge(
     let breaching = verdicts.iter().filter(|v| **v == Some(true)).count();
     let evaluated = verdicts.iter().filter(|v| v.is_some()).count();
     let values: Vec<String> = windows.iter().flatten().map(|v| format!("{v}")).collect();
-    let data = json!({
+    let mut data = json!({
         "version": "1.0",
         "queryDate": iso8601(now),
-        "statistic": alarm.stat.name(),
         "period": alarm.period_ms / 1_000,
         "recentDatapoints": windows.iter().flatten().collect::<Vec<_>>(),
         "threshold": alarm.threshold,
-    })
-    .to_string();
+    });
+    if let Source::Metric { stat, .. } = &alarm.source {
+        data["statistic"] = json!(stat.name());
+    }
+    let data = data.to_string();
     let n = alarm.evaluation_periods;
     let m = alarm.datapoints_to_alarm;
     if breaching >= m {
@@ -157,9 +172,38 @@ pub(crate) fn change_state(
     alarm.reason = reason;
     alarm.reason_data = data;
     alarm.updated = now;
-    let (namespace, metric, dims) = &alarm.key;
-    let dimensions: serde_json::Map<String, Value> =
-        dims.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+    let metric_json = |key: &MetricKey| {
+        let (namespace, metric, dims) = key;
+        let dimensions: serde_json::Map<String, Value> =
+            dims.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+        json!({ "namespace": namespace, "name": metric, "dimensions": dimensions })
+    };
+    let metrics: Vec<Value> = match &alarm.source {
+        Source::Metric { key, stat } => vec![json!({
+            "id": "m1",
+            "metricStat": {
+                "metric": metric_json(key),
+                "period": alarm.period_ms / 1_000,
+                "stat": stat.name(),
+            },
+            "returnData": true,
+        })],
+        Source::Math { queries } => queries
+            .iter()
+            .map(|q| match &q.source {
+                QuerySource::Metric { key, stat_name, period_ms, .. } => json!({
+                    "id": q.id,
+                    "metricStat": { "metric": metric_json(key), "period": period_ms / 1_000, "stat": stat_name },
+                    "returnData": q.return_data,
+                }),
+                QuerySource::Expression { text, .. } => json!({
+                    "id": q.id,
+                    "expression": text,
+                    "returnData": q.return_data,
+                }),
+            })
+            .collect(),
+    };
     let detail = json!({
         "alarmName": alarm.name,
         "state": {
@@ -169,17 +213,7 @@ pub(crate) fn change_state(
             "timestamp": iso8601(now),
         },
         "previousState": previous,
-        "configuration": {
-            "metrics": [{
-                "id": "m1",
-                "metricStat": {
-                    "metric": { "namespace": namespace, "name": metric, "dimensions": dimensions },
-                    "period": alarm.period_ms / 1_000,
-                    "stat": alarm.stat.name(),
-                },
-                "returnData": true,
-            }],
-        },
+        "configuration": { "metrics": metrics },
     });
     Some(Outgoing::alarm_state(alarm.arn(), detail))
 }
