@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{
-    AlarmType, ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, StateValue,
+    AlarmType, ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat,
 };
 use guardrails::core::{Cause, Phase};
 use guardrails::memory::MemoryBus;
@@ -43,16 +43,29 @@ async fn state(c: &Clients, name: &str, kind: AlarmType) -> Option<String> {
 async fn a_composite_alarm_follows_its_rule_and_is_described_only_when_asked_for() {
     let stack = local::start().await;
     let c = Clients::new(&stack);
-    for name in ["errors", "latency"] {
-        let alarm = ErrorAlarm {
-            name,
-            endpoint: "fraud",
-            variant: "AllTraffic",
-            period_secs: 60,
-            threshold: 0.05,
-            or_equal: false,
-        };
-        put_error_alarm(&c.cloudwatch, &alarm).await.unwrap();
+    // No data: "errors" treats missing data as breaching (ALARM), "latency" as not (OK), so
+    // their states hold whatever the ticks do.
+    for (name, missing) in [("errors", "breaching"), ("latency", "notBreaching")] {
+        c.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/SageMaker")
+            .metric_name("Invocation5XXErrors")
+            .dimensions(
+                Dimension::builder()
+                    .name("EndpointName")
+                    .value("fraud")
+                    .build(),
+            )
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+            .period(10)
+            .evaluation_periods(1)
+            .threshold(0.05)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data(missing)
+            .send()
+            .await
+            .unwrap();
     }
     c.cloudwatch
         .put_composite_alarm()
@@ -63,26 +76,13 @@ async fn a_composite_alarm_follows_its_rule_and_is_described_only_when_asked_for
         .send()
         .await
         .unwrap();
-    assert_eq!(
+    wait_for(async || {
         state(&c, "fraud-bad", AlarmType::CompositeAlarm)
             .await
-            .as_deref(),
-        Some("OK")
-    );
-    c.cloudwatch
-        .set_alarm_state()
-        .alarm_name("errors")
-        .state_value(StateValue::Alarm)
-        .state_reason("test")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        state(&c, "fraud-bad", AlarmType::CompositeAlarm)
-            .await
-            .as_deref(),
-        Some("ALARM")
-    );
+            .as_deref()
+            == Some("ALARM")
+    })
+    .await;
     // DescribeAlarms without AlarmTypes: metric alarms only, "even if composite alarms exist".
     let plain = c.cloudwatch.describe_alarms().send().await.unwrap();
     assert_eq!(plain.metric_alarms().len(), 2);
@@ -102,8 +102,7 @@ async fn a_composite_alarm_follows_its_rule_and_is_described_only_when_asked_for
     let events = stack.emulator.emulator.lock().unwrap().events.clone();
     let change = events
         .iter()
-        .rev()
-        .find(|e| e.detail["alarmName"] == "fraud-bad")
+        .find(|e| e.detail["alarmName"] == "fraud-bad" && e.detail["state"]["value"] == "ALARM")
         .unwrap();
     assert_eq!(change.detail["state"]["value"], "ALARM");
     assert!(change.detail["configuration"]["alarmRule"].is_string());
