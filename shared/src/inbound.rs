@@ -152,6 +152,28 @@ fn detail<T: DeserializeOwned>(
     })
 }
 
+/// The envelope as EventBridge sends it, from one as AWS's documentation sometimes prints it:
+/// the SageMaker samples give `time` as epoch milliseconds in a string (`"1583831889050"`),
+/// where EventBridge sends RFC 3339 (EventBridge User Guide, "EventBridge events"); such a time
+/// is read as what it says rather than refused.
+fn as_eventbridge_sends_it(value: &Value) -> Value {
+    let mut event = value.clone();
+    let epoch_ms = event
+        .get("time")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.len() <= 16 && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<i64>().ok());
+    if let (Some(ms), Value::Object(map)) = (epoch_ms, &mut event) {
+        let t = crate::units::Timestamp::from_epoch_ms(ms).utc();
+        let rfc3339 = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year, t.month, t.day, t.hour, t.minute, t.second, t.millisecond
+        );
+        map.insert("time".to_owned(), Value::String(rfc3339));
+    }
+    event
+}
+
 /// Reads any event a Guardrails function may receive.
 pub fn parse(value: &Value) -> Result<Inbound, InboundError> {
     if value.get("detail-type").is_none() {
@@ -164,8 +186,8 @@ pub fn parse(value: &Value) -> Result<Inbound, InboundError> {
                 ),
             });
     }
-    let event: EventBridgeEvent<Value> =
-        serde_json::from_value(value.clone()).map_err(|e| InboundError {
+    let event: EventBridgeEvent<Value> = serde_json::from_value(as_eventbridge_sends_it(value))
+        .map_err(|e| InboundError {
             id: value.get("id").and_then(Value::as_str).map(str::to_owned),
             message: format!("not an EventBridge event: {e}"),
         })?;

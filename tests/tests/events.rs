@@ -44,6 +44,10 @@ fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
             Some("EndpointChanged"),
         ),
         (
+            "sagemaker-endpoint-state-change-as-aws-documents-it.json",
+            Some("EndpointChanged"),
+        ),
+        (
             "sagemaker-endpoint-state-change.json",
             Some("EndpointChanged"),
         ),

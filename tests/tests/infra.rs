@@ -120,6 +120,10 @@ fn routes() -> Vec<(&'static str, &'static [&'static str])> {
             &["EndpointEventsFunction.EndpointChanges"],
         ),
         (
+            "sagemaker-endpoint-state-change-as-aws-documents-it.json",
+            &["EndpointEventsFunction.EndpointChanges"],
+        ),
+        (
             "sagemaker-endpoint-state-change.json",
             &["EndpointEventsFunction.EndpointChanges"],
         ),
