@@ -82,7 +82,15 @@ const NATIVE_SHARE: f64 = 0.25;
 /// How long faults last.
 const FAULTY_SECS: u32 = 2 * 3_600;
 const SWEEP_SECS: u32 = 60;
+/// Steps a violation shows, unless `GUARDRAILS_SIM_TRACE` says how many.
 const TRACE_LINES: usize = 30;
+
+fn trace_lines() -> usize {
+    std::env::var("GUARDRAILS_SIM_TRACE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(TRACE_LINES)
+}
 /// A bound on the steps of one run, so that a bug cannot hang the test.
 const MAX_ITERATIONS: u64 = 200_000;
 
@@ -280,14 +288,21 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 }
             }
         }
-        // Done once the faults are over, every request was delivered and nothing is active.
-        let requests_pending = queue
+        // Done once the faults are over, every request and every outcome was delivered,
+        // nothing is active and no rollback or failure waits for its page (the sweep publishes
+        // those again, so the run goes on until they are paged).
+        let pending = queue
             .values()
-            .any(|d| matches!(d, Delivery::Request { .. }));
+            .any(|d| matches!(d, Delivery::Request { .. } | Delivery::Notify(_)));
         if now >= fault_end
-            && !requests_pending
+            && !pending
             && store
                 .active_endpoints()
+                .await
+                .unwrap_or_default()
+                .is_empty()
+            && store
+                .unpaged(Timestamp::from_epoch_ms(i64::MAX))
                 .await
                 .unwrap_or_default()
                 .is_empty()
@@ -367,7 +382,7 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
             for (line, handled) in results {
                 sim.state().counts.invocations += 1;
                 trace.push_back(format!("t+{:>6}s {line}", now.secs_since(T0)));
-                if trace.len() > TRACE_LINES {
+                if trace.len() > trace_lines() {
                     trace.pop_front();
                 }
                 if let Some(Ok(Handled::Reconciled { deployments })) = &handled {
@@ -425,16 +440,29 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 done.deployment.phase,
                 Phase::RolledBack { .. } | Phase::Failed { .. }
             );
+            let audit = store.audit(&endpoint, id).await.unwrap_or_default();
             if must_page && paged != 1 {
+                let trail: Vec<String> = audit
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "\n    t+{:>6}s {} -> {}: {}",
+                            a.transition.at.secs_since(T0),
+                            a.transition.from.label(),
+                            a.transition.to.label(),
+                            a.transition.cause
+                        )
+                    })
+                    .collect();
                 return Err(violation(
                     &trace,
                     format!(
-                        "pages: deployment {id} on {endpoint} ended {} and paged {paged} times",
-                        done.deployment.phase.label()
+                        "pages: deployment {id} on {endpoint} ended {} and paged {paged} times; its audit trail:{}",
+                        done.deployment.phase.label(),
+                        trail.concat()
                     ),
                 ));
             }
-            let audit = store.audit(&endpoint, id).await.unwrap_or_default();
             // Liveness: ended within its deadline (or the end of the faults, if later) plus the
             // settle budget and three sweeps.
             let bound = done
