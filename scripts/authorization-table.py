@@ -22,6 +22,8 @@ ACTIONS = {
         "DeleteEndpointConfig", "DeleteModel", "DeleteTags", "DescribeEndpoint",
         "DescribeEndpointConfig", "DescribeModel", "DescribeModelPackage", "ListEndpoints",
         "ListTags", "UpdateEndpoint", "UpdateEndpointWeightsAndCapacities",
+        "CreateModelPackage", "CreateModelPackageGroup", "ListModelPackages",
+        "UpdateModelPackage",
     ],
     "cloudwatch": [
         "DeleteAlarms", "DescribeAlarmHistory", "DescribeAlarms", "GetMetricData",
@@ -41,11 +43,18 @@ ACTIONS = {
     ],
     "servicequotas": ["GetServiceQuota", "ListServiceQuotas"],
     "iam": ["PassRole"],
+    "ssm": ["DeleteParameter", "GetParameter", "PutParameter"],
+    "application-autoscaling": [
+        "DeleteScalingPolicy", "DeregisterScalableTarget", "DescribeScalableTargets",
+        "DescribeScalingPolicies", "PutScalingPolicy", "RegisterScalableTarget",
+    ],
     "kms": ["CreateGrant", "Decrypt", "GenerateDataKey"],
 }
 
 # Tagging actions list every SageMaker resource type; the local SageMaker has these.
-LOCAL_SAGEMAKER_RESOURCES = {"endpoint", "endpoint-config", "model", "model-package"}
+LOCAL_SAGEMAKER_RESOURCES = {
+    "endpoint", "endpoint-config", "model", "model-package", "model-package-group",
+}
 
 out = {
     "source": "AWS Service Authorization Reference "

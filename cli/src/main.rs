@@ -55,7 +55,7 @@ struct PlanArgs {
     /// The new model (green).
     #[arg(long)]
     model: String,
-    /// Green's variant name [default: the model name].
+    /// Green's variant name [default: blue's for the native engine, else the model name].
     #[arg(long)]
     green_variant: Option<String>,
     /// Green's instance type [default: blue's].
@@ -99,14 +99,25 @@ fn run(command: Command) -> Result<String, String> {
                 config_name: args.config,
                 variants: vec![FleetVariant {
                     variant_name: args.variant,
+                    model_name: String::new(),
                     instance_type: args.instance_type.clone(),
                     instance_count: args.instances,
                 }],
             };
+            let instance_type = args
+                .green_instance_type
+                .unwrap_or_else(|| args.instance_type.clone());
+            let (engine, _) = guardrails::plan::engine_for(&policy, &fleet, &instance_type);
             let green = GreenSpec {
-                variant_name: args.green_variant.unwrap_or_else(|| args.model.clone()),
+                variant_name: args.green_variant.unwrap_or_else(|| {
+                    guardrails::plan::default_green_variant(
+                        engine,
+                        fleet.variants.first(),
+                        &args.model,
+                    )
+                }),
                 model_name: args.model,
-                instance_type: args.green_instance_type.unwrap_or(args.instance_type),
+                instance_type,
                 instance_count: args.green_instances.unwrap_or(args.instances),
             };
             let plan = Plan::new(&args.deployment_id, &policy, &fleet, &green)

@@ -32,6 +32,8 @@ fn service_of(signed: Option<&(String, String)>, headers: &HeaderMap, uri: &Uri)
         ("AWSEvents.", "events"),
         ("AmazonSQS.", "sqs"),
         ("ServiceQuotasV20190624.", "servicequotas"),
+        ("AmazonSSM.", "ssm"),
+        ("AnyScaleFrontendService.", "application-autoscaling"),
     ];
     by_target
         .iter()

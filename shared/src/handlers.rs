@@ -5,8 +5,9 @@
 //! endpoint, the deployment and the cause.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -17,32 +18,35 @@ use crate::events::Refusal;
 use crate::inbound::{DeploymentRequest, Inbound, parse};
 use crate::page;
 use crate::plan::{GreenSpec, Plan};
-use crate::policy::{Engine, Policy};
-use crate::ports::{Clock, ErrorKind, PageClaim, Pager, PortError, SentPage, Store};
+use crate::policy::Policy;
+use crate::ports::{
+    Clock, ErrorKind, PackageTargets, PageClaim, Pager, PortError, SentPage, Store,
+};
 
-/// Where an approved model package goes (`GUARDRAILS_PACKAGE_TARGETS`, by package group).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PackageTarget {
-    pub endpoint_name: String,
-    pub policy: Value,
-    #[serde(default)]
-    pub instance_type: Option<String>,
-    #[serde(default)]
-    pub instance_count: Option<u32>,
-}
+pub use crate::ports::PackageTarget;
 
 /// The functions' configuration beyond the clients.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Model package group name to the endpoint and policy its approved versions deploy with.
-    pub package_targets: BTreeMap<String, PackageTarget>,
+    pub package_targets: Arc<dyn PackageTargets>,
     /// The execution role of models created from model packages.
     pub model_role_arn: Option<String>,
     /// Page on successes too, not only on rollbacks and failures.
     pub notify_successes: bool,
     /// The deployments table, named in pages.
     pub table: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            package_targets: Arc::new(BTreeMap::<String, PackageTarget>::new()),
+            model_role_arn: None,
+            notify_successes: false,
+            table: String::new(),
+        }
+    }
 }
 
 /// What a function did with one event.
@@ -162,16 +166,20 @@ pub async fn start_deployment(
         Err(handled) => return Ok(handled),
     };
     let event_id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+    let from_package = matches!(inbound, Inbound::ModelPackageChanged(_));
     let request = match inbound {
         Inbound::DeploymentRequested(request) => *request,
-        Inbound::ModelPackageChanged(package) if package.approval_status == "Approved" => {
-            let Some(target) = settings.package_targets.get(&package.group_name) else {
+        Inbound::ModelPackageChanged(package) => {
+            if let Some(reason) = package.not_an_approval() {
+                return Ok(ignored(reason));
+            }
+            let Some(target) = settings.package_targets.target(&package.group_name).await? else {
                 return Ok(ignored(format!(
-                    "model package group {} has no target endpoint in GUARDRAILS_PACKAGE_TARGETS",
+                    "model package group {} has no package target",
                     package.group_name
                 )));
             };
-            let model = sanitize(&format!(
+            let model = crate::plan::sagemaker_name(&format!(
                 "{}-{}",
                 package.group_name,
                 package
@@ -187,15 +195,10 @@ pub async fn start_deployment(
                 green_variant: None,
                 policy: target.policy.clone(),
                 requested_by: Some(format!("model package approval {}", package.arn)),
-                deployment_id: None,
+                // The same version gives the same deployment: a repeated approval is recognised.
+                deployment_id: Some(deployment_id_of_package(&package.arn)),
                 dry_run: false,
             }
-        }
-        Inbound::ModelPackageChanged(package) => {
-            return Ok(ignored(format!(
-                "model package {} is {}, not Approved",
-                package.arn, package.approval_status
-            )));
         }
         other => {
             return Ok(ignored(format!(
@@ -203,7 +206,7 @@ pub async fn start_deployment(
             )));
         }
     };
-    start(driver, settings, request, event_id).await
+    start(driver, settings, request, event_id, from_package).await
 }
 
 /// A refused call in words: `sagemaker:DescribeEndpoint refused: AccessDeniedException: ...`.
@@ -216,13 +219,21 @@ fn refused(e: &PortError) -> String {
 }
 
 /// `[A-Za-z0-9-]`, at most 63 characters, no leading or trailing `-`: SageMaker's name rule.
-fn sanitize(text: &str) -> String {
-    let mut name: String = text
+/// `p-<version>-` and 12 hex digits of a hash of the version's ARN: the deployment of one model
+/// package version, whichever event asks for it.
+fn deployment_id_of_package(arn: &str) -> String {
+    let version = arn.rsplit('/').next().unwrap_or_default();
+    let version: String = version
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .filter(char::is_ascii_digit)
+        .take(8)
         .collect();
-    name.truncate(63);
-    name.trim_matches('-').to_owned()
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in arn.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("p-{version}-{:012x}", hash & 0xffff_ffff_ffff)
 }
 
 /// `d-` and the first 12 hex digits of the event id: the same event always gives the same
@@ -241,6 +252,7 @@ async fn start(
     settings: &Settings,
     request: DeploymentRequest,
     event_id: &str,
+    from_package: bool,
 ) -> Result<Handled, HandlerError> {
     let endpoint = request.endpoint_name.clone();
     let id = request
@@ -285,6 +297,26 @@ async fn start(
                 let reason = "a model package needs GUARDRAILS_MODEL_ROLE_ARN to create its model";
                 return refuse(reason.to_owned(), None).await;
             };
+            // Only an approved, completed version is deployed, whoever names it.
+            match driver.endpoints.model_package(package).await {
+                Ok(Some(p)) if p.approval_status == "Approved" && p.status == "Completed" => {}
+                Ok(Some(p)) => {
+                    let reason = format!(
+                        "model package {package} is {} and {}: only an Approved, Completed \
+                         version is deployed",
+                        p.approval_status, p.status
+                    );
+                    return refuse(reason, None).await;
+                }
+                Ok(None) => {
+                    let reason = format!("model package {package} does not exist");
+                    return refuse(reason, None).await;
+                }
+                Err(e) if e.kind == ErrorKind::Refused => {
+                    return refuse(refused(&e), None).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
             match driver
                 .endpoints
                 .create_model_from_package(model, package, role)
@@ -306,27 +338,20 @@ async fn start(
         }
     };
     let blue = fleet.variants.first();
-    let variant = match (&request.green_variant, policy.guardrails.engine, blue) {
-        (Some(named), _, _) => named.clone(),
-        // Native guardrails replace a variant in place: the new config keeps its name.
-        (None, Engine::Native, Some(b)) => b.variant_name.clone(),
-        (None, _, b) => {
-            let name = sanitize(&model);
-            if b.is_some_and(|b| b.variant_name == name) {
-                sanitize(&format!("{name}-green"))
-            } else {
-                name
-            }
-        }
+    let instance_type = request
+        .instance_type
+        .clone()
+        .or_else(|| blue.map(|b| b.instance_type.clone()))
+        .unwrap_or_default();
+    let (engine, _) = crate::plan::engine_for(&policy, &fleet, &instance_type);
+    let variant = match &request.green_variant {
+        Some(named) => named.clone(),
+        None => crate::plan::default_green_variant(engine, blue, &model),
     };
     let green = GreenSpec {
         variant_name: variant,
         model_name: model,
-        instance_type: request
-            .instance_type
-            .clone()
-            .or_else(|| blue.map(|b| b.instance_type.clone()))
-            .unwrap_or_default(),
+        instance_type,
         instance_count: request
             .instance_count
             .or_else(|| blue.map(|b| b.instance_count))
@@ -346,6 +371,19 @@ async fn start(
     {
         return Ok(ignored(format!(
             "duplicate request: deployment {id} is already running on {endpoint}"
+        )));
+    }
+    // An approved version the endpoint already serves (approved again, or deployed by hand)
+    // is not deployed again.
+    if from_package
+        && let Some(serving) = fleet
+            .variants
+            .iter()
+            .find(|v| v.model_name == green.model_name)
+    {
+        return Ok(ignored(format!(
+            "endpoint {endpoint} already serves model {} (variant {}): nothing to deploy",
+            green.model_name, serving.variant_name
         )));
     }
     let active_id = active.map(|s| s.deployment.plan.deployment_id);

@@ -82,6 +82,49 @@ pub struct ModelPackageChange {
     pub arn: String,
     #[serde(rename = "ModelApprovalStatus")]
     pub approval_status: String,
+    /// `Pending`, `InProgress`, `Completed`, `Failed`, `Deleting`.
+    #[serde(rename = "ModelPackageStatus", default)]
+    pub status: Option<String>,
+    /// What the change updated (`ModelApprovalStatus`, `ModelLifeCycle`,
+    /// `CustomerMetadataProperties`, ...); absent when a version is created.
+    #[serde(rename = "UpdatedModelPackageFields", default)]
+    pub updated_fields: Vec<String>,
+}
+
+impl ModelPackageChange {
+    /// Why this change does not deploy the version, if it does not: only a change of
+    /// `ModelApprovalStatus` to `Approved` of a `Completed` version does (SageMaker also sends
+    /// this event for metadata, lifecycle and description updates, and for new versions).
+    pub fn not_an_approval(&self) -> Option<String> {
+        let arn = &self.arn;
+        if self.approval_status != "Approved" {
+            return Some(format!(
+                "model package {arn} is {}, not Approved",
+                self.approval_status
+            ));
+        }
+        if self.status.as_deref() != Some("Completed") {
+            return Some(format!(
+                "model package {arn} is {}, not Completed",
+                self.status.as_deref().unwrap_or("of no ModelPackageStatus")
+            ));
+        }
+        if !self
+            .updated_fields
+            .iter()
+            .any(|f| f == "ModelApprovalStatus")
+        {
+            let what = if self.updated_fields.is_empty() {
+                "nothing (a new version)".to_owned()
+            } else {
+                self.updated_fields.join(", ")
+            };
+            return Some(format!(
+                "model package {arn} changed {what}, not its approval: only an approval deploys"
+            ));
+        }
+        None
+    }
 }
 
 /// "CloudWatch Alarm State Change" (`aws_lambda_events` has no type for this detail).

@@ -143,6 +143,47 @@ pub trait Endpoints: Send + Sync {
     async fn instance_quota(&self, _instance_type: &str) -> PortResult<Option<u32>> {
         Ok(None)
     }
+    /// DescribeModelPackage; `None` when it does not exist.
+    async fn model_package(&self, _arn: &str) -> PortResult<Option<PackageView>> {
+        Ok(None)
+    }
+}
+
+/// A model package version as DescribeModelPackage describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageView {
+    pub arn: String,
+    /// `Approved`, `Rejected` or `PendingManualApproval`.
+    pub approval_status: String,
+    /// `Pending`, `InProgress`, `Completed`, `Failed` or `Deleting`.
+    pub status: String,
+}
+
+/// Where the approved versions of a model package group deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageTarget {
+    pub endpoint_name: String,
+    pub policy: serde_json::Value,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub instance_count: Option<u32>,
+}
+
+/// The package targets, by model package group (Parameter Store on AWS).
+#[async_trait]
+pub trait PackageTargets: Send + Sync + fmt::Debug {
+    /// The target of `group`; `None` when it has none.
+    async fn target(&self, group: &str) -> PortResult<Option<PackageTarget>>;
+}
+
+/// Targets held in memory (tests, and a stack with no store of them).
+#[async_trait]
+impl PackageTargets for BTreeMap<String, PackageTarget> {
+    async fn target(&self, group: &str) -> PortResult<Option<PackageTarget>> {
+        Ok(self.get(group).cloned())
+    }
 }
 
 /// The kinds of endpoint an endpoint config makes, as far as the engines care.

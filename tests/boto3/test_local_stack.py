@@ -103,6 +103,43 @@ class SageMaker(unittest.TestCase):
             sm.describe_model(ModelName="b3-model")
         self.assertIn("Could not find model", gone.exception.response["Error"]["Message"])
 
+    def test_the_model_registry(self):
+        sm = client("sagemaker")
+        sm.create_model_package_group(ModelPackageGroupName="b3-group")
+        spec = {
+            "Containers": [{"Image": "local/model:2"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        }
+        arn = sm.create_model_package(
+            ModelPackageGroupName="b3-group",
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification=spec,
+        )["ModelPackageArn"]
+        self.assertTrue(arn.endswith(":model-package/b3-group/1"), arn)
+        described = sm.describe_model_package(ModelPackageName=arn)
+        self.assertEqual(described["ModelApprovalStatus"], "PendingManualApproval")
+        self.assertEqual(described["ModelPackageStatus"], "Completed")
+        self.assertEqual(described["ModelPackageVersion"], 1)
+        sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+        listed = sm.list_model_packages(ModelPackageGroupName="b3-group")["ModelPackageSummaryList"]
+        self.assertEqual([p["ModelApprovalStatus"] for p in listed], ["Approved"])
+        sm.create_model(
+            ModelName="b3-from-package",
+            Containers=[{"ModelPackageName": arn}],
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/local",
+        )
+        with self.assertRaises(ClientError) as missing:
+            sm.create_model(
+                ModelName="b3-from-nothing",
+                Containers=[{"ModelPackageName": arn.replace("/1", "/9")}],
+                ExecutionRoleArn="arn:aws:iam::123456789012:role/local",
+            )
+        self.assertIn("does not exist", missing.exception.response["Error"]["Message"])
+        with self.assertRaises(ClientError) as status:
+            sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Maybe")
+        self.assertEqual(status.exception.response["Error"]["Code"], "ValidationException")
+
     def test_synchronous_refusals_come_back_as_sagemaker_words_them(self):
         sm = client("sagemaker")
         with self.assertRaises(ClientError) as missing:
@@ -212,6 +249,12 @@ class BehindTheLocalIam(unittest.TestCase):
         self.assertEqual(out["FailedEntryCount"], 0)
         scheduler = client("scheduler")
         self.assertIn("Schedules", scheduler.list_schedules())
+        ssm = client("ssm")
+        ssm.put_parameter(Name="/b3/target", Type="String", Value='{"a": 1}')
+        self.assertEqual(ssm.get_parameter(Name="/b3/target")["Parameter"]["Value"], '{"a": 1}')
+        scaling = client("application-autoscaling")
+        self.assertIn("ScalableTargets",
+                      scaling.describe_scalable_targets(ServiceNamespace="sagemaker"))
 
     def test_a_function_role_gets_access_denied_in_each_services_words(self):
         role = dict(aws_access_key_id="ASIALOCALROLLBACKNOTIFIER", aws_secret_access_key="x")

@@ -14,7 +14,8 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use guardrails::aws::clock::SystemClock;
 use guardrails::aws::dynamodb::DynamoStore;
 use guardrails::aws::sns::SnsTopic;
-use guardrails::aws::wiring::{Names, driver_with, pager_with, store_with};
+use guardrails::aws::ssm::ParameterTargets;
+use guardrails::aws::wiring::{Names, PACKAGE_TARGETS_PATH, driver_with, pager_with, store_with};
 use guardrails::driver::Driver;
 use guardrails::handlers::{self, Settings};
 use guardrails_local::iam::template;
@@ -131,6 +132,10 @@ impl Flow {
             notifier_store: store_with(&notifier, &names),
             pager: pager_with(&notifier, &names).unwrap_or_else(|e| panic!("{e}")),
             settings: Settings {
+                package_targets: Arc::new(ParameterTargets::new(
+                    aws_sdk_ssm::Client::new(&stack.function_sdk_config("start-deployment")),
+                    PACKAGE_TARGETS_PATH,
+                )),
                 model_role_arn: local.parameters.get("ModelRoleArn").cloned(),
                 table: wired.table.clone(),
                 ..Settings::default()

@@ -14,8 +14,8 @@ use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
 use guardrails::plan::Fleet;
 use guardrails::policy::DeploymentConfig;
 use guardrails::ports::{
-    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
-    SentPage, Store, Stored,
+    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PackageView, PageClaim, PortError,
+    PortResult, SentPage, Store, Stored,
 };
 use guardrails::preflight::AlarmDefinition;
 use guardrails::units::{Share, Timestamp};
@@ -47,6 +47,8 @@ pub struct WorldPorts {
     failing: Mutex<BTreeMap<&'static str, PortError>>,
     /// Every change the world accepted, in order.
     pub log: Mutex<Vec<String>>,
+    /// The model registry: package version ARN to its approval and status.
+    pub packages: Mutex<BTreeMap<String, (String, String)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,7 +69,16 @@ impl WorldPorts {
             throttle: AtomicU32::new(0),
             failing: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
+            packages: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Registers a model package version with its approval (`Approved`...) and `Completed`.
+    pub fn register_package(&self, arn: &str, approval: &str) {
+        lock(&self.packages).insert(
+            arn.to_owned(),
+            (approval.to_owned(), "Completed".to_owned()),
+        );
     }
 
     /// Every call of `api` is refused from now on, with `message`.
@@ -238,6 +249,17 @@ impl Endpoints for WorldPorts {
     ) -> PortResult<()> {
         lock(&self.log).push(format!("CreateModel {model} from {package}"));
         Ok(())
+    }
+
+    async fn model_package(&self, arn: &str) -> PortResult<Option<PackageView>> {
+        self.failing("sagemaker:DescribeModelPackage")?;
+        Ok(lock(&self.packages)
+            .get(arn)
+            .map(|(approval, status)| PackageView {
+                arn: arn.to_owned(),
+                approval_status: approval.clone(),
+                status: status.clone(),
+            }))
     }
 }
 
@@ -592,6 +614,9 @@ impl Endpoints for CrashAfterAct {
         self.inner
             .create_model_from_package(model, package, role)
             .await
+    }
+    async fn model_package(&self, arn: &str) -> PortResult<Option<PackageView>> {
+        self.inner.model_package(arn).await
     }
 }
 

@@ -43,6 +43,7 @@ pub fn fleet_and_green(instances: u32) -> (Fleet, GreenSpec) {
         config_name: "fraud-scorer-v1".to_owned(),
         variants: vec![FleetVariant {
             variant_name: "AllTraffic".to_owned(),
+            model_name: String::new(),
             instance_type: "ml.m5.xlarge".to_owned(),
             instance_count: instances,
         }],

@@ -46,6 +46,7 @@ pub struct Clients {
     pub scheduler: aws_sdk_scheduler::Client,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl Clients {
@@ -69,6 +70,7 @@ impl Clients {
             scheduler: aws_sdk_scheduler::Client::new(&sdk),
             sns: aws_sdk_sns::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
             sdk,
         }
     }

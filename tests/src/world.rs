@@ -132,6 +132,13 @@ impl World {
         self
     }
 
+    /// Variant `variant` serves `model` from now on (as if deployed outside this test).
+    pub fn set_model(&mut self, variant: &str, model: &str) {
+        for v in self.variants.iter_mut().filter(|v| v.name == variant) {
+            v.model = model.to_owned();
+        }
+    }
+
     pub fn config_name(&self) -> &str {
         &self.config
     }
@@ -160,6 +167,7 @@ impl World {
                 .iter()
                 .map(|v| FleetVariant {
                     variant_name: v.name.clone(),
+                    model_name: v.model.clone(),
                     instance_type: v.instance_type.clone(),
                     instance_count: v.instances,
                 })

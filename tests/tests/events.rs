@@ -52,6 +52,10 @@ fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
             Some("EndpointChanged"),
         ),
         (
+            "sagemaker-model-package-metadata-update.json",
+            Some("ModelPackageChanged"),
+        ),
+        (
             "sagemaker-model-package-state-change.json",
             Some("ModelPackageChanged"),
         ),
@@ -115,6 +119,15 @@ fn samples_carry_what_the_functions_need() {
     };
     assert_eq!(package.approval_status, "Approved");
     assert_eq!(package.version, Some(2));
+    assert_eq!(package.status.as_deref(), Some("Completed"));
+    assert_eq!(package.updated_fields, ["ModelApprovalStatus"]);
+    assert_eq!(package.not_an_approval(), None);
+    let Inbound::ModelPackageChanged(metadata) =
+        parse(&sample("sagemaker-model-package-metadata-update.json")).unwrap()
+    else {
+        panic!()
+    };
+    assert!(metadata.not_an_approval().is_some());
     let Inbound::DeploymentRequested(request) =
         parse(&sample("guardrails-deployment-requested.json")).unwrap()
     else {

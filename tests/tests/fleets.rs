@@ -27,6 +27,7 @@ fn plan(yaml: &str, green_variant: &str) -> Plan {
         config_name: "fraud-v1".to_owned(),
         variants: vec![FleetVariant {
             variant_name: "AllTraffic".to_owned(),
+            model_name: String::new(),
             instance_type: "ml.m5.xlarge".to_owned(),
             instance_count: 2,
         }],
@@ -93,7 +94,7 @@ DeploymentConfig:
       WaitIntervalInSeconds: 2
     TerminationWaitInSeconds: 2
     MaximumExecutionTimeoutInSeconds: 600
-Guardrails: { PollIntervalInSeconds: 1 }
+Guardrails: { Engine: variant, PollIntervalInSeconds: 1 }
 ",
         "v2",
     );

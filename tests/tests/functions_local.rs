@@ -26,7 +26,7 @@ fn canary(bake_secs: u32) -> Value {
                 "Type": "CANARY", "CanarySize": { "Type": "CAPACITY_PERCENT", "Value": 50 },
                 "WaitIntervalInSeconds": bake_secs },
             "TerminationWaitInSeconds": 1, "MaximumExecutionTimeoutInSeconds": 600 } },
-        "Guardrails": { "PollIntervalInSeconds": 1 }
+        "Guardrails": { "Engine": "variant", "PollIntervalInSeconds": 1 }
     })
 }
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use guardrails::handlers::{
     Handled, PackageTarget, Settings, bake_watcher, endpoint_events, rollback_notifier,
@@ -154,20 +155,9 @@ async fn a_request_for_an_unknown_endpoint_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
-    let h = harness();
-    let package = sample("sagemaker-model-package-state-change.json");
-    let unmapped = start_deployment(&h.driver, &Settings::default(), &package)
-        .await
-        .unwrap();
-    assert!(
-        matches!(&unmapped, Handled::Ignored { reason } if reason.contains("has no target endpoint")),
-        "{unmapped:?}"
-    );
-    let policy = sample("guardrails-deployment-requested.json")["detail"]["policy"].clone();
-    let settings = Settings {
-        package_targets: BTreeMap::from([(
+fn package_settings(policy: Value) -> Settings {
+    Settings {
+        package_targets: Arc::new(BTreeMap::from([(
             "versionedmp-p-idy6c3e1fiqj".to_owned(),
             PackageTarget {
                 endpoint_name: "fraud-scorer".to_owned(),
@@ -175,10 +165,29 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
                 instance_type: None,
                 instance_count: Some(2),
             },
-        )]),
+        )])),
         model_role_arn: Some("arn:aws:iam::123456789012:role/models".to_owned()),
         ..Settings::default()
-    };
+    }
+}
+
+const PACKAGE_ARN: &str =
+    "arn:aws:sagemaker:us-east-2:111122223333:model-package/versionedmp-p-idy6c3e1fiqj/2";
+
+#[tokio::test]
+async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
+    let h = harness();
+    h.ports.register_package(PACKAGE_ARN, "Approved");
+    let package = sample("sagemaker-model-package-state-change.json");
+    let unmapped = start_deployment(&h.driver, &Settings::default(), &package)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&unmapped, Handled::Ignored { reason } if reason.contains("has no package target")),
+        "{unmapped:?}"
+    );
+    let policy = sample("guardrails-deployment-requested.json")["detail"]["policy"].clone();
+    let settings = package_settings(policy);
     let handled = start_deployment(&h.driver, &settings, &package)
         .await
         .unwrap();
@@ -189,12 +198,123 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
     );
     let active = h.store.load("fraud-scorer").await.unwrap().unwrap();
     assert_eq!(active.deployment.plan.green.instance_count, 2);
-    let mut rejected = package.clone();
-    rejected["detail"]["ModelApprovalStatus"] = json!("Rejected");
-    let ignored = start_deployment(&h.driver, &settings, &rejected)
+    // The deployment is the version's, whichever event asked for it: an approval sent again
+    // (SageMaker may send several events per change) is the same deployment.
+    assert!(active.deployment.plan.deployment_id.starts_with("p-2-"));
+    let mut again = package.clone();
+    again["id"] = json!("another-event-id");
+    let repeated = start_deployment(&h.driver, &settings, &again)
         .await
         .unwrap();
-    assert!(matches!(ignored, Handled::Ignored { .. }));
+    assert!(
+        matches!(&repeated, Handled::Ignored { reason } if reason.contains("duplicate request")),
+        "{repeated:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_an_approval_of_a_completed_version_deploys_it() {
+    let h = harness();
+    h.ports.register_package(PACKAGE_ARN, "Approved");
+    let settings = package_settings(
+        sample("guardrails-deployment-requested.json")["detail"]["policy"].clone(),
+    );
+    let approval = sample("sagemaker-model-package-state-change.json");
+    let variant = |f: &dyn Fn(&mut Value)| {
+        let mut e = approval.clone();
+        f(&mut e);
+        e
+    };
+    let cases = [
+        (
+            variant(&|e| e["detail"]["ModelApprovalStatus"] = json!("Rejected")),
+            "is Rejected, not Approved",
+        ),
+        (
+            // A metadata update of an approved version, shaped as AWS's sample lists them.
+            variant(&|e| {
+                e["detail"]["UpdatedModelPackageFields"] =
+                    json!(["CustomerMetadataProperties", "ModelLifeCycle"]);
+            }),
+            "changed CustomerMetadataProperties, ModelLifeCycle, not its approval",
+        ),
+        (
+            variant(&|e| {
+                e["detail"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("UpdatedModelPackageFields");
+            }),
+            "changed nothing (a new version), not its approval",
+        ),
+        (
+            variant(&|e| e["detail"]["ModelPackageStatus"] = json!("InProgress")),
+            "is InProgress, not Completed",
+        ),
+    ];
+    for (event, expected) in cases {
+        let handled = start_deployment(&h.driver, &settings, &event)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&handled, Handled::Ignored { reason } if reason.contains(expected)),
+            "{expected}: {handled:?}"
+        );
+    }
+    assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
+    assert!(h.ports.log().is_empty(), "{:?}", h.ports.log());
+}
+
+#[tokio::test]
+async fn a_package_is_deployed_only_when_sagemaker_says_it_is_approved() {
+    let h = harness();
+    let settings = package_settings(
+        sample("guardrails-deployment-requested.json")["detail"]["policy"].clone(),
+    );
+    // The event says Approved; the registry does not know the version (a forged or stale
+    // event), then knows it pending approval.
+    let approval = sample("sagemaker-model-package-state-change.json");
+    let handled = start_deployment(&h.driver, &settings, &approval)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&handled, Handled::Refused { reason, .. } if reason == &format!("model package {PACKAGE_ARN} does not exist")),
+        "{handled:?}"
+    );
+    h.ports
+        .register_package(PACKAGE_ARN, "PendingManualApproval");
+    let mut request = sample("guardrails-deployment-requested.json");
+    request["detail"]["modelPackageArn"] = json!(PACKAGE_ARN);
+    let handled = start_deployment(&h.driver, &settings, &request)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&handled, Handled::Refused { reason, .. } if reason.contains("is PendingManualApproval and Completed: only an Approved, Completed version is deployed")),
+        "{handled:?}"
+    );
+    assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_approved_version_the_endpoint_already_serves_is_not_deployed_again() {
+    let h = harness();
+    h.ports.register_package(PACKAGE_ARN, "Approved");
+    // The endpoint serves the model made from this version already (deployed earlier).
+    h.ports
+        .world()
+        .set_model("AllTraffic", "versionedmp-p-idy6c3e1fiqj-2");
+    let settings = package_settings(
+        sample("guardrails-deployment-requested.json")["detail"]["policy"].clone(),
+    );
+    let approval = sample("sagemaker-model-package-state-change.json");
+    let handled = start_deployment(&h.driver, &settings, &approval)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&handled, Handled::Ignored { reason } if reason == "endpoint fraud-scorer already serves model versionedmp-p-idy6c3e1fiqj-2 (variant AllTraffic): nothing to deploy"),
+        "{handled:?}"
+    );
+    assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -46,6 +46,8 @@ fn calls_of(function: &str) -> BTreeSet<String> {
             "sagemaker:DescribeModel",
             "sagemaker:ListTags",
             "servicequotas:ListServiceQuotas",
+            "sagemaker:DescribeModelPackage",
+            "ssm:GetParameter",
         ],
         "endpoint-events" => &[],
         "bake-watcher" => &["dynamodb:Scan", "dynamodb:Query", "dynamodb:UpdateItem"],

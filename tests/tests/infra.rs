@@ -127,6 +127,8 @@ fn routes() -> Vec<(&'static str, &'static [&'static str])> {
             "sagemaker-endpoint-state-change.json",
             &["EndpointEventsFunction.EndpointChanges"],
         ),
+        // An approved version whose metadata changed: not an approval, so no rule takes it.
+        ("sagemaker-model-package-metadata-update.json", &[]),
         (
             "sagemaker-model-package-state-change.json",
             &["StartDeploymentFunction.ApprovedPackages"],

@@ -39,6 +39,7 @@ fn native_plan(deployment_config: &str) -> Plan {
         config_name: "fraud-v1".to_owned(),
         variants: vec![FleetVariant {
             variant_name: "AllTraffic".to_owned(),
+            model_name: String::new(),
             instance_type: "ml.m5.xlarge".to_owned(),
             instance_count: 2,
         }],

@@ -10,7 +10,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     guardrails::aws::wiring::init_logging();
-    let settings = guardrails::aws::wiring::settings()?;
+    let settings = guardrails::aws::wiring::settings().await?;
     let store = guardrails::aws::wiring::store().await;
     let pager = guardrails::aws::wiring::pager().await?;
     let (settings, store, pager) = (&settings, &store, &pager);

@@ -9,7 +9,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     guardrails::aws::wiring::init_logging();
     let driver = guardrails::aws::wiring::driver().await?;
-    let settings = guardrails::aws::wiring::settings()?;
+    let settings = guardrails::aws::wiring::settings().await?;
     let driver = &driver;
     let settings = &settings;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -1,14 +1,17 @@
-//! The services moto serves (DynamoDB, SNS, SQS, EventBridge, EventBridge Scheduler), behind an
+//! The services moto serves (DynamoDB, SNS, SQS, EventBridge, EventBridge Scheduler, Systems
+//! Manager's Parameter Store, Application Auto Scaling), behind an
 //! IAM check: each request is read for the actions and resources AWS authorizes it against
 //! (one module per service, naming its source), decided on by `iam`, then forwarded to moto
 //! unchanged, or refused in the service's own words. STS's GetCallerIdentity is answered here,
 //! with the caller the local IAM knows.
 
+mod autoscaling;
 mod dynamodb;
 mod events;
 mod scheduler;
 mod sns;
 mod sqs;
+mod ssm;
 mod sts;
 
 use std::collections::BTreeMap;
@@ -72,6 +75,8 @@ fn read(
         "sqs" => sqs::read(headers, body),
         "events" => events::read(headers, body),
         "scheduler" => scheduler::read(method, uri, body),
+        "ssm" => ssm::read(headers, body),
+        "application-autoscaling" => autoscaling::read(headers, body),
         _ => return None,
     })
 }

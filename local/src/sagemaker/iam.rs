@@ -71,11 +71,35 @@ impl SageMaker {
                     vec![self.resource("endpoint", text(input, "EndpointName"))],
                 )
             }
-            "DescribeModelPackage" => {
-                let name = text(input, "ModelPackageName");
+            "DescribeModelPackage" | "UpdateModelPackage" => {
+                let field = if operation == "UpdateModelPackage" {
+                    "ModelPackageArn"
+                } else {
+                    "ModelPackageName"
+                };
+                let name = text(input, field);
                 let name = name.rsplit_once(":model-package/").map_or(name, |(_, n)| n);
                 Ask::new(&action, vec![self.resource("model-package", name)])
             }
+            // The version it will create.
+            "CreateModelPackage" => {
+                let group = text(input, "ModelPackageGroupName");
+                let next = self
+                    .registry
+                    .packages
+                    .values()
+                    .filter(|p| p.group.eq_ignore_ascii_case(group))
+                    .count()
+                    + 1;
+                Ask::new(
+                    &action,
+                    vec![self.resource("model-package", &format!("{group}/{next}"))],
+                )
+            }
+            "CreateModelPackageGroup" => Ask::new(
+                &action,
+                vec![self.resource("model-package-group", text(input, "ModelPackageGroupName"))],
+            ),
             "AddTags" | "DeleteTags" | "ListTags" => {
                 let resource_arn = text(input, "ResourceArn");
                 let resource = Resource::new(&kind_of(resource_arn), resource_arn)

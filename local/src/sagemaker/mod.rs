@@ -15,6 +15,7 @@ use crate::{ApiError, Ms, secs};
 mod endpoints;
 pub mod fleets;
 pub mod iam;
+pub mod packages;
 pub mod rules;
 mod shapes;
 
@@ -133,7 +134,10 @@ impl Default for Delays {
 
 #[derive(Debug, Default)]
 pub struct SageMaker {
-    models: BTreeMap<String, (String, Ms)>,
+    /// By name: the request as given, and when.
+    models: BTreeMap<String, (Value, Ms)>,
+    /// Model package groups and their versions.
+    pub registry: packages::Registry,
     configs: BTreeMap<String, Config>,
     pub endpoints: BTreeMap<String, Endpoint>,
     tags: BTreeMap<String, Vec<Value>>,
@@ -241,10 +245,15 @@ impl SageMaker {
                 let resource = str_field(input, "ResourceArn")?;
                 Ok(json!({ "Tags": self.tags.get(resource).cloned().unwrap_or_default() }))
             }
-            other => Err(ApiError::new(
-                "UnknownOperationException",
-                format!("the local SageMaker does not implement {other}"),
-            )),
+            other => self
+                .registry
+                .call(other, input, now, events)
+                .unwrap_or_else(|| {
+                    Err(ApiError::new(
+                        "UnknownOperationException",
+                        format!("the local SageMaker does not implement {other}"),
+                    ))
+                }),
         }
     }
 
@@ -271,29 +280,46 @@ impl SageMaker {
                 arn("model", name)
             )));
         }
-        let image = input
-            .pointer("/PrimaryContainer/Image")
-            .and_then(Value::as_str)
-            .unwrap_or("local/model:latest")
-            .to_owned();
-        self.models.insert(name.to_owned(), (image, now));
+        // A container may come from a versioned model package, which must exist.
+        let containers = input.get("PrimaryContainer").into_iter().chain(
+            input
+                .get("Containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+        for package in containers.filter_map(|c| c.get("ModelPackageName").and_then(Value::as_str))
+        {
+            if self.registry.get(package).is_none() {
+                return Err(ApiError::validation(format!(
+                    "ModelPackage {package} does not exist."
+                )));
+            }
+        }
+        let mut kept = input.clone();
+        if let Value::Object(map) = &mut kept {
+            map.remove("Tags");
+        }
+        self.models.insert(name.to_owned(), (kept, now));
         self.keep_tags(&arn("model", name), input);
         Ok(json!({ "ModelArn": arn("model", name) }))
     }
 
     fn describe_model(&self, input: &Value) -> Result<Value, ApiError> {
         let name = str_field(input, "ModelName")?;
-        let (image, created) = self
+        let (given, created) = self
             .models
             .get(name)
             .ok_or_else(|| not_found("model", name))?;
-        Ok(json!({
-            "ModelName": name,
-            "ModelArn": arn("model", name),
-            "PrimaryContainer": { "Image": image },
-            "ExecutionRoleArn": format!("arn:aws:iam::{ACCOUNT}:role/local"),
-            "CreationTime": secs(*created),
-        }))
+        // The model as it was created, as AWS returns it.
+        let mut out = given.clone();
+        if let Value::Object(map) = &mut out {
+            map.insert("ModelArn".to_owned(), json!(arn("model", name)));
+            map.entry("ExecutionRoleArn")
+                .or_insert_with(|| json!(format!("arn:aws:iam::{ACCOUNT}:role/local")));
+            map.insert("CreationTime".to_owned(), json!(secs(*created)));
+        }
+        Ok(out)
     }
 
     fn create_config(&mut self, input: &Value, now: Ms) -> Result<Value, ApiError> {

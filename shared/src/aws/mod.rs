@@ -10,6 +10,7 @@ pub mod eventbridge;
 pub mod sagemaker;
 pub mod scheduler;
 pub mod sns;
+pub mod ssm;
 pub mod wiring;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;

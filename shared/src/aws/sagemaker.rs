@@ -17,7 +17,7 @@ use super::classify;
 use crate::core::{ConfigVariant, EndpointStatus, EndpointView, Progress, VariantView};
 use crate::plan::{Fleet, FleetVariant};
 use crate::policy::{CapacitySize, CapacityType, DeploymentConfig, TrafficRoutingType};
-use crate::ports::{EndpointKind, Endpoints, ErrorKind, PortError, PortResult};
+use crate::ports::{EndpointKind, Endpoints, ErrorKind, PackageView, PortError, PortResult};
 use crate::units::Share;
 
 /// SageMaker, through the SDK (with Service Quotas for its instance quotas, when given).
@@ -380,6 +380,7 @@ impl Endpoints for SageMakerEndpoints {
                     });
                 FleetVariant {
                     variant_name: name,
+                    model_name: v.model_name().unwrap_or_default().to_owned(),
                     instance_type: v
                         .instance_type()
                         .map(|t| t.as_str().to_owned())
@@ -486,6 +487,30 @@ impl Endpoints for SageMakerEndpoints {
             }
         }
         Ok(None)
+    }
+
+    async fn model_package(&self, arn: &str) -> PortResult<Option<PackageView>> {
+        match self
+            .client
+            .describe_model_package()
+            .model_package_name(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(PackageView {
+                arn: out.model_package_arn().unwrap_or(arn).to_owned(),
+                approval_status: out
+                    .model_approval_status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                status: out
+                    .model_package_status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            })),
+            Err(e) if e.message().is_some_and(|m| m.contains("does not exist")) => Ok(None),
+            Err(e) => Err(classify("sagemaker:DescribeModelPackage", &e)),
+        }
     }
 
     async fn create_model_from_package(

@@ -9,12 +9,11 @@
 //! | `GUARDRAILS_SCHEDULE_GROUP` | the Scheduler group of wake-ups | `default` |
 //! | `GUARDRAILS_WAKE_TARGET_ARN` | what a wake-up invokes (bake-watcher) | required by functions that schedule |
 //! | `GUARDRAILS_SCHEDULER_ROLE_ARN` | the role Scheduler assumes to invoke it | required likewise |
-//! | `GUARDRAILS_PACKAGE_TARGETS` | JSON: model package group to `{endpointName, policy, ...}` | none |
+//! | `GUARDRAILS_PACKAGE_TARGETS_PATH` | Parameter Store path of the package targets (`<path><group>`: `{endpointName, policy, ...}`) | `/guardrails/package-targets/` |
 //! | `GUARDRAILS_MODEL_ROLE_ARN` | execution role of models created from packages | none |
 //! | `GUARDRAILS_TOPIC_ARN` | the SNS topic pages go to (rollback-notifier) | required there |
 //! | `GUARDRAILS_NOTIFY_SUCCESSES` | `true` to page on successes too | `false` |
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -25,8 +24,9 @@ use super::dynamodb::DynamoStore;
 use super::eventbridge::EventBridgeBus;
 use super::sagemaker::SageMakerEndpoints;
 use super::scheduler::SchedulerWaker;
+use super::ssm::ParameterTargets;
 use crate::driver::{Driver, Limits};
-use crate::handlers::{PackageTarget, Settings};
+use crate::handlers::Settings;
 
 /// A configuration problem found at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,18 +53,28 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Where the package targets are in Parameter Store, unless `GUARDRAILS_PACKAGE_TARGETS_PATH`
+/// says otherwise.
+pub const PACKAGE_TARGETS_PATH: &str = "/guardrails/package-targets/";
+
 /// The settings from the environment.
-pub fn settings() -> Result<Settings, ConfigError> {
-    let package_targets: BTreeMap<String, PackageTarget> = match var("GUARDRAILS_PACKAGE_TARGETS") {
-        None => BTreeMap::new(),
-        Some(text) => serde_json::from_str(&text).map_err(|e| {
-            ConfigError(format!(
-                "GUARDRAILS_PACKAGE_TARGETS is not a JSON object of group -> {{endpointName, policy}}: {e}"
-            ))
-        })?,
-    };
+pub async fn settings() -> Result<Settings, ConfigError> {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    settings_with(&sdk)
+}
+
+/// The settings from the environment, with clients of `sdk`.
+pub fn settings_with(sdk: &SdkConfig) -> Result<Settings, ConfigError> {
+    if var("GUARDRAILS_PACKAGE_TARGETS").is_some() {
+        return Err(ConfigError(
+            "GUARDRAILS_PACKAGE_TARGETS is no longer read: put each target in Parameter Store \
+             under GUARDRAILS_PACKAGE_TARGETS_PATH (README, \"Model packages\")"
+                .to_owned(),
+        ));
+    }
+    let path = var_or("GUARDRAILS_PACKAGE_TARGETS_PATH", PACKAGE_TARGETS_PATH);
     Ok(Settings {
-        package_targets,
+        package_targets: Arc::new(ParameterTargets::new(aws_sdk_ssm::Client::new(sdk), &path)),
         model_role_arn: var("GUARDRAILS_MODEL_ROLE_ARN"),
         notify_successes: var("GUARDRAILS_NOTIFY_SUCCESSES").is_some_and(|v| v == "true"),
         table: var_or("GUARDRAILS_TABLE", "guardrails"),

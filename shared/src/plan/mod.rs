@@ -36,6 +36,9 @@ pub struct Fleet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetVariant {
     pub variant_name: String,
+    /// The model it serves (empty when unknown).
+    #[serde(default)]
+    pub model_name: String,
     pub instance_type: String,
     pub instance_count: u32,
 }
@@ -56,6 +59,9 @@ pub struct GreenSpec {
 pub struct Plan {
     pub deployment_id: String,
     pub engine: Engine,
+    /// Why this engine: the policy named it, or what `auto` found.
+    #[serde(default)]
+    pub engine_reason: String,
     pub endpoint_name: String,
     /// Blue: the config and its single variant (variant engine) or the variant being replaced.
     pub blue_config_name: String,
@@ -143,7 +149,7 @@ impl Plan {
                 ),
             );
         }
-        let engine = policy.guardrails.engine;
+        let (engine, engine_reason) = engine_for(policy, fleet, &green.instance_type);
         let blue = match fleet.variants.as_slice() {
             [one] => Some(one.clone()),
             [] => {
@@ -241,6 +247,7 @@ impl Plan {
         let mut plan = Plan {
             deployment_id: deployment_id.to_owned(),
             engine,
+            engine_reason,
             endpoint_name: fleet.endpoint_name.clone(),
             blue_config_name: fleet.config_name.clone(),
             blue,
@@ -277,6 +284,84 @@ impl Plan {
     pub fn watched_alarm_names(&self) -> impl Iterator<Item = &str> {
         self.watched_alarms.iter().map(|a| a.alarm_name.as_str())
     }
+}
+
+/// Green's variant name when the request gives none: blue's for the native engine (SageMaker's
+/// guardrails replace a variant in place and keep its name); for the variant engine, which
+/// serves green beside blue during the steps, the model's name (with `-green` if blue has it).
+pub fn default_green_variant(engine: Engine, blue: Option<&FleetVariant>, model: &str) -> String {
+    match (engine, blue) {
+        (Engine::Native, Some(b)) => b.variant_name.clone(),
+        (_, b) => {
+            let name = sagemaker_name(model);
+            if b.is_some_and(|b| b.variant_name == name) {
+                sagemaker_name(&format!("{name}-green"))
+            } else {
+                name
+            }
+        }
+    }
+}
+
+/// `text` as a SageMaker name (model, variant): other characters become `-`, at most 63.
+pub fn sagemaker_name(text: &str) -> String {
+    let name: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    name.trim_matches('-').to_owned()
+}
+
+/// Instance types SageMaker's own guardrails do not bake on: it deploys them all at once
+/// (the "Exclusions" page of SageMaker's deployment guardrails).
+pub fn native_excluded_instance_type(instance_type: &str) -> bool {
+    instance_type.starts_with("ml.inf1.")
+}
+
+/// The engine that runs `policy` on `fleet` with green on `green_instance_type`, and why: the
+/// one the policy names, or, for `auto`, the variant engine when the policy asks for what only
+/// it does or when SageMaker's guardrails exclude the endpoint, and SageMaker's own (native)
+/// guardrails otherwise.
+pub fn engine_for(policy: &Policy, fleet: &Fleet, green_instance_type: &str) -> (Engine, String) {
+    if let Some(engine) = policy.guardrails.engine.fixed() {
+        return (engine, "named by the policy (Guardrails.Engine)".to_owned());
+    }
+    let variant_only = policy.variant_only_fields();
+    if !variant_only.is_empty() {
+        return (
+            Engine::Variant,
+            format!(
+                "auto: the policy asks for {}, which only the variant engine does",
+                variant_only.join(", ")
+            ),
+        );
+    }
+    if policy.deployment_config.rolling_update_policy.is_some() {
+        return (
+            Engine::Native,
+            "auto: rolling updates are run by SageMaker".to_owned(),
+        );
+    }
+    let excluded = fleet
+        .variants
+        .iter()
+        .map(|v| v.instance_type.as_str())
+        .chain([green_instance_type])
+        .find(|t| native_excluded_instance_type(t));
+    if let Some(instance_type) = excluded {
+        return (
+            Engine::Variant,
+            format!(
+                "auto: SageMaker's guardrails deploy {instance_type} all at once with no bake, so \
+                 Guardrails shifts the traffic itself"
+            ),
+        );
+    }
+    (
+        Engine::Native,
+        "auto: SageMaker's own guardrails can run this policy on this endpoint".to_owned(),
+    )
 }
 
 /// SageMaker's pattern for endpoint, config and variant names: `[a-zA-Z0-9](-*[a-zA-Z0-9])*`.

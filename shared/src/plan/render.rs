@@ -31,6 +31,9 @@ impl fmt::Display for Plan {
                 green.model_name, green.instance_count, green.instance_type
             )?,
         }
+        if !self.engine_reason.is_empty() {
+            writeln!(f, "  engine: {}, {}", self.engine, self.engine_reason)?;
+        }
         writeln!(f, "  steps from: {}", self.steps_from)?;
         writeln!(f)?;
         match self.engine {

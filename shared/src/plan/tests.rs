@@ -9,6 +9,7 @@ fn fleet(count: u32) -> Fleet {
         config_name: "fraud-scorer-v1".to_owned(),
         variants: vec![FleetVariant {
             variant_name: "AllTraffic".to_owned(),
+            model_name: String::new(),
             instance_type: "ml.m5.xlarge".to_owned(),
             instance_count: count,
         }],
@@ -218,6 +219,7 @@ fn fleet_problems_are_all_reported() {
     let mut two = fleet(2);
     two.variants.push(FleetVariant {
         variant_name: "Shadow".to_owned(),
+        model_name: String::new(),
         instance_type: "ml.m5.large".to_owned(),
         instance_count: 1,
     });
@@ -240,7 +242,8 @@ fn fleet_problems_are_all_reported() {
 fn green_needs_a_variant_name_of_its_own() {
     let mut same = green(1);
     same.variant_name = "AllTraffic".to_owned();
-    let err = Plan::new("d1", &policy("{}"), &fleet(1), &same).unwrap_err();
+    let variant = policy(r#"{ "Guardrails": { "Engine": "variant" } }"#);
+    let err = Plan::new("d1", &variant, &fleet(1), &same).unwrap_err();
     assert!(
         err.problems[0].message.contains("is blue's variant name"),
         "{err}"

@@ -3,18 +3,21 @@
 //! parsing (JSON or YAML) and validation; it does not know about fleets (see `plan`) or about
 //! running a deployment (see `core`).
 //!
-//! A policy document is an object with two fields:
+//! A policy document is SageMaker's `DeploymentConfig` exactly as `aws sagemaker update-endpoint
+//! --deployment-config` and AWS's documentation take it, optionally with a `Guardrails` section
+//! beside it:
 //!
 //! ```yaml
-//! DeploymentConfig:            # as given to SageMaker's UpdateEndpoint, unchanged
-//!   BlueGreenUpdatePolicy: ...
-//!   AutoRollbackConfiguration: ...
+//! BlueGreenUpdatePolicy: ...   # as given to SageMaker's UpdateEndpoint, unchanged
+//! AutoRollbackConfiguration: ...
 //! Guardrails:                  # optional
-//!   Engine: variant            # variant (default) or native
+//!   Engine: auto               # auto (default), variant or native
 //!   TrafficSteps: [1, 5, 25, 100]
 //!   Alarms: [...]              # templates scoped to the green variant
 //!   ApproveBeforeFinalShift: true
 //! ```
+//!
+//! The same fields may be wrapped in `DeploymentConfig:` (the form of earlier versions).
 
 mod read;
 mod read_guardrails;
@@ -139,6 +142,39 @@ pub enum Engine {
     Native,
 }
 
+/// The engine a policy asks for: one of them, or `auto` (the plan chooses, and says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// Native when SageMaker can run the policy on the endpoint; variant when the policy asks
+    /// for what only the variant engine does, or the endpoint is one native guardrails exclude.
+    #[default]
+    Auto,
+    Variant,
+    Native,
+}
+
+impl EngineChoice {
+    /// The engine asked for, unless the plan is to choose.
+    pub fn fixed(self) -> Option<Engine> {
+        match self {
+            EngineChoice::Auto => None,
+            EngineChoice::Variant => Some(Engine::Variant),
+            EngineChoice::Native => Some(Engine::Native),
+        }
+    }
+}
+
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Variant => "variant",
+            EngineChoice::Native => "native",
+        })
+    }
+}
+
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -152,7 +188,7 @@ impl fmt::Display for Engine {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GuardrailsSection {
-    pub engine: Engine,
+    pub engine: EngineChoice,
     /// Green's share of requests at each step; strictly increasing, ending at 100%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_steps: Option<Vec<Share>>,
@@ -299,11 +335,21 @@ pub const DEFAULT_POLL_INTERVAL_SECS: u32 = 30;
 impl Policy {
     /// Parses a policy from JSON (text starting with `{`) or YAML (anything else).
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        if text.trim_start().starts_with('{') {
-            Policy::from_json(text)
-        } else {
-            Policy::from_yaml(text)
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') {
+            return Policy::from_json(text);
         }
+        // `"BlueGreenUpdatePolicy": {...}, ...`: AWS's CLI examples drop the outer braces.
+        if trimmed.starts_with('"')
+            && serde_json::from_str::<serde_json::Value>(&format!("{{{text}}}")).is_ok()
+        {
+            return Err(PolicyError::syntax(
+                "the members of a JSON object without its braces (as in AWS's CLI examples): \
+                 wrap the document in { }"
+                    .to_owned(),
+            ));
+        }
+        Policy::from_yaml(text)
     }
 
     /// Parses a policy from JSON.
@@ -332,6 +378,23 @@ impl Policy {
             .iter()
             .flat_map(|c| c.alarms.iter().map(|a| a.alarm_name.as_str()))
             .collect()
+    }
+
+    /// What in the policy only the variant engine can do, in the policy's words (empty when
+    /// nothing): `Guardrails.TrafficSteps`, `Guardrails.Alarms`, `Guardrails.ApproveBeforeFinalShift`.
+    pub fn variant_only_fields(&self) -> Vec<&'static str> {
+        let g = &self.guardrails;
+        [
+            ("Guardrails.TrafficSteps", g.traffic_steps.is_some()),
+            ("Guardrails.Alarms", !g.alarms.is_empty()),
+            (
+                "Guardrails.ApproveBeforeFinalShift",
+                g.approve_before_final_shift,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, present)| present.then_some(field))
+        .collect()
     }
 
     /// The overall timeout the policy sets, if any.

@@ -29,11 +29,48 @@ pub(super) fn policy(value: &Value) -> Result<Policy, PolicyError> {
     }
 }
 
+/// The fields of SageMaker's `DeploymentConfig` (API reference of UpdateEndpoint).
+const DEPLOYMENT_CONFIG_FIELDS: [&str; 3] = [
+    "BlueGreenUpdatePolicy",
+    "RollingUpdatePolicy",
+    "AutoRollbackConfiguration",
+];
+
+/// A document is SageMaker's `DeploymentConfig` as it is (its fields at the top, as `aws
+/// sagemaker update-endpoint --deployment-config` and AWS's documentation take it) or wrapped
+/// in `DeploymentConfig:`, with an optional `Guardrails` section beside either.
 fn read_policy(value: &Value, problems: &mut Problems) -> Option<Policy> {
-    let root = Obj::new(value, "", &["DeploymentConfig", "Guardrails"], problems)?;
-    let deployment_config = match root.get("DeploymentConfig") {
-        Some((v, path)) => deployment_config(v, &path, problems),
-        None => Some(DeploymentConfig::default()),
+    const ROOT: [&str; 5] = [
+        "BlueGreenUpdatePolicy",
+        "RollingUpdatePolicy",
+        "AutoRollbackConfiguration",
+        "DeploymentConfig",
+        "Guardrails",
+    ];
+    let root = Obj::new(value, "", &ROOT, problems)?;
+    let bare: serde_json::Map<String, Value> = DEPLOYMENT_CONFIG_FIELDS
+        .iter()
+        .filter_map(|k| root.get(k).map(|(v, _)| ((*k).to_owned(), v.clone())))
+        .collect();
+    let (deployment_config, config_path) = match root.get("DeploymentConfig") {
+        Some((v, path)) => {
+            if !bare.is_empty() {
+                let fields: Vec<&str> = bare.keys().map(String::as_str).collect();
+                problems.add(
+                    &path,
+                    format!(
+                        "give SageMaker's DeploymentConfig either as it is ({} at the top, as \
+                         UpdateEndpoint takes it) or wrapped in DeploymentConfig, not both",
+                        fields.join(", ")
+                    ),
+                );
+            }
+            (deployment_config(v, &path, problems), path)
+        }
+        None => (
+            deployment_config(&Value::Object(bare), "", problems),
+            String::new(),
+        ),
     };
     let guardrails = match root.get("Guardrails") {
         Some((v, path)) => read_guardrails::guardrails(v, &path, problems),
@@ -44,7 +81,7 @@ fn read_policy(value: &Value, problems: &mut Problems) -> Option<Policy> {
         deployment_config: deployment_config?,
         guardrails: guardrails?,
     };
-    rules::cross_checks(&policy, problems);
+    rules::cross_checks(&policy, &config_path, problems);
     Some(policy)
 }
 
@@ -53,19 +90,11 @@ fn deployment_config(
     path: &str,
     problems: &mut Problems,
 ) -> Option<DeploymentConfig> {
-    let obj = Obj::new(
-        value,
-        path,
-        &[
-            "BlueGreenUpdatePolicy",
-            "RollingUpdatePolicy",
-            "AutoRollbackConfiguration",
-        ],
-        problems,
-    )?;
+    let obj = Obj::new(value, path, &DEPLOYMENT_CONFIG_FIELDS, problems)?;
     if obj.has("BlueGreenUpdatePolicy") && obj.has("RollingUpdatePolicy") {
+        let at = if path.is_empty() { "policy" } else { path };
         problems.add(
-            path,
+            at,
             "give exactly one of BlueGreenUpdatePolicy and RollingUpdatePolicy, not both",
         );
     }
@@ -146,9 +175,22 @@ fn traffic_routing(
             1 => TrafficRoutingType::Canary,
             _ => TrafficRoutingType::Linear,
         });
-    let wait = obj
-        .require("WaitIntervalInSeconds", problems)
-        .and_then(|(v, p)| whole_number(v, &p, 0, WAIT_MAX_SECS, "seconds", problems));
+    let wait = match obj.get("WaitIntervalInSeconds") {
+        Some((v, p)) => whole_number(v, &p, 0, WAIT_MAX_SECS, "seconds", problems),
+        None => {
+            // AWS's own all-at-once example omits it; SageMaker's API (and boto3) still
+            // require it.
+            let why = if kind == Some(TrafficRoutingType::AllAtOnce) {
+                "is required, even for ALL_AT_ONCE, which does not use it (SageMaker's API \
+                 requires it; AWS's all-at-once example leaves it out): add \
+                 WaitIntervalInSeconds: 0"
+            } else {
+                "is required"
+            };
+            problems.add(&join(path, "WaitIntervalInSeconds"), why);
+            None
+        }
+    };
     let canary = obj
         .get("CanarySize")
         .map(|(v, p)| capacity(v, &p, problems));

@@ -7,8 +7,8 @@ use super::reader::{
     Obj, Problems, boolean, entries, join, number, one_of, show, string, transpose, whole_number,
 };
 use super::{
-    AlarmTemplate, ComparisonOperator, Engine, GuardrailsSection, MAX_ALARMS, MAX_TRAFFIC_STEPS,
-    NAME_MAX_CHARS, Statistic, TreatMissingData,
+    AlarmTemplate, ComparisonOperator, EngineChoice, GuardrailsSection, MAX_ALARMS,
+    MAX_TRAFFIC_STEPS, NAME_MAX_CHARS, Statistic, TreatMissingData,
 };
 use crate::units::Share;
 
@@ -218,13 +218,11 @@ pub(super) fn guardrails(
         problems,
     )?;
     let engine = match obj.get("Engine") {
-        None => Some(Engine::Variant),
-        Some((v, p)) => one_of(v, &p, &["variant", "native"], problems).map(|i| {
-            if i == 0 {
-                Engine::Variant
-            } else {
-                Engine::Native
-            }
+        None => Some(EngineChoice::Auto),
+        Some((v, p)) => one_of(v, &p, &["auto", "variant", "native"], problems).map(|i| match i {
+            0 => EngineChoice::Auto,
+            1 => EngineChoice::Variant,
+            _ => EngineChoice::Native,
         }),
     };
     let steps = obj

@@ -2,23 +2,39 @@
 //! larger than the sum of all waits. They run on whatever was read, even when some field had a
 //! problem, so that one mistake does not hide another.
 
-use super::reader::Problems;
+use super::reader::{Problems, join};
 use super::{
-    CapacitySize, CapacityType, Engine, Policy, TrafficRoutingConfiguration, TrafficRoutingType,
+    CapacitySize, CapacityType, EngineChoice, Policy, TrafficRoutingConfiguration,
+    TrafficRoutingType,
 };
 
-/// Rules that span fields or sections.
-pub(super) fn cross_checks(policy: &Policy, problems: &mut Problems) {
+/// Rules that span fields or sections. `config` is where SageMaker's `DeploymentConfig` is in
+/// the document (`DeploymentConfig`, or the top).
+pub(super) fn cross_checks(policy: &Policy, config_path: &str, problems: &mut Problems) {
     let config = &policy.deployment_config;
     let guardrails = &policy.guardrails;
-    if guardrails.engine == Engine::Variant && config.rolling_update_policy.is_some() {
-        problems.add(
-            "DeploymentConfig.RollingUpdatePolicy",
-            "rolling updates replace instances inside one variant and are run by SageMaker; \
-             set Guardrails.Engine to native, or use BlueGreenUpdatePolicy with the variant engine",
-        );
+    let at = |field: &str| join(config_path, field);
+    if config.rolling_update_policy.is_some() {
+        match guardrails.engine {
+            EngineChoice::Variant => problems.add(
+                &at("RollingUpdatePolicy"),
+                "rolling updates replace instances inside one variant and are run by SageMaker; \
+                 use Guardrails.Engine native or auto, or BlueGreenUpdatePolicy with the variant \
+                 engine",
+            ),
+            EngineChoice::Auto => {
+                for field in policy.variant_only_fields() {
+                    problems.add(
+                        field,
+                        "needs the variant engine, but RollingUpdatePolicy is run by SageMaker \
+                         (the native engine); use BlueGreenUpdatePolicy, or drop this field",
+                    );
+                }
+            }
+            EngineChoice::Native => {}
+        }
     }
-    if guardrails.engine == Engine::Native {
+    if guardrails.engine == EngineChoice::Native {
         let variant_only = [
             (
                 "TrafficSteps",
@@ -50,7 +66,7 @@ pub(super) fn cross_checks(policy: &Policy, problems: &mut Problems) {
         let wait = routing.wait_interval_in_seconds;
         let final_bake = bg.termination_wait_in_seconds.unwrap_or(0);
         let step_count = match (&guardrails.traffic_steps, guardrails.engine) {
-            (Some(steps), Engine::Variant) => Some(steps.len()),
+            (Some(steps), EngineChoice::Variant | EngineChoice::Auto) => Some(steps.len()),
             _ => blue_green_step_count(routing),
         };
         if let (Some(timeout), Some(steps)) = (bg.maximum_execution_timeout_in_seconds, step_count)
@@ -59,7 +75,7 @@ pub(super) fn cross_checks(policy: &Policy, problems: &mut Problems) {
             let total = intermediate.saturating_mul(wait).saturating_add(final_bake);
             if timeout <= total {
                 problems.add(
-                    "DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds",
+                    &at("BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds"),
                     format!(
                         "{timeout} must be larger than the sum of all waits: {total} seconds \
                          ({intermediate} x WaitIntervalInSeconds {wait} + TerminationWaitInSeconds {final_bake})"
@@ -77,7 +93,7 @@ pub(super) fn cross_checks(policy: &Policy, problems: &mut Problems) {
             let total = batches.saturating_mul(rolling.wait_interval_in_seconds);
             if timeout <= total {
                 problems.add(
-                    "DeploymentConfig.RollingUpdatePolicy.MaximumExecutionTimeoutInSeconds",
+                    &at("RollingUpdatePolicy.MaximumExecutionTimeoutInSeconds"),
                     format!(
                         "{timeout} must be larger than the sum of all waits: {total} seconds \
                          ({batches} batches x WaitIntervalInSeconds {})",

@@ -135,7 +135,7 @@ Guardrails:
 fn an_empty_policy_is_sagemakers_default_all_at_once() {
     let policy = parses("{}");
     assert_eq!(policy.deployment_config, DeploymentConfig::default());
-    assert_eq!(policy.guardrails.engine, Engine::Variant);
+    assert_eq!(policy.guardrails.engine, EngineChoice::Auto);
 }
 
 #[test]
@@ -157,12 +157,14 @@ fn invalid_policies_get_exact_helpful_messages() {
     let cases: &[(&str, &[&str])] = &[
         (
             "[]",
-            &["policy: expected an object with DeploymentConfig or Guardrails, found a list"],
+            &[
+                "policy: expected an object with BlueGreenUpdatePolicy, RollingUpdatePolicy, AutoRollbackConfiguration, DeploymentConfig or Guardrails, found a list",
+            ],
         ),
         (
             "DeploymentConfig: {}\nGuardRails: {}",
             &[
-                "GuardRails: unknown field; expected one of DeploymentConfig or Guardrails (did you mean Guardrails?)",
+                "GuardRails: unknown field; expected one of BlueGreenUpdatePolicy, RollingUpdatePolicy, AutoRollbackConfiguration, DeploymentConfig or Guardrails (did you mean Guardrails?)",
             ],
         ),
         (
@@ -239,7 +241,7 @@ DeploymentConfig:
     MaximumExecutionTimeoutInSeconds: 30000
 "#,
             &[
-                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: is required",
+                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: is required, even for ALL_AT_ONCE, which does not use it (SageMaker's API requires it; AWS's all-at-once example leaves it out): add WaitIntervalInSeconds: 0",
                 "DeploymentConfig.BlueGreenUpdatePolicy.TerminationWaitInSeconds: 7200 is out of range; allowed: 0 to 3600 seconds",
                 "DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 30000 is out of range; allowed: 600 to 28800 seconds",
             ],
@@ -313,9 +315,57 @@ DeploymentConfig:
   RollingUpdatePolicy:
     MaximumBatchSize: { Type: INSTANCE_COUNT, Value: 1 }
     WaitIntervalInSeconds: 300
+Guardrails: { Engine: variant }
 "#,
             &[
-                "DeploymentConfig.RollingUpdatePolicy: rolling updates replace instances inside one variant and are run by SageMaker; set Guardrails.Engine to native, or use BlueGreenUpdatePolicy with the variant engine",
+                "DeploymentConfig.RollingUpdatePolicy: rolling updates replace instances inside one variant and are run by SageMaker; use Guardrails.Engine native or auto, or BlueGreenUpdatePolicy with the variant engine",
+            ],
+        ),
+        (
+            r#"
+RollingUpdatePolicy:
+  MaximumBatchSize: { Type: INSTANCE_COUNT, Value: 1 }
+  WaitIntervalInSeconds: 300
+Guardrails: { ApproveBeforeFinalShift: true }
+"#,
+            &[
+                "Guardrails.ApproveBeforeFinalShift: needs the variant engine, but RollingUpdatePolicy is run by SageMaker (the native engine); use BlueGreenUpdatePolicy, or drop this field",
+            ],
+        ),
+        (
+            r#"
+BlueGreenUpdatePolicy:
+  TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: 0 }
+DeploymentConfig:
+  AutoRollbackConfiguration: { Alarms: [{ AlarmName: a }] }
+"#,
+            &[
+                "DeploymentConfig: give SageMaker's DeploymentConfig either as it is (BlueGreenUpdatePolicy at the top, as UpdateEndpoint takes it) or wrapped in DeploymentConfig, not both",
+            ],
+        ),
+        (
+            r#"
+BlueGreenUpdatePolicy:
+  TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: 0 }
+RollingUpdatePolicy:
+  MaximumBatchSize: { Type: CAPACITY_PERCENT, Value: 10 }
+  WaitIntervalInSeconds: 60
+"#,
+            &[
+                "policy: give exactly one of BlueGreenUpdatePolicy and RollingUpdatePolicy, not both",
+            ],
+        ),
+        (
+            r#"
+BlueGreenUpdatePolicy:
+  TrafficRoutingConfiguration:
+    Type: LINEAR
+    LinearStepSize: { Type: CAPACITY_PERCENTAGE, Value: 20 }
+    WaitIntervalInSeconds: 300
+  MaximumExecutionTimeoutInSeconds: 900
+"#,
+            &[
+                "BlueGreenUpdatePolicy.TrafficRoutingConfiguration.LinearStepSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT (did you mean CAPACITY_PERCENT?)",
             ],
         ),
         (
@@ -353,7 +403,7 @@ DeploymentConfig:
         ),
         (
             "Guardrails:\n  Engine: blue-green\n",
-            &["Guardrails.Engine: \"blue-green\" is not one of variant or native"],
+            &["Guardrails.Engine: \"blue-green\" is not one of auto, variant or native"],
         ),
         (
             "Guardrails:\n  TrafficSteps: [5, 5, 0, 150, 50]\n",
@@ -469,4 +519,155 @@ DeploymentConfig:
 "#,
     );
     assert_eq!(found.len(), 4, "{found:#?}");
+}
+
+/// AWS's own `DeploymentConfig` examples, exactly as its documentation prints them (the
+/// `DeploymentConfig=` argument of `update_endpoint` in the SageMaker Developer Guide's pages
+/// "Use canary traffic shifting", "Use linear traffic shifting" and "Use all at once traffic
+/// shifting", awsdocs/amazon-sagemaker-developer-guide), as JSON.
+const AWS_CANARY: &str = r#"{
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "CANARY",
+            "CanarySize": {
+                "Type": "CAPACITY_PERCENT",
+                "Value": 30
+            },
+            "WaitIntervalInSeconds": 600
+        },
+        "TerminationWaitInSeconds": 600,
+        "MaximumExecutionTimeoutInSeconds": 1800
+    },
+    "AutoRollbackConfiguration": {
+        "Alarms": [
+            {
+                "AlarmName": "<your-cw-alarm>"
+            }
+        ]
+    }
+}"#;
+
+const AWS_LINEAR: &str = r#"{
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "LINEAR",
+            "LinearStepSize": {
+                "Type": "CAPACITY_PERCENT",
+                "Value": 20
+            },
+            "WaitIntervalInSeconds": 300
+        },
+        "TerminationWaitInSeconds": 300,
+        "MaximumExecutionTimeoutInSeconds": 3600
+    },
+    "AutoRollbackConfiguration": {
+        "Alarms": [
+            {
+                "AlarmName": "<your-cw-alarm>"
+            }
+        ]
+    }
+}"#;
+
+/// The all-at-once page's example leaves out `WaitIntervalInSeconds`, which SageMaker's API
+/// requires (boto3 refuses it before sending): a known mistake of the page.
+const AWS_ALL_AT_ONCE: &str = r#"{
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "ALL_AT_ONCE"
+        },
+        "TerminationWaitInSeconds": 600,
+        "MaximumExecutionTimeoutInSeconds": 1800
+    },
+    "AutoRollbackConfiguration": {
+        "Alarms": [
+            {
+                "AlarmName": "<your-cw-alarm>"
+            }
+        ]
+    }
+}"#;
+
+/// The CLI examples of the canary and all-at-once pages pass `--deployment-config` without the
+/// object's braces (`'"BlueGreenUpdatePolicy": {...}, "AutoRollbackConfiguration": {...}'`).
+const AWS_CLI_CANARY: &str = r#""BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "CANARY",
+    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 30}, "WaitIntervalInSeconds": 600},
+    "TerminationWaitInSeconds": 600, "MaximumExecutionTimeoutInSeconds": 1800},
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "<your-alarm>"}]}"#;
+
+/// The linear page's CLI example has them, but closes one brace too few.
+const AWS_CLI_LINEAR: &str = r#"{"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "LINEAR",
+    "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 20}, "WaitIntervalInSeconds": 300},
+    "TerminationWaitInSeconds": 300, "MaximumExecutionTimeoutInSeconds": 3600},
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "<your-alarm>"}]}"#;
+
+/// The rolling-deployment page ("Use rolling deployments") prints a template rather than a
+/// document: `number` placeholders (filled in here with 3600, 300, 25 and 100) and `"Type":
+/// "INSTANCE_COUNT" | "CAPACITY_PERCENTAGE" (default)`, whose `CAPACITY_PERCENTAGE` is not
+/// SageMaker's enum (`CAPACITY_PERCENT`) and whose "default" does not exist (`Type` is
+/// required): its known mistakes. Here each `Type` is the page's "default".
+const AWS_ROLLING_AS_PRINTED: &str = r#"{
+        "AutoRollbackConfiguration": {
+            "Alarms": [
+                {
+                    "AlarmName": "<your-cw-alarm>"
+                }
+            ]
+        },
+        "RollingUpdatePolicy": {
+            "MaximumExecutionTimeoutInSeconds": 3600,
+            "WaitIntervalInSeconds": 300,
+            "MaximumBatchSize": {
+                "Type": "CAPACITY_PERCENTAGE",
+                "Value": 25
+            },
+            "RollbackMaximumBatchSize": {
+                "Type": "CAPACITY_PERCENTAGE",
+                "Value": 100
+            }
+        }
+    }"#;
+
+#[test]
+fn aws_documented_deployment_configs_are_accepted_as_printed() {
+    for (name, text) in [("canary", AWS_CANARY), ("linear", AWS_LINEAR)] {
+        let policy = Policy::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(policy.guardrails.engine, EngineChoice::Auto, "{name}");
+        assert_eq!(policy.named_alarms().len(), 1, "{name}");
+        assert!(policy.deployment_config.blue_green_update_policy.is_some());
+        // The same document wrapped in DeploymentConfig reads the same.
+        let wrapped = format!("{{ \"DeploymentConfig\": {text} }}");
+        assert_eq!(Policy::parse(&wrapped), Ok(policy.clone()), "{name}");
+    }
+    let fixed = AWS_ROLLING_AS_PRINTED.replace("CAPACITY_PERCENTAGE", "CAPACITY_PERCENT");
+    let rolling = parses(&fixed);
+    let r = rolling.deployment_config.rolling_update_policy.unwrap();
+    assert_eq!(r.maximum_batch_size.value, 25);
+    assert_eq!(r.rollback_maximum_batch_size.map(|s| s.value), Some(100));
+}
+
+#[test]
+fn the_known_mistakes_of_awss_examples_are_refused_naming_the_field() {
+    assert_eq!(
+        problems(AWS_ALL_AT_ONCE),
+        vec![
+            "BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: is required, even for ALL_AT_ONCE, which does not use it (SageMaker's API requires it; AWS's all-at-once example leaves it out): add WaitIntervalInSeconds: 0"
+        ]
+    );
+    assert_eq!(
+        problems(AWS_ROLLING_AS_PRINTED),
+        vec![
+            "RollingUpdatePolicy.MaximumBatchSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT (did you mean CAPACITY_PERCENT?)",
+            "RollingUpdatePolicy.RollbackMaximumBatchSize.Type: \"CAPACITY_PERCENTAGE\" is not one of INSTANCE_COUNT or CAPACITY_PERCENT (did you mean CAPACITY_PERCENT?)",
+        ]
+    );
+    let errors = |text: &str| Policy::parse(text).map_err(|e| e.to_string());
+    assert_eq!(
+        errors(AWS_CLI_CANARY),
+        Err("invalid policy (1 problem):\n  - policy: the members of a JSON object without its braces (as in AWS's CLI examples): wrap the document in { }".to_owned())
+    );
+    assert_eq!(
+        errors(AWS_CLI_LINEAR),
+        Err("invalid policy (1 problem):\n  - policy: not valid JSON: EOF while parsing an object at line 4 column 76".to_owned())
+    );
 }

@@ -14,6 +14,7 @@ fn fleet(instance_type: &str) -> Fleet {
         config_name: "fraud-v1".to_owned(),
         variants: vec![FleetVariant {
             variant_name: "AllTraffic".to_owned(),
+            model_name: String::new(),
             instance_type: instance_type.to_owned(),
             instance_count: 4,
         }],

@@ -44,6 +44,7 @@ Guardrails:
         config_name: BLUE.to_owned(),
         variants: vec![FleetVariant {
             variant_name: "blue".to_owned(),
+            model_name: String::new(),
             instance_type: "ml.m5.xlarge".to_owned(),
             instance_count: 4,
         }],
