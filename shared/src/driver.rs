@@ -505,9 +505,10 @@ impl Driver {
         match action {
             Action::CreateEndpointConfig {
                 config_name,
+                from_config,
                 variants,
             } => {
-                self.throttled(|| e.create_config(config_name, variants))
+                self.throttled(|| e.create_config(config_name, from_config, variants))
                     .await
             }
             Action::UpdateEndpoint {

@@ -92,8 +92,14 @@ pub type PortResult<T> = Result<T, PortError>;
 pub trait Endpoints: Send + Sync {
     /// DescribeEndpoint; `None` when the endpoint does not exist.
     async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>>;
-    /// CreateEndpointConfig; an existing config of that name counts as done.
-    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()>;
+    /// CreateEndpointConfig of `config` with `variants` and every other setting of
+    /// `from_config`; an existing config of that name counts as done.
+    async fn create_config(
+        &self,
+        config: &str,
+        from_config: &str,
+        variants: &[ConfigVariant],
+    ) -> PortResult<()>;
     /// UpdateEndpoint to `config`; with a `DeploymentConfig`, SageMaker runs the rollout under
     /// its own guardrails (native engine).
     async fn update_endpoint(

@@ -252,20 +252,20 @@ fn kind(c: &mut Checks<'_>) {
         return;
     };
     c.check(ID);
-    let what = if kind.asynchronous {
-        Some(
-            "asynchronous (AsyncInferenceConfig): the configs Guardrails makes do not carry it \
-             yet, and SageMaker refuses an update that drops it",
-        )
-    } else if kind.inference_components {
+    // The configs Guardrails makes carry every other setting of the user's config
+    // (`aws::endpoint_config`), so asynchronous endpoints keep their AsyncInferenceConfig.
+    let what = if kind.inference_components {
         Some(
             "an endpoint of inference components: its models are deployed as components, not \
-             as variants Guardrails can shift between",
+             as variants; neither engine deploys to it yet"
+                .to_owned(),
         )
-    } else if kind.serverless {
+    } else if kind.serverless && c.plan.engine == Engine::Variant {
         Some(
-            "serverless: the configs Guardrails makes run the new model on instances, which \
-             would change the endpoint's type",
+            "serverless: the variant engine shifts traffic between two variants with their own \
+             instances, which a serverless endpoint does not have; the native engine \
+             (Guardrails.Engine: native, or auto) deploys it with SageMaker's blue/green update"
+                .to_owned(),
         )
     } else {
         None
@@ -274,10 +274,7 @@ fn kind(c: &mut Checks<'_>) {
         c.find(
             ID,
             Severity::Blocking,
-            format!(
-                "endpoint {} is {what}; neither engine deploys to it yet",
-                c.plan.endpoint_name
-            ),
+            format!("endpoint {} is {what}", c.plan.endpoint_name),
         );
     }
 }

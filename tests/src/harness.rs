@@ -177,9 +177,15 @@ impl Endpoints for WorldPorts {
         Ok(self.world().observe().endpoint)
     }
 
-    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
+    async fn create_config(
+        &self,
+        config: &str,
+        from_config: &str,
+        variants: &[ConfigVariant],
+    ) -> PortResult<()> {
         let action = Action::CreateEndpointConfig {
             config_name: config.to_owned(),
+            from_config: from_config.to_owned(),
             variants: variants.to_vec(),
         };
         self.change(action, format!("CreateEndpointConfig {config}"))
@@ -563,8 +569,15 @@ impl Endpoints for CrashAfterAct {
     async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
         self.inner.describe(endpoint).await
     }
-    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
-        self.inner.create_config(config, variants).await
+    async fn create_config(
+        &self,
+        config: &str,
+        from_config: &str,
+        variants: &[ConfigVariant],
+    ) -> PortResult<()> {
+        self.inner
+            .create_config(config, from_config, variants)
+            .await
     }
     async fn update_endpoint(
         &self,

@@ -146,6 +146,12 @@ pub async fn endpoint_serving(
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateEndpointConfig: {e:?}"));
+    endpoint_on(c, endpoint, config).await;
+}
+
+/// Creates `endpoint` on the existing `config`, with Guardrails' opt-in tag, and waits until
+/// it is in service.
+pub async fn endpoint_on(c: &Clients, endpoint: &str, config: &str) {
     // Guardrails changes only endpoints that carry its opt-in tag (infra/template.yaml).
     c.sagemaker
         .create_endpoint()

@@ -222,6 +222,7 @@ fn describe_action(action: &Action) -> String {
         Action::CreateEndpointConfig {
             config_name,
             variants,
+            ..
         } => format!(
             "CreateEndpointConfig {config_name} ({} variants)",
             variants.len()

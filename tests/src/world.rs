@@ -272,11 +272,12 @@ impl World {
         match action {
             Action::CreateEndpointConfig {
                 config_name,
+                from_config,
                 variants,
             } => {
                 let mut built = Vec::new();
                 for v in variants {
-                    built.push(self.config_variant(v)?);
+                    built.push(self.config_variant(from_config, v)?);
                 }
                 self.configs.entry(config_name.clone()).or_insert(built);
                 Ok(())
@@ -356,10 +357,15 @@ impl World {
         }
     }
 
-    fn config_variant(&self, v: &ConfigVariant) -> Result<Variant, String> {
+    fn config_variant(&self, from_config: &str, v: &ConfigVariant) -> Result<Variant, String> {
+        let like = |name: &str| {
+            self.configs
+                .get(from_config)
+                .and_then(|c| c.iter().find(|x| x.name == name))
+                .ok_or_else(|| format!("Could not find variant {name} in {from_config}"))
+        };
         match v {
             ConfigVariant::Copy {
-                from_config,
                 variant_name,
                 initial_weight,
             } => self
@@ -372,18 +378,27 @@ impl World {
                 })
                 .ok_or_else(|| format!("Could not find variant {variant_name} in {from_config}")),
             ConfigVariant::New {
+                like: source,
                 variant_name,
                 model_name,
                 instance_type,
                 instance_count,
                 initial_weight,
-            } => Ok(Variant {
-                name: variant_name.clone(),
-                model: model_name.clone(),
-                instance_type: instance_type.clone(),
-                weight: *initial_weight,
-                instances: *instance_count,
-            }),
+            } => {
+                // As SageMaker's CreateEndpointConfig would be asked: blue's settings, changed.
+                let source = like(source)?;
+                Ok(Variant {
+                    name: variant_name.clone(),
+                    model: model_name.clone(),
+                    instance_type: if instance_type.is_empty() {
+                        source.instance_type.clone()
+                    } else {
+                        instance_type.clone()
+                    },
+                    weight: *initial_weight,
+                    instances: *instance_count,
+                })
+            }
         }
     }
 

@@ -65,11 +65,11 @@ async fn sagemaker_adapter_describes_creates_updates_and_refuses_in_progress_cha
         .unwrap();
     let variants = vec![
         ConfigVariant::Copy {
-            from_config: "fraud-v1".to_owned(),
             variant_name: "AllTraffic".to_owned(),
             initial_weight: 1.0,
         },
         ConfigVariant::New {
+            like: "AllTraffic".to_owned(),
             variant_name: "v2".to_owned(),
             model_name: "fraud-model-v2".to_owned(),
             instance_type: "ml.m5.xlarge".to_owned(),
@@ -78,11 +78,11 @@ async fn sagemaker_adapter_describes_creates_updates_and_refuses_in_progress_cha
         },
     ];
     endpoints
-        .create_config("fraud-bg", &variants)
+        .create_config("fraud-bg", "fraud-v1", &variants)
         .await
         .unwrap();
     endpoints
-        .create_config("fraud-bg", &variants)
+        .create_config("fraud-bg", "fraud-v1", &variants)
         .await
         .unwrap();
     let copied = c
@@ -663,4 +663,167 @@ async fn an_alarm_that_fired_and_recovered_is_found_in_its_history_and_definitio
             .contains(&("VariantName".to_owned(), "v2".to_owned()))
     );
     assert!(!definitions.contains_key("absent"));
+}
+
+/// Every config Guardrails creates keeps every setting of the user's config and of blue's
+/// variant but what the deployment changes (`guardrails::aws::endpoint_config`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_configs_keep_every_setting_of_the_users_config() {
+    use aws_sdk_sagemaker::types::{
+        AsyncInferenceConfig, AsyncInferenceOutputConfig, CaptureMode, CaptureOption,
+        DataCaptureConfig, MetricsConfig, ProductionVariant, ProductionVariantInstanceType,
+        ProductionVariantServerlessConfig, Tag, VpcConfig,
+    };
+    let stack = local::start().await;
+    let c = Clients::new(&stack);
+    let endpoints = SageMakerEndpoints::new(c.sagemaker.clone());
+    endpoint_serving(&c, "fraud", "fraud-v1", "fraud-model-v1", 1).await;
+    c.sagemaker
+        .create_model()
+        .model_name("fraud-model-v2")
+        .execution_role_arn("arn:aws:iam::123456789012:role/local")
+        .send()
+        .await
+        .unwrap();
+    let blue = ProductionVariant::builder()
+        .variant_name("AllTraffic")
+        .model_name("fraud-model-v1")
+        .instance_type(ProductionVariantInstanceType::MlM5Xlarge)
+        .initial_instance_count(3)
+        .initial_variant_weight(1.0)
+        .volume_size_in_gb(64)
+        .model_data_download_timeout_in_seconds(900)
+        .container_startup_health_check_timeout_in_seconds(600)
+        .build();
+    let serverless = ProductionVariant::builder()
+        .variant_name("AllTraffic")
+        .model_name("fraud-model-v1")
+        .serverless_config(
+            ProductionVariantServerlessConfig::builder()
+                .memory_size_in_mb(2048)
+                .max_concurrency(5)
+                .build(),
+        )
+        .build();
+    let full = |name: &str, variant: ProductionVariant| {
+        c.sagemaker
+            .create_endpoint_config()
+            .endpoint_config_name(name)
+            .production_variants(variant)
+            .data_capture_config(
+                DataCaptureConfig::builder()
+                    .enable_capture(true)
+                    .initial_sampling_percentage(20)
+                    .destination_s3_uri("s3://capture/fraud")
+                    .capture_options(
+                        CaptureOption::builder()
+                            .capture_mode(CaptureMode::Input)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .kms_key_id(
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            )
+            .async_inference_config(
+                AsyncInferenceConfig::builder()
+                    .output_config(
+                        AsyncInferenceOutputConfig::builder()
+                            .s3_output_path("s3://async/out")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .vpc_config(
+                VpcConfig::builder()
+                    .security_group_ids("sg-1")
+                    .subnets("subnet-1")
+                    .build(),
+            )
+            .enable_network_isolation(true)
+            .metrics_config(
+                MetricsConfig::builder()
+                    .enable_enhanced_metrics(true)
+                    .build(),
+            )
+            .tags(Tag::builder().key("team").value("fraud").build())
+            .send()
+    };
+    full("fraud-full", blue.clone()).await.unwrap();
+    full("fraud-serverless", serverless.clone()).await.unwrap();
+    let green = |like: &str| ConfigVariant::New {
+        like: like.to_owned(),
+        variant_name: "v2".to_owned(),
+        model_name: "fraud-model-v2".to_owned(),
+        instance_type: String::new(),
+        instance_count: 1,
+        initial_weight: 0.0,
+    };
+    let both = [
+        ConfigVariant::Copy {
+            variant_name: "AllTraffic".to_owned(),
+            initial_weight: 1.0,
+        },
+        green("AllTraffic"),
+    ];
+    endpoints
+        .create_config("guardrails-x-blue-green", "fraud-full", &both)
+        .await
+        .unwrap();
+    endpoints
+        .create_config(
+            "guardrails-x-serverless",
+            "fraud-serverless",
+            &[green("AllTraffic")],
+        )
+        .await
+        .unwrap();
+    let describe = async |name: &str| {
+        c.sagemaker
+            .describe_endpoint_config()
+            .endpoint_config_name(name)
+            .send()
+            .await
+            .unwrap()
+    };
+    let (user, made) = (
+        describe("fraud-full").await,
+        describe("guardrails-x-blue-green").await,
+    );
+    assert_eq!(made.data_capture_config(), user.data_capture_config());
+    assert_eq!(made.kms_key_id(), user.kms_key_id());
+    assert_eq!(made.async_inference_config(), user.async_inference_config());
+    assert_eq!(made.vpc_config(), user.vpc_config());
+    assert_eq!(made.enable_network_isolation(), Some(true));
+    assert_eq!(made.metrics_config(), user.metrics_config());
+    assert_eq!(made.production_variants()[0], blue, "blue as configured");
+    let mut expected = blue.clone();
+    expected.variant_name = Some("v2".to_owned());
+    expected.model_name = Some("fraud-model-v2".to_owned());
+    expected.initial_instance_count = Some(1);
+    expected.initial_variant_weight = Some(0.0);
+    assert_eq!(
+        made.production_variants()[1],
+        expected,
+        "green has blue's volume, timeouts and instance type"
+    );
+    let tags = c
+        .sagemaker
+        .list_tags()
+        .resource_arn(made.endpoint_config_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags().len(), 1);
+    assert_eq!(tags.tags()[0].key(), Some("team"));
+    let made = describe("guardrails-x-serverless").await;
+    let mut expected = serverless;
+    expected.variant_name = Some("v2".to_owned());
+    expected.model_name = Some("fraud-model-v2".to_owned());
+    expected.initial_variant_weight = Some(0.0);
+    assert_eq!(
+        made.production_variants(),
+        [expected],
+        "a serverless variant stays serverless, with no instances"
+    );
 }

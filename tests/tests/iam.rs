@@ -18,9 +18,13 @@ use guardrails_tests::repo_root;
 
 /// What each function's code calls, as IAM names it: the driver's calls for the three that
 /// reconcile deployments, plus what each does besides.
-const RECONCILE: [&str; 17] = [
+const RECONCILE: [&str; 20] = [
     "sagemaker:DescribeEndpoint",
     "sagemaker:DescribeEndpointConfig",
+    // The configs Guardrails creates copy the user's, tags and KMS key included.
+    "sagemaker:ListTags",
+    "sagemaker:AddTags",
+    "kms:CreateGrant",
     "sagemaker:CreateEndpointConfig",
     "sagemaker:UpdateEndpoint",
     "sagemaker:UpdateEndpointWeightsAndCapacities",
@@ -44,7 +48,6 @@ fn calls_of(function: &str) -> BTreeSet<String> {
             "cloudwatch:GetMetricData",
             "sagemaker:CreateModel",
             "sagemaker:DescribeModel",
-            "sagemaker:ListTags",
             "servicequotas:ListServiceQuotas",
             "sagemaker:DescribeModelPackage",
             "ssm:GetParameter",
@@ -401,19 +404,33 @@ async fn calls_the_template_does_not_allow_are_refused_as_aws_refuses_them() {
 }
 
 #[tokio::test]
-async fn a_config_with_a_kms_key_needs_the_grant_on_that_key() {
-    let roles = template_roles(&default_template());
-    let mut iam = Iam::with_roles(&roles);
-    let key = access_key("start-deployment");
+async fn a_config_with_a_kms_key_needs_the_grant_on_that_key_which_the_template_gives_for_aws_resources_only()
+ {
+    let key = access_key("bake-watcher");
     let sm = guardrails_local::sagemaker::SageMaker::default();
     let asks = sm.asks(
         "CreateEndpointConfig",
         &serde_json::json!({ "EndpointConfigName": "guardrails-d1-blue-green", "KmsKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "ProductionVariants": [] }),
     );
-    let denied = iam.authorize(Some(&key), &asks).unwrap_err();
+    // The template before the configs copied the user's settings had no grant.
+    let old = repo_root().join("tests/fixtures/template-before-issue-10.yaml");
+    let denied = Iam::with_roles(&template_roles(&old))
+        .authorize(Some(&key), &asks)
+        .unwrap_err();
     assert!(
         denied.message().contains("kms:CreateGrant on resource: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
         "{}",
         denied.message()
     );
+    let mut iam = Iam::with_roles(&template_roles(&default_template()));
+    assert!(iam.authorize(Some(&key), &asks).is_ok());
+    // A grant that is not for an AWS resource (a person's own use of the key) stays denied.
+    let own_use = Ask::new(
+        "kms:CreateGrant",
+        vec![Resource::new(
+            "kms:key",
+            arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        )],
+    );
+    assert!(iam.authorize(Some(&key), &[own_use]).is_err());
 }

@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod cloudwatch;
 pub mod dynamodb;
+pub mod endpoint_config;
 pub mod eventbridge;
 pub mod sagemaker;
 pub mod scheduler;

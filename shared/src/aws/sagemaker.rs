@@ -7,13 +7,12 @@ use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
 use aws_sdk_sagemaker::types::{
     Alarm, AutoRollbackConfig, BlueGreenUpdatePolicy, CapacitySize as SdkCapacitySize,
     CapacitySizeType, ContainerDefinition, DeploymentConfig as SdkDeploymentConfig,
-    DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariant,
-    ProductionVariantInstanceType, ProductionVariantSummary, RollingUpdatePolicy,
-    TrafficRoutingConfig, TrafficRoutingConfigType,
+    DesiredWeightAndCapacity, EndpointStatus as SdkStatus, ProductionVariantSummary,
+    RollingUpdatePolicy, Tag, TrafficRoutingConfig, TrafficRoutingConfigType,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::classify;
+use super::{classify, endpoint_config};
 use crate::core::{ConfigVariant, EndpointStatus, EndpointView, Progress, VariantView};
 use crate::plan::{Fleet, FleetVariant};
 use crate::policy::{CapacitySize, CapacityType, DeploymentConfig, TrafficRoutingType};
@@ -169,6 +168,27 @@ fn progress(out: &DescribeEndpointOutput) -> Vec<Progress> {
 }
 
 impl SageMakerEndpoints {
+    /// ListTags of `resource_arn`, every page.
+    async fn tags(&self, resource_arn: &str) -> PortResult<Vec<Tag>> {
+        let mut tags = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_tags()
+                .resource_arn(resource_arn)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:ListTags", &e))?;
+            tags.extend(page.tags().iter().cloned());
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(tags),
+            }
+        }
+    }
+
     /// DescribeEndpoint; `None` when SageMaker says `Could not find endpoint`.
     async fn described(&self, endpoint: &str) -> PortResult<Option<DescribeEndpointOutput>> {
         match self
@@ -209,66 +229,28 @@ impl Endpoints for SageMakerEndpoints {
         }))
     }
 
-    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
-        let mut built = Vec::with_capacity(variants.len());
-        for v in variants {
-            built.push(match v {
-                ConfigVariant::Copy {
-                    from_config,
-                    variant_name,
-                    initial_weight,
-                } => {
-                    let source = self
-                        .client
-                        .describe_endpoint_config()
-                        .endpoint_config_name(from_config)
-                        .send()
-                        .await
-                        .map_err(|e| classify("sagemaker:DescribeEndpointConfig", &e))?;
-                    let found = source
-                        .production_variants()
-                        .iter()
-                        .find(|p| p.variant_name() == Some(variant_name.as_str()))
-                        .ok_or_else(|| {
-                            PortError::new(
-                                ErrorKind::Refused,
-                                format!(
-                                    "endpoint config {from_config} has no variant {variant_name}"
-                                ),
-                            )
-                        })?;
-                    // Blue exactly as it was configured (model, instances, serverless or
-                    // container settings...), but for its weight.
-                    let mut copy = found.clone();
-                    #[allow(clippy::cast_possible_truncation)]
-                    let w = *initial_weight as f32;
-                    copy.initial_variant_weight = Some(w);
-                    copy
-                }
-                ConfigVariant::New {
-                    variant_name,
-                    model_name,
-                    instance_type,
-                    instance_count,
-                    initial_weight,
-                } => {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let w = *initial_weight as f32;
-                    ProductionVariant::builder()
-                        .variant_name(variant_name)
-                        .model_name(model_name)
-                        .instance_type(ProductionVariantInstanceType::from(instance_type.as_str()))
-                        .initial_instance_count(to_i32(*instance_count))
-                        .initial_variant_weight(w)
-                        .build()
-                }
-            });
-        }
-        let created = self
+    async fn create_config(
+        &self,
+        config: &str,
+        from_config: &str,
+        variants: &[ConfigVariant],
+    ) -> PortResult<()> {
+        let source = self
             .client
-            .create_endpoint_config()
+            .describe_endpoint_config()
+            .endpoint_config_name(from_config)
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:DescribeEndpointConfig", &e))?;
+        let built = endpoint_config::variants(&source, from_config, variants)?;
+        let tags = match source.endpoint_config_arn() {
+            Some(arn) => self.tags(arn).await?,
+            None => Vec::new(),
+        };
+        let created = endpoint_config::copy_settings(self.client.create_endpoint_config(), &source)
             .endpoint_config_name(config)
             .set_production_variants(Some(built))
+            .set_tags(endpoint_config::copyable_tags(&tags))
             .send()
             .await;
         match created {
@@ -416,28 +398,12 @@ impl Endpoints for SageMakerEndpoints {
         let Some(arn) = out.endpoint_arn() else {
             return Ok(None);
         };
-        let mut tags = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_tags()
-                .resource_arn(arn)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify("sagemaker:ListTags", &e))?;
-            tags.extend(
-                page.tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))),
-            );
-            match page.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(Some(tags))
+        let tags = self.tags(arn).await?;
+        Ok(Some(
+            tags.iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                .collect(),
+        ))
     }
 
     async fn endpoint_kind(&self, config: &str) -> PortResult<Option<EndpointKind>> {

@@ -14,9 +14,11 @@ use crate::units::{Share, Timestamp};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action")]
 pub enum Action {
-    /// Create `config_name` (if absent) holding `variants`.
+    /// Create `config_name` (if absent) holding `variants`, with every other setting of
+    /// `from_config` (the user's config: data capture, KMS key, asynchronous inference, tags...).
     CreateEndpointConfig {
         config_name: String,
+        from_config: String,
         variants: Vec<ConfigVariant>,
     },
     /// The endpoint must serve `config_name` (UpdateEndpoint), rolled out by SageMaker under
@@ -68,18 +70,21 @@ impl Action {
     }
 }
 
-/// A production variant of a config Guardrails creates.
+/// A production variant of a config Guardrails creates, taken from a variant of the action's
+/// `from_config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source")]
 pub enum ConfigVariant {
-    /// Copied unchanged from an existing config, but for its initial weight.
+    /// `variant_name` unchanged, but for its initial weight.
     Copy {
-        from_config: String,
         variant_name: String,
         initial_weight: f64,
     },
-    /// The new model.
+    /// The new model: every setting of the variant `like` (volume size, timeouts, routing,
+    /// serverless settings...) but its name, model, instance type and count and weight. An
+    /// empty `instance_type` keeps `like`'s (a serverless variant has none).
     New {
+        like: String,
         variant_name: String,
         model_name: String,
         instance_type: String,

@@ -12,10 +12,10 @@
 //! - still not done at the deadline (the policy's timeout plus `SETTLE_SECS` for SageMaker's own
 //!   rollback): failed, timed out; SageMaker has no call to stop its update.
 
-use super::phases::{Outcome, changed_outside, failed, note_update_in_flight, wait};
+use super::phases::{Outcome, changed_outside, failed, green_alone, note_update_in_flight, wait};
 use super::{
-    Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointStatus, EndpointView,
-    Observation, Phase, Progress,
+    Action, AlarmState, Cause, Deployment, EndpointStatus, EndpointView, Observation, Phase,
+    Progress,
 };
 use crate::units::Timestamp;
 
@@ -141,16 +141,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         return timed_out(d);
     }
     let actions = vec![
-        Action::CreateEndpointConfig {
-            config_name: green_config.clone(),
-            variants: vec![ConfigVariant::New {
-                variant_name: plan.green.variant_name.clone(),
-                model_name: plan.green.model_name.clone(),
-                instance_type: plan.green.instance_type.clone(),
-                instance_count: plan.green.instance_count,
-                initial_weight: 1.0,
-            }],
-        },
+        green_alone(plan, &plan.green.variant_name),
         Action::UpdateEndpoint {
             config_name: green_config,
             deployment_config: plan.native_config.clone(),

@@ -292,13 +292,14 @@ fn provisioning(
     let mut actions = vec![
         Action::CreateEndpointConfig {
             config_name: plan.blue_green_config_name.clone(),
+            from_config: plan.blue_config_name.clone(),
             variants: vec![
                 ConfigVariant::Copy {
-                    from_config: plan.blue_config_name.clone(),
                     variant_name: plan.blue.variant_name.clone(),
                     initial_weight: 1.0,
                 },
                 ConfigVariant::New {
+                    like: plan.blue.variant_name.clone(),
                     variant_name: plan.green.variant_name.clone(),
                     model_name: plan.green.model_name.clone(),
                     instance_type: plan.green.instance_type.clone(),
@@ -397,6 +398,23 @@ fn baking(
         Phase::Shifting { step: step + 1 }
     };
     go(next, Cause::BakePassed { step })
+}
+
+/// The config the endpoint keeps at the end: blue's, with the new model alone under
+/// `variant_name` at green's instance type and count.
+pub(super) fn green_alone(plan: &Plan, variant_name: &str) -> Action {
+    Action::CreateEndpointConfig {
+        config_name: plan.green_config_name.clone(),
+        from_config: plan.blue_config_name.clone(),
+        variants: vec![ConfigVariant::New {
+            like: plan.blue.variant_name.clone(),
+            variant_name: variant_name.to_owned(),
+            model_name: plan.green.model_name.clone(),
+            instance_type: plan.green.instance_type.clone(),
+            instance_count: plan.green.instance_count,
+            initial_weight: 1.0,
+        }],
+    }
 }
 
 pub(super) fn set_weights(plan: &Plan, green_share: Share) -> Action {

@@ -4,13 +4,13 @@
 //! number of UpdateEndpoint attempts do.
 
 use super::phases::{
-    Outcome, changed_outside, delete_green_alarms, failed, note_update_in_flight, set_weights,
-    update_progress, wait,
+    Outcome, changed_outside, delete_green_alarms, failed, green_alone, note_update_in_flight,
+    set_weights, update_progress, wait,
 };
 use super::trouble::delete_unused_configs;
 use super::{
-    Action, Cause, ConfigVariant, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS, Phase,
-    SETTLE_SECS, UpdateProgress,
+    Action, Cause, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS, Phase, SETTLE_SECS,
+    UpdateProgress,
 };
 use crate::policy::Engine;
 use crate::units::{Share, Timestamp};
@@ -31,18 +31,8 @@ pub(super) fn removing_blue(
     }) {
         return outcome;
     }
-    let green = &d.plan.green;
-    let green_alone = Action::CreateEndpointConfig {
-        config_name: target.clone(),
-        variants: vec![ConfigVariant::New {
-            variant_name: green.variant_name.clone(),
-            model_name: green.model_name.clone(),
-            instance_type: green.instance_type.clone(),
-            instance_count: green.instance_count,
-            initial_weight: 1.0,
-        }],
-    };
-    retry_update(d, endpoint, update, target, vec![green_alone], now)
+    let create = green_alone(&d.plan, &d.plan.green.variant_name);
+    retry_update(d, endpoint, update, target, vec![create], now)
 }
 
 pub(super) fn rolling_back(

@@ -417,31 +417,43 @@ fn a_quota_below_the_peak_blocks_naming_both() {
 }
 
 #[test]
-fn asynchronous_serverless_and_component_endpoints_are_blocked_for_now() {
-    for kind in [
-        EndpointKind {
-            asynchronous: true,
-            ..EndpointKind::default()
-        },
-        EndpointKind {
-            serverless: true,
-            ..EndpointKind::default()
-        },
-        EndpointKind {
-            inference_components: true,
-            ..EndpointKind::default()
-        },
-    ] {
+fn serverless_is_blocked_for_the_variant_engine_naming_native_and_components_for_both() {
+    let blocked = |plan: &Plan, kind: EndpointKind| {
         let look = Look {
             kind: Some(kind),
             ..good()
         };
-        let p = check(&variant_engine(), &look);
-        assert!(
-            p.findings
-                .iter()
-                .any(|f| f.check == "endpoint-type-supported" && f.severity == Severity::Blocking),
-            "{kind:?}"
-        );
-    }
+        check(plan, &look)
+            .findings
+            .into_iter()
+            .find(|f| f.check == "endpoint-type-supported" && f.severity == Severity::Blocking)
+            .map(|f| f.message)
+    };
+    let serverless = EndpointKind {
+        serverless: true,
+        ..EndpointKind::default()
+    };
+    let message = blocked(&variant_engine(), serverless).expect("serverless on the variant engine");
+    assert!(message.contains("native engine"), "{message}");
+    assert_eq!(
+        blocked(&native(), serverless),
+        None,
+        "native carries ServerlessConfig"
+    );
+    let asynchronous = EndpointKind {
+        asynchronous: true,
+        ..EndpointKind::default()
+    };
+    assert_eq!(
+        blocked(&variant_engine(), asynchronous),
+        None,
+        "the configs keep AsyncInferenceConfig"
+    );
+    assert_eq!(blocked(&native(), asynchronous), None);
+    let components = EndpointKind {
+        inference_components: true,
+        ..EndpointKind::default()
+    };
+    assert!(blocked(&variant_engine(), components).is_some());
+    assert!(blocked(&native(), components).is_some());
 }

@@ -310,9 +310,15 @@ impl Endpoints for Sim {
         s.last_seen.insert(endpoint.to_owned(), fresh.clone());
         Ok(fresh)
     }
-    async fn create_config(&self, config: &str, variants: &[ConfigVariant]) -> PortResult<()> {
+    async fn create_config(
+        &self,
+        config: &str,
+        from_config: &str,
+        variants: &[ConfigVariant],
+    ) -> PortResult<()> {
         let action = Action::CreateEndpointConfig {
             config_name: config.to_owned(),
+            from_config: from_config.to_owned(),
             variants: variants.to_vec(),
         };
         // Configs are account-wide; each world keeps its own copy.
@@ -361,6 +367,7 @@ impl Endpoints for Sim {
             if let Some(w) = s.worlds.get_mut(endpoint) {
                 let config = w.config_name().replace("-blue-green", "-green");
                 let variants = vec![ConfigVariant::New {
+                    like: blue.to_owned(),
                     variant_name: green.to_owned(),
                     model_name: green.to_owned(),
                     instance_type: "ml.m5.xlarge".to_owned(),
@@ -369,6 +376,7 @@ impl Endpoints for Sim {
                 }];
                 let create = Action::CreateEndpointConfig {
                     config_name: config.clone(),
+                    from_config: w.config_name().to_owned(),
                     variants,
                 };
                 let _ = w.apply(&create);

@@ -234,18 +234,24 @@ fn provisioning_creates_the_blue_green_config_and_green_alarms_then_updates_the_
             "put alarm guardrails-d1-errors"
         ]
     );
-    let Action::CreateEndpointConfig { variants, .. } = &d.actions[0] else {
+    let Action::CreateEndpointConfig {
+        variants,
+        from_config,
+        ..
+    } = &d.actions[0]
+    else {
         panic!("{:?}", d.actions[0]);
     };
+    assert_eq!(from_config, BLUE, "every other setting is blue's");
     assert_eq!(
         variants,
         &vec![
             ConfigVariant::Copy {
-                from_config: BLUE.to_owned(),
                 variant_name: "blue".to_owned(),
                 initial_weight: 1.0
             },
             ConfigVariant::New {
+                like: "blue".to_owned(),
                 variant_name: "green".to_owned(),
                 model_name: "fraud-v2".to_owned(),
                 instance_type: "ml.m5.xlarge".to_owned(),

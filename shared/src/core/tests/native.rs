@@ -84,7 +84,9 @@ fn it_creates_the_new_config_and_hands_sagemaker_the_deployment_config() {
         vec![
             Action::CreateEndpointConfig {
                 config_name: GREEN.to_owned(),
+                from_config: BLUE.to_owned(),
                 variants: vec![ConfigVariant::New {
+                    like: "blue".to_owned(),
                     variant_name: "blue".to_owned(),
                     model_name: "fraud-v2".to_owned(),
                     instance_type: "ml.m5.xlarge".to_owned(),
