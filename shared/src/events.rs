@@ -68,6 +68,8 @@ pub enum PhaseKind {
     Baking,
     AwaitingApproval,
     RemovingBlue,
+    /// The fleet that keeps serving bakes, watched (variant engine).
+    BakingFinalFleet,
     RollingBack,
     /// Native engine: SageMaker runs the rollout.
     NativeDeploying,
@@ -84,6 +86,7 @@ impl PhaseKind {
             Phase::Baking { .. } => PhaseKind::Baking,
             Phase::AwaitingApproval { .. } => PhaseKind::AwaitingApproval,
             Phase::RemovingBlue { .. } => PhaseKind::RemovingBlue,
+            Phase::BakingFinalFleet { .. } => PhaseKind::BakingFinalFleet,
             Phase::RollingBack { .. } => PhaseKind::RollingBack,
             Phase::NativeDeploying { .. } => PhaseKind::NativeDeploying,
             Phase::Succeeded => PhaseKind::Succeeded,

@@ -157,6 +157,14 @@ impl World {
             .collect()
     }
 
+    /// `(variant, model)` of what serves now.
+    pub fn models(&self) -> Vec<(String, String)> {
+        self.variants
+            .iter()
+            .map(|v| (v.name.clone(), v.model.clone()))
+            .collect()
+    }
+
     /// The fleet as DescribeEndpoint and DescribeEndpointConfig would show it.
     pub fn fleet(&self, endpoint_name: &str) -> Option<Fleet> {
         (self.endpoint_exists && endpoint_name == self.endpoint_name).then(|| Fleet {

@@ -56,7 +56,7 @@ async fn a_canary_deployment_runs_to_success() {
     let audit = assert_trail(&h).await;
     assert_eq!(
         audit.last().map(|a| a.transition.cause.clone()),
-        Some(Cause::BlueRemoved)
+        Some(Cause::FinalBakePassed)
     );
     let last = h.bus.events().last().cloned().unwrap();
     assert_eq!(last.outcome, Some(PhaseKind::Succeeded));

@@ -112,14 +112,15 @@ async fn a_canary_deployment_runs_to_success() {
         serving(&s).await,
         (
             "guardrails-d1-green".to_owned(),
-            vec![("v2".to_owned(), 1.0)]
+            // The new model under blue's variant name.
+            vec![("AllTraffic".to_owned(), 1.0)]
         )
     );
     assert_eq!(s.store.load(ENDPOINT).await.unwrap(), None, "archived");
     let audit = s.store.audit(ENDPOINT, "d1").await.unwrap();
     assert_eq!(
         audit.last().map(|a| a.transition.cause.clone()),
-        Some(Cause::BlueRemoved)
+        Some(Cause::FinalBakePassed)
     );
 }
 

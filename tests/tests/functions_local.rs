@@ -296,3 +296,80 @@ async fn an_abort_ends_a_variant_bake_and_a_native_deployment() {
         "the old config, again"
     );
 }
+
+/// GIVEN a canary that passed every step, WHEN the new model fails once it serves alone under
+/// blue's variant name (the final fleet), THEN the final fleet's alarm rolls the endpoint back to
+/// the original config and on-call is paged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_after_the_final_switch_rolls_back_to_the_original_config_and_pages() {
+    let flow = Flow::start(&default_template()).await;
+    serving_v1(&flow.admin).await;
+    let policy = json!({
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY", "CanarySize": { "Type": "CAPACITY_PERCENT", "Value": 50 },
+                "WaitIntervalInSeconds": 1 },
+            "TerminationWaitInSeconds": 1, "MaximumExecutionTimeoutInSeconds": 600 },
+        "Guardrails": {
+            "PollIntervalInSeconds": 1,
+            // Long enough that only the alarm can end it.
+            "FinalFleetBakeInSeconds": 600,
+            "Alarms": [{ "Name": "errors", "MetricName": "Invocation5XXErrors",
+                         "Statistic": "Average", "ComparisonOperator": "GreaterThanThreshold",
+                         "Threshold": 0.05, "PeriodInSeconds": 10, "EvaluationPeriods": 1,
+                         "DatapointsToAlarm": 1, "TreatMissingData": "notBreaching" }]
+        }
+    });
+    let mut seen = Vec::new();
+    request(
+        &flow,
+        "d-late",
+        "fraud-model-v2",
+        json!({ "policy": policy }),
+    )
+    .await;
+    flow.until(&mut seen, |e| {
+        e["detail"]["deploymentId"] == "d-late" && e["detail"]["state"] == "BAKING_FINAL_FLEET"
+    })
+    .await;
+    // The final config serves the new model under blue's variant name.
+    let endpoint = flow
+        .admin
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name(ENDPOINT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        endpoint.endpoint_config_name(),
+        Some("guardrails-d-late-green")
+    );
+    assert_eq!(
+        endpoint.production_variants()[0].variant_name(),
+        Some("AllTraffic")
+    );
+    let (status, body) = post(
+        &flow.stack.emulator.url(),
+        "/control/models/fraud-model-v2",
+        r#"{"error_rate":0.5}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+    let end = flow.outcome(&mut seen, "d-late").await;
+    assert_eq!(end["detail"]["outcome"], "ROLLED_BACK", "{end:#}");
+    let rollback = seen
+        .iter()
+        .find(|e| e["detail"]["deploymentId"] == "d-late" && e["detail"]["state"] == "ROLLING_BACK")
+        .expect("the rollback was published");
+    assert_eq!(rollback["detail"]["previousState"], "BAKING_FINAL_FLEET");
+    assert_eq!(
+        rollback["detail"]["cause"]["alarm_name"], "guardrails-d-late-errors-final",
+        "{rollback:#}"
+    );
+    assert_eq!(serves(&flow.admin).await, "fraud-v1");
+    let pages = flow.pages().await;
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(pages[0].0.contains("ROLLED BACK"), "{}", pages[0].0);
+}

@@ -290,13 +290,23 @@ fn check(
         return Ok(decision);
     }
     let last = plan.last_step();
-    let alarm = plan.watched_alarm_names().any(|name| {
-        observation
-            .alarms
-            .get(name)
-            .is_some_and(|a| a.state == AlarmState::Alarm)
-    });
-    if alarm && matches!(before.phase, Phase::Baking { .. }) && !decision.transitions.is_empty() {
+    // The alarms of the phase: the steps', or the final fleet's while it bakes.
+    let final_fleet = matches!(before.phase, Phase::BakingFinalFleet { .. });
+    let alarm = plan
+        .watched_alarms
+        .iter()
+        .filter(|a| a.watched(final_fleet))
+        .any(|a| {
+            observation
+                .alarms
+                .get(&a.alarm_name)
+                .is_some_and(|a| a.state == AlarmState::Alarm)
+        });
+    let baking = matches!(
+        before.phase,
+        Phase::Baking { .. } | Phase::BakingFinalFleet { .. }
+    );
+    if alarm && baking && !decision.transitions.is_empty() {
         prop_assert!(
             matches!(
                 decision.transitions[0].to,
@@ -306,7 +316,7 @@ fn check(
             decision.transitions[0]
         );
     }
-    if alarm && matches!(before.phase, Phase::Baking { .. }) && input.command.is_none() {
+    if alarm && baking && input.command.is_none() {
         prop_assert!(
             !decision.transitions.is_empty(),
             "ALARM during a bake was ignored"

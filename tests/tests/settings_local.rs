@@ -111,6 +111,11 @@ async fn data_capture_a_kms_key_and_async_inference_survive_both_engines() {
         let config = serving(c).await;
         assert_eq!(config.production_variants()[0].model_name(), Some(model));
         assert_eq!(
+            config.production_variants()[0].variant_name(),
+            Some("AllTraffic"),
+            "{engine}: the variant name is kept"
+        );
+        assert_eq!(
             config.data_capture_config(),
             Some(&capture),
             "{engine}: data capture"

@@ -43,7 +43,11 @@ fn canary_success() {
     let run = story("canary.yaml", endpoint(4));
     assert_eq!(run.deployment.phase, Phase::Succeeded);
     assert_eq!(run.world.config_name(), "guardrails-d1-green");
-    assert_eq!(run.world.traffic(), vec![("v2".to_owned(), 1.0)]);
+    assert_eq!(
+        run.world.traffic(),
+        vec![("AllTraffic".to_owned(), 1.0)],
+        "the new model under blue's variant name"
+    );
     insta::assert_snapshot!(run.transcript);
 }
 

@@ -422,6 +422,11 @@ async fn story() -> Result<(), String> {
     let v2_secs = v2_started.elapsed().as_secs();
     let after_v2 = demo.serving().await?;
     println!("{}  {ENDPOINT} now serves {after_v2}", demo.clock());
+    let v2_variant = demo.variant().await?;
+    println!(
+        "{}  the variant name is kept ({v2_variant}): alarms, scaling targets and TargetVariant callers keyed on it still work",
+        demo.clock()
+    );
 
     println!("\n== A deployment of a faulty v3 (half of its responses are errors)");
     let (status, body) = post(
@@ -484,18 +489,20 @@ async fn story() -> Result<(), String> {
     println!("  after v3, {ENDPOINT} served {after_v3}");
     println!("  v4 (native): {v4}; {ENDPOINT} serves {after_v4}");
     let back_on_v2 = after_v3 == after_v2;
+    let name_kept = v2_variant == "AllTraffic";
     // Native guardrails keep the variant name: the new config is what changed.
     let on_v4 = after_v4 != after_v3;
     if v2 != "SUCCEEDED"
         || v3 != "ROLLED_BACK"
         || !subject.contains("ROLLED BACK")
         || !back_on_v2
+        || !name_kept
         || v4 != "SUCCEEDED"
         || !on_v4
     {
         return Err(format!(
             "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: \
-             {back_on_v2}, v4 {v4}, serving {after_v4}"
+             {back_on_v2}, variant after v2 {v2_variant}, v4 {v4}, serving {after_v4}"
         ));
     }
     println!("  all as expected: the faulty model never reached more than its canary share");

@@ -185,8 +185,10 @@ pub enum Cause {
     InvalidRecord {
         detail: String,
     },
-    /// The endpoint serves green alone.
+    /// The endpoint serves the new model alone, under blue's variant name; its fleet bakes.
     BlueRemoved,
+    /// The final fleet served its bake with no watched alarm in ALARM.
+    FinalBakePassed,
     /// The endpoint serves the original config again.
     RollbackComplete,
     /// Native engine: what SageMaker reports doing (`VariantStatus`).
@@ -263,7 +265,11 @@ impl fmt::Display for Cause {
                 write!(f, "update to {config_name} did not finish in time")
             }
             Cause::InvalidRecord { detail } => write!(f, "invalid deployment record: {detail}"),
-            Cause::BlueRemoved => write!(f, "blue removed; green serves alone"),
+            Cause::BlueRemoved => write!(
+                f,
+                "blue removed; the new model serves alone under blue's variant name"
+            ),
+            Cause::FinalBakePassed => write!(f, "the final fleet's bake passed"),
             Cause::RollbackComplete => write!(f, "endpoint back on its original config"),
             Cause::SageMakerProgress {
                 variant_name,

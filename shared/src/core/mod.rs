@@ -6,10 +6,12 @@
 //! The path of a deployment:
 //!
 //! ```text
-//! Provisioning -> Shifting(0) -> Baking(0) -> ... -> Shifting(last) -> Baking(last) -> RemovingBlue -> Succeeded
+//! Provisioning -> Shifting(0) -> Baking(0) -> ... -> Shifting(last) -> Baking(last)
+//!   -> RemovingBlue -> BakingFinalFleet -> Succeeded
 //!                                   \-> [AwaitingApproval(last)] before the last shift, if the policy asks
 //! any of Provisioning, Shifting, Baking, AwaitingApproval -> RollingBack -> RolledBack
 //!   (on ALARM, a missing alarm, an abort or the deadline)
+//! BakingFinalFleet -> RollingBack (on ALARM, a missing alarm or an abort)
 //! Provisioning -> Failed (green could not be provisioned; nothing left behind)
 //! ```
 //!
@@ -86,10 +88,16 @@ pub enum Phase {
     AwaitingApproval {
         step: usize,
     },
-    /// The final bake passed; the endpoint moves to the config with green alone.
+    /// The final bake passed; the endpoint moves to the config with the new model alone under
+    /// blue's variant name (a new fleet).
     RemovingBlue {
         since: Timestamp,
         update: UpdateProgress,
+    },
+    /// The fleet that keeps serving bakes until `until`, watched like any step: an alarm rolls
+    /// the endpoint back to the original config.
+    BakingFinalFleet {
+        until: Timestamp,
     },
     /// Green's weight goes to 0, then the endpoint moves back to the original config.
     RollingBack {
@@ -136,6 +144,7 @@ impl Phase {
             Phase::Baking { step, .. } => format!("baking step {}", step + 1),
             Phase::AwaitingApproval { step } => format!("awaiting approval of step {}", step + 1),
             Phase::RemovingBlue { .. } => "removing blue".to_owned(),
+            Phase::BakingFinalFleet { .. } => "baking the final fleet".to_owned(),
             Phase::RollingBack { .. } => "rolling back".to_owned(),
             Phase::NativeDeploying { .. } => "SageMaker deploying".to_owned(),
             Phase::Succeeded => "succeeded".to_owned(),
@@ -242,10 +251,15 @@ impl Deployment {
         self.phase.is_final()
     }
 
-    /// Whether the state of the watched alarms can change what this phase decides: while green
-    /// is unproven, and while SageMaker runs a native deployment. Not once the outcome is known.
+    /// Whether the watched alarms can change what this phase decides: while green is unproven,
+    /// while the final fleet's alarms are made (removing blue), and while SageMaker runs a
+    /// native deployment. Not once the outcome is known.
     pub fn watches_alarms(&self) -> bool {
-        phases::is_guarded(&self.phase) || matches!(self.phase, Phase::NativeDeploying { .. })
+        phases::is_guarded(&self.phase)
+            || matches!(
+                self.phase,
+                Phase::NativeDeploying { .. } | Phase::RemovingBlue { .. }
+            )
     }
 
     /// The next record, actions and wake-up, given what the world looks like now.

@@ -39,6 +39,7 @@ pub(super) fn is_guarded(phase: &Phase) -> bool {
             | Phase::Shifting { .. }
             | Phase::Baking { .. }
             | Phase::AwaitingApproval { .. }
+            | Phase::BakingFinalFleet { .. }
     )
 }
 
@@ -55,6 +56,7 @@ pub(super) fn update_target<'p>(plan: &'p Plan, phase: &Phase) -> Option<&'p str
     match phase {
         Phase::Provisioning { .. } => Some(&plan.blue_green_config_name),
         Phase::RemovingBlue { .. } => Some(&plan.green_config_name),
+        Phase::BakingFinalFleet { .. } => None,
         Phase::RollingBack { .. } => Some(&plan.blue_config_name),
         Phase::NativeDeploying { .. } => Some(&plan.green_config_name),
         _ => None,
@@ -107,6 +109,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     };
     match phase {
         Phase::Provisioning { update } => provisioning(d, obs, endpoint, update, now),
+        Phase::BakingFinalFleet { until } => settle::baking_final_fleet(d, endpoint, until, now),
         Phase::Shifting { step } => shifting(d, endpoint, step, now),
         Phase::Baking { step, until } => baking(d, endpoint, step, until, now),
         Phase::AwaitingApproval { step } => match &d.approved_by {
@@ -114,7 +117,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             None => wait(d, Vec::new(), now),
         },
         Phase::RemovingBlue { since, update } => {
-            settle::removing_blue(d, endpoint, since, update, now)
+            settle::removing_blue(d, obs, endpoint, since, update, now)
         }
         Phase::RollingBack {
             cause,
@@ -138,6 +141,7 @@ fn blind(d: &Deployment, now: Timestamp) -> Outcome {
         deadline: d.deadline,
     };
     match &d.phase {
+        Phase::BakingFinalFleet { .. } => wait(d, Vec::new(), now),
         phase if is_guarded(phase) && now >= d.deadline => {
             go(rolling_back(timed_out.clone(), now), timed_out)
         }
@@ -162,15 +166,23 @@ fn phase_step(phase: &Phase) -> Option<usize> {
 }
 
 /// While green is unproven: a watched alarm in ALARM or missing, or the deadline. Alarms are
-/// not judged during provisioning, when green serves no traffic.
+/// not judged during provisioning, when green serves no traffic. The final fleet's bake
+/// watches its own alarms and is bounded by its end, not by the deadline: it starts once the
+/// deadline-bound rollout has passed.
 fn guard_tripped(
     d: &Deployment,
     obs: &Observation,
     now: Timestamp,
     phase: &Phase,
 ) -> Option<Cause> {
+    let final_fleet = matches!(phase, Phase::BakingFinalFleet { .. });
     if !matches!(phase, Phase::Provisioning { .. }) {
-        for name in d.plan.watched_alarm_names() {
+        let watched = d
+            .plan
+            .watched_alarms
+            .iter()
+            .filter(|a| a.watched(final_fleet));
+        for name in watched.map(|a| a.alarm_name.as_str()) {
             match obs.alarms.get(name) {
                 Some(alarm) if alarm.state == AlarmState::Alarm => {
                     return Some(Cause::AlarmFired {
@@ -187,7 +199,7 @@ fn guard_tripped(
             }
         }
     }
-    (now >= d.deadline).then_some(Cause::TimedOut {
+    (!final_fleet && now >= d.deadline).then_some(Cause::TimedOut {
         deadline: d.deadline,
     })
 }
@@ -220,11 +232,17 @@ pub(super) fn wait(d: &Deployment, actions: Vec<Action>, now: Timestamp) -> Outc
     wait_until(d, actions, now.plus_secs(d.plan.poll_secs), now)
 }
 
-fn wait_until(d: &Deployment, actions: Vec<Action>, at: Timestamp, now: Timestamp) -> Outcome {
+pub(super) fn wait_until(
+    d: &Deployment,
+    actions: Vec<Action>,
+    at: Timestamp,
+    now: Timestamp,
+) -> Outcome {
     let bound = match &d.phase {
         Phase::RemovingBlue { since, .. } | Phase::RollingBack { since, .. } => {
             since.plus_secs(SETTLE_SECS)
         }
+        Phase::BakingFinalFleet { until } => *until,
         _ => d.deadline,
     };
     Outcome::Wait {
@@ -261,7 +279,7 @@ fn provisioning(
     now: Timestamp,
 ) -> Outcome {
     let plan = &d.plan;
-    let missing_alarms = put_missing_green_alarms(plan, obs);
+    let missing_alarms = put_missing_green_alarms(plan, obs, false);
     if endpoint.status.is_busy() {
         note_update_in_flight(d, endpoint, now);
         return wait(d, missing_alarms, now);
@@ -425,17 +443,29 @@ pub(super) fn set_weights(plan: &Plan, green_share: Share) -> Action {
     }
 }
 
-fn put_missing_green_alarms(plan: &Plan, obs: &Observation) -> Vec<Action> {
+/// The alarms Guardrails creates that do not exist yet: those of the steps, scoped to green's
+/// variant, or (`final_fleet`) those of the final fleet, scoped to blue's variant name, which
+/// the new model keeps.
+pub(super) fn put_missing_green_alarms(
+    plan: &Plan,
+    obs: &Observation,
+    final_fleet: bool,
+) -> Vec<Action> {
+    let variant_name = if final_fleet {
+        &plan.blue.variant_name
+    } else {
+        &plan.green.variant_name
+    };
     plan.watched_alarms
         .iter()
-        .filter(|a| !obs.alarms.contains_key(&a.alarm_name))
+        .filter(|a| a.final_fleet == final_fleet && !obs.alarms.contains_key(&a.alarm_name))
         .filter_map(|a| {
             a.green_template
                 .as_ref()
                 .map(|template| Action::PutGreenAlarm {
                     alarm_name: a.alarm_name.clone(),
                     endpoint_name: plan.endpoint_name.clone(),
-                    variant_name: plan.green.variant_name.clone(),
+                    variant_name: variant_name.clone(),
                     template: template.clone(),
                 })
         })

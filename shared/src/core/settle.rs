@@ -1,38 +1,82 @@
-//! The two phases that move the endpoint off the blue+green config once the outcome is known:
-//! RemovingBlue (to green alone, after the final bake) and RollingBack (to the original
-//! config). Alarms and the deadline no longer matter here; the settle budget and a bounded
-//! number of UpdateEndpoint attempts do.
+//! The phases that move the endpoint off the blue+green config: RemovingBlue (after the final
+//! bake, to the config with the new model alone under blue's variant name), BakingFinalFleet
+//! (that config's new fleet serves, watched like any step), and RollingBack (to the original
+//! config). The settle budget and a bounded number of UpdateEndpoint attempts bound the
+//! updates; the deadline no longer matters here.
 
 use super::phases::{
     Outcome, changed_outside, delete_green_alarms, failed, green_alone, note_update_in_flight,
-    set_weights, update_progress, wait,
+    put_missing_green_alarms, set_weights, update_progress, wait, wait_until,
 };
 use super::trouble::delete_unused_configs;
 use super::{
-    Action, Cause, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS, Phase, SETTLE_SECS,
+    Action, Cause, Deployment, EndpointView, MAX_UPDATE_ATTEMPTS, Observation, Phase, SETTLE_SECS,
     UpdateProgress,
 };
 use crate::policy::Engine;
 use crate::units::{Share, Timestamp};
 
+/// The final switch: the endpoint moves to blue's config with the new model alone under blue's
+/// variant name, so alarms, scaling targets and callers keyed on that name keep working. It is
+/// an UpdateEndpoint (a variant cannot be renamed in place), so it provisions a new fleet,
+/// which then bakes with the final fleet's alarms (scoped to that name) in place.
 pub(super) fn removing_blue(
     d: &mut Deployment,
+    obs: &Observation,
     endpoint: &EndpointView,
     since: Timestamp,
     update: UpdateProgress,
     now: Timestamp,
 ) -> Outcome {
     let target = d.plan.green_config_name.clone();
-    let cleanup = vec![Action::DeleteEndpointConfig {
-        config_name: d.plan.blue_green_config_name.clone(),
-    }];
-    if let Some(outcome) = common(d, endpoint, &target, since, now, cleanup, || {
-        (Phase::Succeeded, Cause::BlueRemoved)
-    }) {
+    let alarms = put_missing_green_alarms(&d.plan, obs, true);
+    if endpoint.config_name == target && !endpoint.status.is_busy() {
+        if !alarms.is_empty() {
+            return wait(d, alarms, now);
+        }
+        let until = now.plus_secs(d.plan.cutover_bake_secs);
+        return Outcome::Move {
+            to: Phase::BakingFinalFleet { until },
+            cause: Cause::BlueRemoved,
+            actions: Vec::new(),
+        };
+    }
+    if let Some(outcome) = common(d, endpoint, &target, since, now) {
         return outcome;
     }
-    let create = green_alone(&d.plan, &d.plan.green.variant_name);
-    retry_update(d, endpoint, update, target, vec![create], now)
+    let mut actions = vec![green_alone(&d.plan, &d.plan.blue.variant_name)];
+    actions.extend(alarms);
+    retry_update(d, endpoint, update, target, actions, now)
+}
+
+/// The final fleet serves every request; its bake passing ends the deployment. (Alarms, a
+/// missing alarm and an abort roll back, like in any guarded phase: `phases::next`.)
+pub(super) fn baking_final_fleet(
+    d: &mut Deployment,
+    endpoint: &EndpointView,
+    until: Timestamp,
+    now: Timestamp,
+) -> Outcome {
+    let plan = &d.plan;
+    if endpoint.status.is_busy() {
+        return wait(d, Vec::new(), now);
+    }
+    if endpoint.config_name != plan.green_config_name {
+        return changed_outside(endpoint);
+    }
+    if now < until {
+        let next = until.min(now.plus_secs(plan.poll_secs));
+        return wait_until(d, Vec::new(), next, now);
+    }
+    let mut cleanup = delete_green_alarms(plan);
+    cleanup.push(Action::DeleteEndpointConfig {
+        config_name: plan.blue_green_config_name.clone(),
+    });
+    Outcome::Move {
+        to: Phase::Succeeded,
+        cause: Cause::FinalBakePassed,
+        actions: cleanup,
+    }
 }
 
 pub(super) fn rolling_back(
@@ -46,11 +90,15 @@ pub(super) fn rolling_back(
     let target = d.plan.blue_config_name.clone();
     if endpoint.config_name == target && !endpoint.status.is_busy() {
         d.traffic_restored_at.get_or_insert(now);
+        let mut cleanup = delete_green_alarms(&d.plan);
+        cleanup.extend(delete_unused_configs(&d.plan));
+        return Outcome::Move {
+            to: Phase::RolledBack { cause },
+            cause: Cause::RollbackComplete,
+            actions: cleanup,
+        };
     }
-    let cleanup = delete_unused_configs(&d.plan);
-    if let Some(outcome) = common(d, endpoint, &target, since, now, cleanup, || {
-        (Phase::RolledBack { cause }, Cause::RollbackComplete)
-    }) {
+    if let Some(outcome) = common(d, endpoint, &target, since, now) {
         return outcome;
     }
     // Traffic first: one weights call puts every request back on blue within seconds; removing
@@ -62,34 +110,26 @@ pub(super) fn rolling_back(
     {
         return wait(d, vec![set_weights(&d.plan, Share::ZERO)], now);
     }
-    d.traffic_restored_at.get_or_insert(now);
+    // On blue+green, every request is on blue now; on the final config (a rollback during the
+    // final fleet's bake), only the update back to the original config restores blue.
+    if endpoint.config_name != d.plan.green_config_name || d.plan.engine == Engine::Native {
+        d.traffic_restored_at.get_or_insert(now);
+    }
     retry_update(d, endpoint, update, target, Vec::new(), now)
 }
 
-/// What both phases decide the same way: done (in service on `target`: delete green's alarms
-/// and `configs`, and end with `done`), out of time, waiting for SageMaker, or changed by
-/// someone else. `None` when the endpoint is in service on a config Guardrails made (blue+green,
-/// or green alone) and the phase must act.
+/// What both updating phases decide the same way once the endpoint is not yet in service on
+/// their target: out of time, waiting for SageMaker, or changed by someone else. `None` when
+/// the endpoint is in service on a config Guardrails made (blue+green, or the final one) and
+/// the phase must act.
 fn common(
     d: &mut Deployment,
     endpoint: &EndpointView,
     target: &str,
     since: Timestamp,
     now: Timestamp,
-    configs: Vec<Action>,
-    done: impl FnOnce() -> (Phase, Cause),
 ) -> Option<Outcome> {
     let plan = &d.plan;
-    if endpoint.config_name == target && !endpoint.status.is_busy() {
-        let mut cleanup = delete_green_alarms(plan);
-        cleanup.extend(configs);
-        let (to, cause) = done();
-        return Some(Outcome::Move {
-            to,
-            cause,
-            actions: cleanup,
-        });
-    }
     if now >= since.plus_secs(SETTLE_SECS) {
         let config_name = target.to_owned();
         return Some(failed(Cause::SettleTimedOut { config_name }, Vec::new()));

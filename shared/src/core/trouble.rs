@@ -176,7 +176,8 @@ pub(super) fn on_refusal(
         Phase::Provisioning { .. }
         | Phase::Shifting { .. }
         | Phase::Baking { .. }
-        | Phase::AwaitingApproval { .. } => {
+        | Phase::AwaitingApproval { .. }
+        | Phase::BakingFinalFleet { .. } => {
             let cause = cause(String::new());
             Outcome::Move {
                 to: rolling_back(cause.clone(), now),
@@ -246,8 +247,8 @@ pub(super) fn left_behind(plan: &Plan, endpoint: Option<&EndpointView>, finishin
     }
     if e.config_name == plan.green_config_name {
         return format!(
-            "the new model serves alone on {}; {to_blue}",
-            plan.green_config_name
+            "the new model serves alone on {} (variant {}); {to_blue}",
+            plan.green_config_name, plan.blue.variant_name
         );
     }
     if e.config_name == plan.blue_green_config_name {

@@ -6,8 +6,9 @@
 //!
 //! - Variant engine: the UpdateEndpoint to the blue+green config provisions two fleets (blue's
 //!   copy and green at the first step's size) while blue's original still runs; green grows in
-//!   place step by step; the UpdateEndpoint to green alone provisions a third fleet while both
-//!   others run. A rollback provisions blue's config once more.
+//!   place step by step; the UpdateEndpoint to the final config (the new model under blue's
+//!   variant name) provisions a third fleet while both others run, and that fleet then bakes
+//!   alone. A rollback provisions blue's config once more.
 //! - Native blue/green: one new fleet of green's size beside the old, for the whole update.
 //! - Native rolling: one new fleet growing batch by batch beside the old one shrinking; a
 //!   batch's old instances go once it has baked.
@@ -31,6 +32,17 @@ pub struct FleetCost {
     pub extra_instance_secs: u64,
     /// Fleets a rollback provisions besides.
     pub rollback_provisionings: u32,
+    /// Variant engine: the most instances at once while the blue+green config is provisioned
+    /// (blue's, blue's copy and green's first step).
+    #[serde(default)]
+    pub provision_peak: u32,
+    /// Variant engine: the most instances at once while the final config is provisioned (blue's
+    /// copy and green on blue+green, and the final fleet).
+    #[serde(default)]
+    pub finish_peak: u32,
+    /// Variant engine: the instances of the final fleet during its bake.
+    #[serde(default)]
+    pub final_bake_instances: u32,
 }
 
 impl FleetCost {
@@ -70,7 +82,7 @@ pub fn of(plan: &Plan) -> FleetCost {
             })
             .collect(),
     };
-    let extra_instance_secs = plan
+    let extra_instance_secs: u64 = plan
         .steps
         .iter()
         .zip(&bake_instances)
@@ -86,11 +98,23 @@ pub fn of(plan: &Plan) -> FleetCost {
         }
         Engine::Native => (1, during_bakes, 0),
     };
+    let (provision_peak, finish_peak, final_bake_instances) = match plan.engine {
+        Engine::Variant => {
+            let first = plan.steps.first().map_or(1, |s| s.green_instances);
+            (blue + blue + first, blue + green + green, green)
+        }
+        Engine::Native => (0, 0, 0),
+    };
+    let final_extra =
+        u64::from(final_bake_instances.saturating_sub(blue)) * u64::from(plan.cutover_bake_secs);
     FleetCost {
         provisionings,
         peak_instances,
         bake_instances,
-        extra_instance_secs,
+        extra_instance_secs: extra_instance_secs + final_extra,
         rollback_provisionings,
+        provision_peak,
+        finish_peak,
+        final_bake_instances,
     }
 }

@@ -69,8 +69,13 @@ pub struct Plan {
     pub green: GreenSpec,
     /// Variant engine: the config with blue at full weight and green at weight 0.
     pub blue_green_config_name: String,
-    /// Variant engine: the config with green alone, the endpoint's config after success.
+    /// The endpoint's config after success: blue's, with the new model alone under blue's
+    /// variant name (for the variant engine, a new fleet that bakes before blue's goes).
     pub green_config_name: String,
+    /// Variant engine: the bake of the final fleet (the last step's bake), watched like any
+    /// step; an alarm rolls the endpoint back to the original config.
+    #[serde(default)]
+    pub cutover_bake_secs: u32,
     /// Where the steps came from, in the policy's words.
     pub steps_from: String,
     pub steps: Vec<Step>,
@@ -113,6 +118,20 @@ pub struct WatchedAlarm {
     /// `None` for an existing alarm named in `AutoRollbackConfiguration`; the template for an
     /// alarm that Guardrails creates scoped to green and deletes at the end.
     pub green_template: Option<AlarmTemplate>,
+    /// Variant engine: a template's alarm for the final fleet, scoped to blue's variant name,
+    /// which the new model keeps; watched only while that fleet bakes (the alarms of the
+    /// steps watch green's own variant, which the final config no longer has). Alarms the
+    /// policy names are watched throughout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_fleet: bool,
+}
+
+impl WatchedAlarm {
+    /// Whether this alarm is watched in the phase: the final fleet's bake (`final_fleet`
+    /// phase) or the steps before it.
+    pub fn watched(&self, final_fleet: bool) -> bool {
+        self.green_template.is_none() || self.final_fleet == final_fleet
+    }
 }
 
 /// Why no plan could be made for this fleet.
@@ -243,7 +262,14 @@ impl Plan {
                 false,
             ),
         };
-        let watched_alarms = watched_alarms(policy, deployment_id);
+        let watched_alarms = watched_alarms(policy, deployment_id, engine);
+        let cutover_bake_secs = match engine {
+            Engine::Variant => policy
+                .guardrails
+                .final_fleet_bake_in_seconds
+                .unwrap_or_else(|| steps.last().map_or(0, |s| s.bake_secs)),
+            Engine::Native => 0,
+        };
         let mut plan = Plan {
             deployment_id: deployment_id.to_owned(),
             engine,
@@ -254,6 +280,7 @@ impl Plan {
             green: green.clone(),
             blue_green_config_name: format!("guardrails-{deployment_id}-blue-green"),
             green_config_name: format!("guardrails-{deployment_id}-green"),
+            cutover_bake_secs,
             steps_from: schedule.from,
             steps,
             watched_alarms,
@@ -374,16 +401,28 @@ fn is_name(text: &str, max_chars: usize) -> bool {
         && !text.ends_with('-')
 }
 
-fn watched_alarms(policy: &Policy, deployment_id: &str) -> Vec<WatchedAlarm> {
+fn watched_alarms(policy: &Policy, deployment_id: &str, engine: Engine) -> Vec<WatchedAlarm> {
     let named = policy.named_alarms().into_iter().map(|name| WatchedAlarm {
         alarm_name: name.to_owned(),
         green_template: None,
+        final_fleet: false,
     });
     let templated = policy.guardrails.alarms.iter().map(|t| WatchedAlarm {
         alarm_name: format!("guardrails-{deployment_id}-{}", t.name),
         green_template: Some(t.clone()),
+        final_fleet: false,
     });
-    named.chain(templated).collect()
+    let final_fleet = policy
+        .guardrails
+        .alarms
+        .iter()
+        .filter(|_| engine == Engine::Variant)
+        .map(|t| WatchedAlarm {
+            alarm_name: format!("guardrails-{deployment_id}-{}-final", t.name),
+            green_template: Some(t.clone()),
+            final_fleet: true,
+        });
+    named.chain(templated).chain(final_fleet).collect()
 }
 
 fn warnings(plan: &Plan) -> Vec<String> {

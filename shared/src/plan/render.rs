@@ -106,9 +106,10 @@ impl Plan {
         let first = self.steps.first().map_or(1, |s| s.green_instances);
         writeln!(
             f,
-            "  provision: endpoint to config {} (blue at weight 1, green at 0 on {first} instance{})",
+            "  provision: endpoint to config {} (blue at weight 1, green at 0 on {first} instance{}): 2 new fleets, at most {} instances at once",
             self.blue_green_config_name,
-            if first == 1 { "" } else { "s" }
+            if first == 1 { "" } else { "s" },
+            self.fleets.provision_peak
         )?;
         writeln!(f, "  step  green traffic  green instances  bake after")?;
         let last = self.last_step();
@@ -124,12 +125,17 @@ impl Plan {
         }
         writeln!(
             f,
-            "  finish: endpoint to config {} (green alone); blue is removed",
-            self.green_config_name
+            "  finish: endpoint to config {} (the new model alone under blue's variant name {}): 1 new fleet, at most {} instances at once",
+            self.green_config_name, self.blue.variant_name, self.fleets.finish_peak
         )?;
         writeln!(
             f,
-            "  rollback: green to weight 0, then endpoint back to config {}",
+            "  final bake: {} s on that fleet ({} instances), watched like a step; then blue's fleet is gone",
+            self.cutover_bake_secs, self.fleets.final_bake_instances
+        )?;
+        writeln!(
+            f,
+            "  rollback: green to weight 0, then endpoint back to config {} (from the final bake: an UpdateEndpoint back to it, which provisions blue's fleet again)",
             self.blue_config_name
         )
     }
@@ -164,6 +170,13 @@ impl Plan {
 fn describe_alarm(alarm: &WatchedAlarm, plan: &Plan) -> String {
     match &alarm.green_template {
         None => format!("{} (AutoRollbackConfiguration)", alarm.alarm_name),
+        Some(t) if alarm.final_fleet => format!(
+            "{}: {}, the final fleet ({} {}), during the final bake only",
+            alarm.alarm_name,
+            describe_template(t),
+            plan.endpoint_name,
+            plan.blue.variant_name
+        ),
         Some(t) => format!(
             "{}: {}, green only ({} {}), created for this deployment",
             alarm.alarm_name,

@@ -77,7 +77,33 @@ fn canary_is_one_small_step_then_everything() {
     assert_eq!(plan.blue_green_config_name, "guardrails-d1-blue-green");
     assert_eq!(plan.green_config_name, "guardrails-d1-green");
     let watched: Vec<&str> = plan.watched_alarm_names().collect();
-    assert_eq!(watched, vec!["fraud-scorer-5xx", "guardrails-d1-errors"]);
+    assert_eq!(
+        watched,
+        vec![
+            "fraud-scorer-5xx",
+            "guardrails-d1-errors",
+            "guardrails-d1-errors-final"
+        ]
+    );
+    assert_eq!(
+        plan.cutover_bake_secs, 600,
+        "the final fleet bakes as long as the last step"
+    );
+    let during = |final_fleet| {
+        plan.watched_alarms
+            .iter()
+            .filter(|a| a.watched(final_fleet))
+            .map(|a| a.alarm_name.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        during(false),
+        vec!["fraud-scorer-5xx", "guardrails-d1-errors"]
+    );
+    assert_eq!(
+        during(true),
+        vec!["fraud-scorer-5xx", "guardrails-d1-errors-final"]
+    );
 }
 
 #[test]

@@ -201,6 +201,10 @@ pub struct GuardrailsSection {
     /// How often to re-observe while waiting on SageMaker, when no event arrives sooner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval_in_seconds: Option<u32>,
+    /// Variant engine: how long the final fleet (the new model under blue's variant name) bakes,
+    /// watched, before the deployment succeeds; the last step's bake when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_fleet_bake_in_seconds: Option<u32>,
 }
 
 /// An alarm that Guardrails creates for the green variant only (dimensions `EndpointName` and
@@ -390,6 +394,10 @@ impl Policy {
             (
                 "Guardrails.ApproveBeforeFinalShift",
                 g.approve_before_final_shift,
+            ),
+            (
+                "Guardrails.FinalFleetBakeInSeconds",
+                g.final_fleet_bake_in_seconds.is_some(),
             ),
         ]
         .into_iter()

@@ -13,6 +13,8 @@ use super::{
 use crate::units::Share;
 
 const POLL_MAX_SECS: u32 = 300;
+/// As SageMaker bounds its own bakes (`WaitIntervalInSeconds`, `TerminationWaitInSeconds`).
+const FINAL_BAKE_MAX_SECS: u32 = 3_600;
 const TEMPLATE_NAME_MAX_CHARS: usize = 64;
 
 fn alarm_templates(
@@ -214,6 +216,7 @@ pub(super) fn guardrails(
             "Alarms",
             "ApproveBeforeFinalShift",
             "PollIntervalInSeconds",
+            "FinalFleetBakeInSeconds",
         ],
         problems,
     )?;
@@ -239,6 +242,9 @@ pub(super) fn guardrails(
     let poll = obj
         .get("PollIntervalInSeconds")
         .map(|(v, p)| whole_number(v, &p, 1, POLL_MAX_SECS, "seconds", problems));
+    let final_bake = obj
+        .get("FinalFleetBakeInSeconds")
+        .map(|(v, p)| whole_number(v, &p, 0, FINAL_BAKE_MAX_SECS, "seconds", problems));
     obj.finish(problems);
     Some(GuardrailsSection {
         engine: engine?,
@@ -246,6 +252,7 @@ pub(super) fn guardrails(
         alarms: alarms?,
         approve_before_final_shift: approve?,
         poll_interval_in_seconds: transpose(poll)?,
+        final_fleet_bake_in_seconds: transpose(final_bake)?,
     })
 }
 

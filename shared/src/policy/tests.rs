@@ -91,6 +91,7 @@ Guardrails:
   TrafficSteps: [0.5, 5, 25, 100]
   ApproveBeforeFinalShift: true
   PollIntervalInSeconds: 5
+  FinalFleetBakeInSeconds: 900
   Alarms:
     - Name: errors
       MetricName: Invocation5XXErrors
@@ -120,6 +121,7 @@ Guardrails:
     assert_eq!(steps, vec![50, 500, 2_500, 10_000]);
     assert!(g.approve_before_final_shift);
     assert_eq!(g.poll_interval_in_seconds, Some(5));
+    assert_eq!(g.final_fleet_bake_in_seconds, Some(900));
     assert_eq!(g.alarms.len(), 2);
     assert_eq!(g.alarms[0].namespace, "AWS/SageMaker");
     assert_eq!(g.alarms[0].datapoints_to_alarm, 2);
@@ -453,6 +455,7 @@ Guardrails:
 Guardrails:
   ApproveBeforeFinalShift: "yes"
   PollIntervalInSeconds: 0
+  FinalFleetBakeInSeconds: 3601
   Alarms:
     - Name: "bad name"
       MetricName: Invocation5XXErrors
@@ -476,6 +479,7 @@ Guardrails:
                 "Guardrails.Alarms[0].Dimensions: unknown field; expected one of Name, Namespace, MetricName, Statistic, ComparisonOperator, Threshold, PeriodInSeconds, EvaluationPeriods, DatapointsToAlarm or TreatMissingData",
                 "Guardrails.ApproveBeforeFinalShift: expected true or false, found \"yes\"",
                 "Guardrails.PollIntervalInSeconds: 0 is out of range; allowed: 1 to 300 seconds",
+                "Guardrails.FinalFleetBakeInSeconds: 3601 is out of range; allowed: 0 to 3600 seconds",
             ],
         ),
         (

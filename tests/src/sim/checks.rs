@@ -23,10 +23,13 @@ pub(super) async fn check_alarm_rule(sim: &Sim, endpoint: &str) -> Result<(), St
         return Ok(());
     };
     let d = &stored.deployment;
-    if !matches!(
-        d.phase,
-        Phase::Baking { .. } | Phase::Shifting { .. } | Phase::AwaitingApproval { .. }
-    ) {
+    let final_fleet = matches!(d.phase, Phase::BakingFinalFleet { .. });
+    if !final_fleet
+        && !matches!(
+            d.phase,
+            Phase::Baking { .. } | Phase::Shifting { .. } | Phase::AwaitingApproval { .. }
+        )
+    {
         return Ok(());
     }
     let s = sim.state();
@@ -34,7 +37,12 @@ pub(super) async fn check_alarm_rule(sim: &Sim, endpoint: &str) -> Result<(), St
         return Ok(());
     };
     let alarms = world.observe().alarms;
-    for name in d.plan.watched_alarm_names() {
+    let watched = d
+        .plan
+        .watched_alarms
+        .iter()
+        .filter(|a| a.watched(final_fleet));
+    for name in watched.map(|a| a.alarm_name.as_str()) {
         if alarms
             .get(name)
             .is_some_and(|a| a.state == AlarmState::Alarm)
@@ -103,10 +111,29 @@ pub(super) async fn check(sim: &Sim, store: &MemoryStore) -> Result<(), String> 
                         step: plan.last_step(),
                     }
             });
-            let blue_gone = !traffic.iter().any(|(v, _)| *v == plan.blue.variant_name);
+            let blue_gone = !traffic.iter().any(|(v, _)| *v == plan.blue.variant_name)
+                || config == plan.green_config_name;
             if blue_gone && !final_bake_passed {
                 return Err(format!(
                     "invariant 3: {endpoint} removed blue before the final bake passed"
+                ));
+            }
+        }
+        // Invariant 10: a success ends with the new model alone under blue's variant name.
+        if active.is_none()
+            && let Some(last) = history.last()
+            && last.deployment.phase == Phase::Succeeded
+        {
+            let plan = &last.deployment.plan;
+            let served = sim.state().worlds[&endpoint].models();
+            let kept = served.len() == 1
+                && served[0].0 == plan.blue.variant_name
+                && served[0].1 == plan.green.model_name;
+            if config != plan.green_config_name || !kept {
+                return Err(format!(
+                    "invariant 10: {endpoint} succeeded but serves {config} with {served:?}, not \
+                     {} under {}",
+                    plan.green.model_name, plan.blue.variant_name
                 ));
             }
         }

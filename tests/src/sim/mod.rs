@@ -195,8 +195,9 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
     let mut approvals = 0u64;
     let fault_end = T0.plus_secs(FAULTY_SECS);
     // Every deployment must end this long after the faults stop: its longest timeout (bakes
-    // plus provisioning), the settle budget, and a few sweeps.
-    let end = fault_end.plus_secs(28_800 + SETTLE_SECS + 3 * SWEEP_SECS);
+    // plus provisioning), the final switch, the final fleet's bake and a rollback from it (two
+    // settle budgets and the longest bake), and a few sweeps.
+    let end = fault_end.plus_secs(28_800 + 2 * SETTLE_SECS + 28_800 + 3 * SWEEP_SECS);
     let mut next_sweep = T0.plus_secs(SWEEP_SECS);
     let violation = |trace: &VecDeque<String>, invariant: String| Violation {
         seed,
@@ -464,12 +465,11 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 ));
             }
             // Liveness: ended within its deadline (or the end of the faults, if later) plus the
-            // settle budget and three sweeps.
-            let bound = done
-                .deployment
-                .deadline
-                .max(fault_end)
-                .plus_secs(SETTLE_SECS + 3 * SWEEP_SECS);
+            // final switch, the final fleet's bake and a rollback from it (two settle budgets
+            // and that bake), and three sweeps.
+            let bound = done.deployment.deadline.max(fault_end).plus_secs(
+                2 * SETTLE_SECS + done.deployment.plan.cutover_bake_secs + 3 * SWEEP_SECS,
+            );
             if let Some(last) = audit.last()
                 && last.transition.at > bound
             {

@@ -14,6 +14,8 @@ const BG: &str = "guardrails-d1-blue-green";
 const GREEN: &str = "guardrails-d1-green";
 const NAMED: &str = "fraud-5xx";
 const TEMPLATED: &str = "guardrails-d1-errors";
+/// The templated alarm of the final fleet, on blue's variant name.
+const FINAL: &str = "guardrails-d1-errors-final";
 
 fn at(secs: u32) -> Timestamp {
     T0.plus_secs(secs)
@@ -79,7 +81,7 @@ fn provisioning(accepted: bool) -> Phase {
 }
 
 fn alarms_ok() -> BTreeMap<String, AlarmView> {
-    [NAMED, TEMPLATED]
+    [NAMED, TEMPLATED, FINAL]
         .into_iter()
         .map(|n| {
             let view = AlarmView {
@@ -138,7 +140,8 @@ fn on_green() -> Observation {
     endpoint(
         EndpointStatus::InService,
         GREEN,
-        vec![variant("green", 1.0, 4)],
+        // The new model under blue's variant name.
+        vec![variant("blue", 1.0, 4)],
     )
 }
 
@@ -332,7 +335,7 @@ fn green_provisioning_failure_ends_failed_and_removes_what_guardrails_created() 
     assert_eq!(
         action_names(&d.actions),
         vec![
-            "delete alarms guardrails-d1-errors",
+            "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
             "delete guardrails-d1-blue-green"
         ]
     );
@@ -364,7 +367,7 @@ fn a_deleted_or_broken_endpoint_fails_the_deployment() {
     assert_eq!(
         action_names(&d.actions),
         vec![
-            "delete alarms guardrails-d1-errors",
+            "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
             "delete guardrails-d1-blue-green",
             "delete guardrails-d1-green"
         ]
@@ -677,25 +680,94 @@ fn an_abort_rolls_back_every_phase_and_ends_a_rollback_at_once() {
 // --- Removing blue -------------------------------------------------------------------------
 
 #[test]
-fn green_serving_alone_is_success_and_cleans_up() {
+fn the_final_config_keeps_blues_variant_name_and_its_fleet_bakes_before_success() {
     let removing = deployment(Phase::RemovingBlue {
         since: at(2000),
         update: UpdateProgress::default(),
     });
-    let d = removing.decide(&on_green(), None, at(2600));
-    assert_eq!(d.deployment.phase, Phase::Succeeded);
-    assert_eq!(causes(&d), vec![Cause::BlueRemoved]);
+    let mut obs = on_blue_green(100.0, 4);
+    obs.alarms.remove(FINAL);
+    let d = removing.decide(&obs, None, at(2000));
     assert_eq!(
         action_names(&d.actions),
         vec![
-            "delete alarms guardrails-d1-errors",
+            "create guardrails-d1-green",
+            "put alarm guardrails-d1-errors-final",
+            "update to guardrails-d1-green"
+        ]
+    );
+    let Action::CreateEndpointConfig { variants, .. } = &d.actions[0] else {
+        panic!("{:?}", d.actions[0]);
+    };
+    assert!(
+        matches!(variants.as_slice(), [ConfigVariant::New { variant_name, model_name, .. }] if variant_name == "blue" && model_name == "fraud-v2"),
+        "the new model under blue's variant name: {variants:?}"
+    );
+    let Action::PutGreenAlarm { variant_name, .. } = &d.actions[1] else {
+        panic!("{:?}", d.actions[1]);
+    };
+    assert_eq!(
+        variant_name, "blue",
+        "the final fleet's alarm watches the name it keeps"
+    );
+
+    // In service on the final config: its fleet bakes, watched.
+    let d = d.deployment.decide(&on_green(), None, at(2600));
+    assert_eq!(causes(&d), vec![Cause::BlueRemoved]);
+    let until = at(2600).plus_secs(d.deployment.plan.cutover_bake_secs);
+    assert_eq!(d.deployment.phase, Phase::BakingFinalFleet { until });
+    assert!(d.actions.is_empty());
+    let later = d.deployment.decide(&on_green(), None, at(2601));
+    assert!(later.transitions.is_empty());
+
+    // The bake passes: success, and what Guardrails made for the rollout goes.
+    let done = d.deployment.decide(&on_green(), None, until);
+    assert_eq!(causes(&done), vec![Cause::FinalBakePassed]);
+    assert_eq!(done.deployment.phase, Phase::Succeeded);
+    assert_eq!(
+        action_names(&done.actions),
+        vec![
+            "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
             "delete guardrails-d1-blue-green"
         ]
     );
 }
 
 #[test]
-fn alarms_after_the_final_bake_do_not_roll_back() {
+fn an_alarm_during_the_final_fleets_bake_rolls_back_to_the_original_config() {
+    let baking = deployment(Phase::BakingFinalFleet { until: at(3000) });
+    for alarm in [NAMED, FINAL] {
+        let obs = with_alarm(on_green(), alarm, AlarmState::Alarm);
+        let d = baking.decide(&obs, None, at(2700));
+        assert_eq!(causes(&d), vec![alarm_fired(alarm)], "{alarm}");
+        assert_eq!(action_names(&d.actions), vec!["update to fraud-v1"]);
+        assert_eq!(
+            d.deployment.traffic_restored_at, None,
+            "requests are on the new model until the update is done"
+        );
+        let back = d.deployment.decide(&on_blue(), None, at(3300));
+        assert_eq!(causes(&back), vec![Cause::RollbackComplete]);
+        assert_eq!(back.deployment.traffic_restored_at, Some(at(3300)));
+    }
+    // The steps' alarm (on green's own variant, gone) is not watched now; the deadline neither.
+    let long = deployment(Phase::BakingFinalFleet { until: at(9000) });
+    let obs = with_alarm(on_green(), TEMPLATED, AlarmState::Alarm);
+    let d = long.decide(&obs, None, long.deadline.plus_secs(1));
+    assert!(d.transitions.is_empty(), "{:?}", d.transitions);
+    // A missing alarm of the final fleet rolls back: no baking blind.
+    let mut obs = on_green();
+    obs.alarms.remove(FINAL);
+    let d = baking.decide(&obs, None, at(2700));
+    assert_eq!(
+        causes(&d),
+        vec![Cause::AlarmMissing {
+            alarm_name: FINAL.to_owned()
+        }]
+    );
+}
+
+#[test]
+fn alarms_while_the_final_fleet_is_provisioned_do_not_roll_back() {
     let removing = deployment(Phase::RemovingBlue {
         since: at(2000),
         update: UpdateProgress::default(),

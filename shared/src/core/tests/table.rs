@@ -54,6 +54,12 @@ fn removing(update: UpdateProgress) -> Phase {
     }
 }
 
+fn final_bake(until_secs: u32) -> Phase {
+    Phase::BakingFinalFleet {
+        until: at(until_secs),
+    }
+}
+
 fn accepted() -> UpdateProgress {
     UpdateProgress {
         accepted_at: Some(at(10)),
@@ -134,7 +140,7 @@ fn every_transition_in_one_table() {
         .then(
             &["failed"],
             &[
-                "delete alarms guardrails-d1-errors",
+                "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
                 "delete guardrails-d1-blue-green",
             ],
         ),
@@ -155,7 +161,7 @@ fn every_transition_in_one_table() {
         .then(
             &["rolling back", "rolled back"],
             &[
-                "delete alarms guardrails-d1-errors",
+                "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
                 "delete guardrails-d1-blue-green",
                 "delete guardrails-d1-green",
             ],
@@ -169,13 +175,15 @@ fn every_transition_in_one_table() {
         .then(
             &["failed"],
             &[
-                "delete alarms guardrails-d1-errors",
+                "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
                 "delete guardrails-d1-blue-green",
                 "delete guardrails-d1-green",
             ],
         ),
-        row("endpoint Failed", provisioning(true), broken(on_blue()), 60)
-            .then(&["failed"], &["delete alarms guardrails-d1-errors"]),
+        row("endpoint Failed", provisioning(true), broken(on_blue()), 60).then(
+            &["failed"],
+            &["delete alarms guardrails-d1-errors,guardrails-d1-errors-final"],
+        ),
         // Shifting.
         row(
             "green needs capacity",
@@ -271,13 +279,44 @@ fn every_transition_in_one_table() {
             busy(on_blue_green(100.0, 4), Some(GREEN)),
             2100,
         ),
-        row("green alone", removing(accepted()), on_green(), 2500).then(
+        row(
+            "final config in service",
+            removing(accepted()),
+            on_green(),
+            2500,
+        )
+        .then(&["baking the final fleet"], &[]),
+        // The final fleet bakes, watched.
+        row("final fleet baking", final_bake(3000), on_green(), 2700),
+        row("final fleet baked", final_bake(3000), on_green(), 3000).then(
             &["succeeded"],
             &[
-                "delete alarms guardrails-d1-errors",
+                "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
                 "delete guardrails-d1-blue-green",
             ],
         ),
+        row(
+            "ALARM of the final fleet",
+            final_bake(3000),
+            with_alarm(on_green(), FINAL, AlarmState::Alarm),
+            2700,
+        )
+        .then(&["rolling back"], &["update to fraud-v1"]),
+        row(
+            "abort during the final bake",
+            final_bake(3000),
+            on_green(),
+            2700,
+        )
+        .command(abort())
+        .then(&["rolling back"], &["update to fraud-v1"]),
+        row(
+            "config changed during the final bake",
+            final_bake(3000),
+            on_blue(),
+            2700,
+        )
+        .then(&["failed"], &[]),
         row(
             "removal failed once",
             removing(accepted()),
@@ -334,7 +373,7 @@ fn every_transition_in_one_table() {
         .then(
             &["rolled back"],
             &[
-                "delete alarms guardrails-d1-errors",
+                "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
                 "delete guardrails-d1-blue-green",
                 "delete guardrails-d1-green",
             ],

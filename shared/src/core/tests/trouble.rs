@@ -30,7 +30,7 @@ fn a_refusal_before_sagemaker_took_the_update_fails_and_removes_what_was_made() 
     assert_eq!(
         action_names(&d.actions),
         vec![
-            "delete alarms guardrails-d1-errors",
+            "delete alarms guardrails-d1-errors,guardrails-d1-errors-final",
             "delete guardrails-d1-blue-green",
             "delete guardrails-d1-green"
         ]
