@@ -66,13 +66,25 @@ pub(crate) async fn gateway(
         Some("servicequotas") => servicequotas::handle(&shared, authorize, &headers, &body),
         Some(other) => {
             let other = other.to_owned();
-            proxy::handle(
+            // SageMaker refuses updates that remove or retype a registered variant
+            // (`sagemaker::scaling`), so it learns which ones Application Auto Scaling took.
+            let scaling = (other == "application-autoscaling")
+                .then(|| (proxy::target_operation(&headers), proxy::json(&body)));
+            let response = proxy::handle(
                 &shared.forwarder,
                 &other,
                 (method, uri, headers, body),
                 authorize,
             )
-            .await
+            .await;
+            if let Some((operation, input)) = scaling
+                && response.status() == StatusCode::OK
+            {
+                lock(&shared.emulator)
+                    .sagemaker
+                    .scaling_changed(&operation, &input);
+            }
+            response
         }
         None => (
             StatusCode::BAD_REQUEST,

@@ -340,7 +340,11 @@ impl Driver {
                 quotas.insert(instance_type.clone(), q);
             }
         }
+        let scaling = self
+            .throttled(|| e.scalable_target(&plan.endpoint_name, &plan.blue.variant_name))
+            .await?;
         let look = Look {
+            scaling,
             endpoint,
             fleet: Some(fleet.clone()),
             alarms,
@@ -514,11 +518,24 @@ impl Driver {
             Action::UpdateEndpoint {
                 config_name,
                 deployment_config,
+                retain_variant_properties,
             } => {
                 self.throttled(|| {
-                    e.update_endpoint(endpoint, config_name, deployment_config.as_ref())
+                    e.update_endpoint(
+                        endpoint,
+                        config_name,
+                        deployment_config.as_ref(),
+                        *retain_variant_properties,
+                    )
                 })
                 .await
+            }
+            Action::SetScaling {
+                variant_name,
+                suspended,
+            } => {
+                self.throttled(|| e.set_scaling(endpoint, variant_name, *suspended))
+                    .await
             }
             Action::SetWeights {
                 blue_variant,
@@ -647,15 +664,20 @@ fn next_record(
 }
 
 /// Green's share of requests as observed; unknown for the native engine, where the new fleet
-/// keeps blue's variant name and SageMaker splits traffic inside it.
+/// keeps blue's variant name and SageMaker splits traffic inside it. On the final config the
+/// new model serves every request, under blue's variant name.
 fn observed_green(observation: &Observation, deployment: &Deployment) -> Option<Share> {
-    if deployment.plan.engine == Engine::Native {
+    let plan = &deployment.plan;
+    if plan.engine == Engine::Native {
         return None;
     }
-    observation
-        .endpoint
-        .as_ref()
-        .map(|e| Share::nearest(e.share_of(&deployment.plan.green.variant_name)))
+    observation.endpoint.as_ref().map(|e| {
+        if e.config_name == plan.green_config_name && !e.status.is_busy() {
+            Share::FULL
+        } else {
+            Share::nearest(e.share_of(&plan.green.variant_name))
+        }
+    })
 }
 
 fn report(

@@ -396,6 +396,7 @@ async fn start(
         Err(e) => return Err(e.into()),
     };
     let blocked = preflight.is_blocked().then(|| preflight.blocking_reasons());
+    plan.scaling = preflight.scaling.clone();
     plan.preflight = Some(preflight);
     if request.dry_run {
         info!(endpoint = %endpoint, deployment_id = %id, blocked = blocked.is_some(), "dry run");

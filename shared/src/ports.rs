@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Transition};
 use crate::events::{Refusal, StateChange};
-use crate::plan::Fleet;
+use crate::plan::{Fleet, ScalableTarget, Suspended};
 use crate::policy::{AlarmTemplate, DeploymentConfig};
 use crate::preflight::AlarmDefinition;
 use crate::units::{Share, Timestamp};
@@ -107,6 +107,7 @@ pub trait Endpoints: Send + Sync {
         endpoint: &str,
         config: &str,
         guardrails: Option<&DeploymentConfig>,
+        retain_variant_properties: bool,
     ) -> PortResult<()>;
     /// UpdateEndpointWeightsAndCapacities: blue at `1 - green_share`, green at `green_share`.
     async fn set_weights(
@@ -148,6 +149,24 @@ pub trait Endpoints: Send + Sync {
     /// the preflight; `None`: not looked at, or no such quota.
     async fn instance_quota(&self, _instance_type: &str) -> PortResult<Option<u32>> {
         Ok(None)
+    }
+    /// Application Auto Scaling: the variant's scalable target (`None`: it has none, or this
+    /// port cannot tell).
+    async fn scalable_target(
+        &self,
+        _endpoint: &str,
+        _variant: &str,
+    ) -> PortResult<Option<ScalableTarget>> {
+        Ok(None)
+    }
+    /// RegisterScalableTarget of the variant's target with `suspended` as its SuspendedState.
+    async fn set_scaling(
+        &self,
+        _endpoint: &str,
+        _variant: &str,
+        _suspended: Suspended,
+    ) -> PortResult<()> {
+        Ok(())
     }
     /// DescribeModelPackage; `None` when it does not exist.
     async fn model_package(&self, _arn: &str) -> PortResult<Option<PackageView>> {

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{AlarmState, EndpointStatus, EndpointView};
-use crate::plan::{Fleet, Plan};
+use crate::plan::{Fleet, Plan, ScalableTarget};
 use crate::policy::Engine;
 use crate::ports::EndpointKind;
 
@@ -59,6 +59,8 @@ pub struct Look {
     pub kind: Option<EndpointKind>,
     /// The account's instance quota of each instance type the plan runs (absent: not known).
     pub quotas: BTreeMap<String, u32>,
+    /// Blue's variant's Application Auto Scaling target (`None`: none, or not looked at).
+    pub scaling: Option<ScalableTarget>,
 }
 
 /// The tag an endpoint carries for Guardrails to change it (`infra/template.yaml` allows
@@ -72,6 +74,8 @@ pub enum Severity {
     Blocking,
     /// Shown and recorded; the deployment starts.
     Warning,
+    /// What the check found and what the deployment will do about it.
+    Info,
 }
 
 /// One check's finding.
@@ -91,6 +95,9 @@ pub struct Preflight {
     /// The checks that ran, by identifier, in order.
     pub checked: Vec<String>,
     pub findings: Vec<Finding>,
+    /// Blue's variant's scalable target, as found (the plan keeps it to restore at the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalableTarget>,
 }
 
 impl Preflight {
@@ -123,6 +130,7 @@ impl fmt::Display for Preflight {
                 let label = match finding.severity {
                     Severity::Blocking => "BLOCKING",
                     Severity::Warning => "warning",
+                    Severity::Info => "info",
                 };
                 writeln!(f, "  {label:<9} {check}: {}", finding.message)?;
             }
@@ -168,6 +176,7 @@ pub fn check(plan: &Plan, look: &Look) -> Preflight {
     opt_in(&mut c);
     kind(&mut c);
     quota(&mut c);
+    scaling(&mut c);
     alarms(&mut c);
     timeout(&mut c);
     if plan.engine == Engine::Native {
@@ -277,6 +286,55 @@ fn kind(c: &mut Checks<'_>) {
             format!("endpoint {} is {what}", c.plan.endpoint_name),
         );
     }
+}
+
+/// Application Auto Scaling on blue's variant: what Guardrails will do about it, and the one
+/// change SageMaker refuses on a registered variant that a deployment could make (another
+/// instance type; "Update endpoints that use auto scaling", SageMaker developer guide).
+fn scaling(c: &mut Checks<'_>) {
+    const ID: &str = "autoscaling";
+    let Some(target) = &c.look.scaling else {
+        return;
+    };
+    c.check(ID);
+    c.result.scaling = Some(target.clone());
+    let (blue, green) = (&c.plan.blue, &c.plan.green);
+    if !blue.instance_type.is_empty()
+        && !green.instance_type.is_empty()
+        && blue.instance_type != green.instance_type
+    {
+        c.find(
+            ID,
+            Severity::Blocking,
+            format!(
+                "variant {} is registered with Application Auto Scaling, and SageMaker refuses \
+                 an update that changes its instance type ({} to {}): deploy the new model on \
+                 {}, or delete its scaling policies and DeregisterScalableTarget first",
+                blue.variant_name, blue.instance_type, green.instance_type, blue.instance_type
+            ),
+        );
+        return;
+    }
+    let policies = if target.policies.is_empty() {
+        "no scaling policy".to_owned()
+    } else {
+        format!("policies {}", target.policies.join(", "))
+    };
+    c.find(
+        ID,
+        Severity::Info,
+        format!(
+            "variant {} scales between {} and {} instances ({policies}) and serves with {} now: \
+             Guardrails suspends its scaling from the first change to the end and restores it \
+             as it was; blue keeps its {} instances throughout, a rollback returns to them, and \
+             the variant serving at the end keeps the name, the target and its policies",
+            blue.variant_name,
+            target.min_capacity,
+            target.max_capacity,
+            blue.instance_count,
+            blue.instance_count
+        ),
+    );
 }
 
 /// The most instances of each type the plan runs at once on this endpoint (`plan::cost`).

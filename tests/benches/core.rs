@@ -132,6 +132,7 @@ fn main() {
         endpoint_tags: Some(vec![("guardrails:managed".to_owned(), "true".to_owned())]),
         kind: Some(guardrails::ports::EndpointKind::default()),
         quotas: std::collections::BTreeMap::from([("ml.m5.xlarge".to_owned(), 50)]),
+        scaling: None,
     };
     report(
         "preflight: every check of a native canary",

@@ -11,7 +11,7 @@ use guardrails::core::{Action, AlarmView, ConfigVariant, EndpointView, Phase};
 use guardrails::driver::{Driver, DriverError, Limits, Outcome};
 use guardrails::events::StateChange;
 use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
-use guardrails::plan::Fleet;
+use guardrails::plan::{Fleet, ScalableTarget, Suspended};
 use guardrails::policy::DeploymentConfig;
 use guardrails::ports::{
     Alarms, AuditEntry, Clock, Endpoints, ErrorKind, GreenAlarm, PackageView, PageClaim, PortError,
@@ -196,12 +196,39 @@ impl Endpoints for WorldPorts {
         _endpoint: &str,
         config: &str,
         guardrails: Option<&DeploymentConfig>,
+        retain_variant_properties: bool,
     ) -> PortResult<()> {
         let action = Action::UpdateEndpoint {
             config_name: config.to_owned(),
             deployment_config: guardrails.cloned(),
+            retain_variant_properties,
         };
         self.change(action, format!("UpdateEndpoint {config}"))
+    }
+
+    async fn scalable_target(
+        &self,
+        _endpoint: &str,
+        _variant: &str,
+    ) -> PortResult<Option<ScalableTarget>> {
+        self.throttled()?;
+        Ok(self.world().scaling.clone())
+    }
+
+    async fn set_scaling(
+        &self,
+        _endpoint: &str,
+        variant: &str,
+        suspended: Suspended,
+    ) -> PortResult<()> {
+        let action = Action::SetScaling {
+            variant_name: variant.to_owned(),
+            suspended,
+        };
+        self.change(
+            action,
+            format!("RegisterScalableTarget {variant} {suspended:?}"),
+        )
     }
 
     async fn set_weights(
@@ -569,6 +596,21 @@ impl Endpoints for CrashAfterAct {
     async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
         self.inner.describe(endpoint).await
     }
+    async fn scalable_target(
+        &self,
+        endpoint: &str,
+        variant: &str,
+    ) -> PortResult<Option<ScalableTarget>> {
+        self.inner.scalable_target(endpoint, variant).await
+    }
+    async fn set_scaling(
+        &self,
+        endpoint: &str,
+        variant: &str,
+        suspended: Suspended,
+    ) -> PortResult<()> {
+        self.inner.set_scaling(endpoint, variant, suspended).await
+    }
     async fn create_config(
         &self,
         config: &str,
@@ -584,10 +626,11 @@ impl Endpoints for CrashAfterAct {
         endpoint: &str,
         config: &str,
         guardrails: Option<&DeploymentConfig>,
+        retain_variant_properties: bool,
     ) -> PortResult<()> {
         self.after(
             self.inner
-                .update_endpoint(endpoint, config, guardrails)
+                .update_endpoint(endpoint, config, guardrails, retain_variant_properties)
                 .await,
         )
     }

@@ -47,6 +47,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -64,6 +65,7 @@ impl Clients {
     fn of(sdk: SdkConfig) -> Clients {
         Clients {
             sagemaker: aws_sdk_sagemaker::Client::new(&sdk),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             eventbridge: aws_sdk_eventbridge::Client::new(&sdk),

@@ -241,6 +241,17 @@ fn describe_action(action: &Action) -> String {
             instance_count,
         } => format!("UpdateEndpointWeightsAndCapacities {variant_name} x{instance_count}"),
         Action::PutGreenAlarm { alarm_name, .. } => format!("PutMetricAlarm {alarm_name}"),
+        Action::SetScaling {
+            variant_name,
+            suspended,
+        } => format!(
+            "RegisterScalableTarget {variant_name} (dynamic scaling {})",
+            if suspended.dynamic_scaling_in {
+                "suspended"
+            } else {
+                "as before"
+            }
+        ),
         Action::DeleteAlarms { alarm_names } => format!("DeleteAlarms {}", alarm_names.join(", ")),
         Action::DeleteEndpointConfig { config_name } => {
             format!("DeleteEndpointConfig {config_name}")

@@ -14,7 +14,7 @@ use guardrails::core::{
     Action, AlarmState, AlarmView, ConfigVariant, EndpointStatus, EndpointView, Observation,
     Progress, VariantView,
 };
-use guardrails::plan::{Fleet, FleetVariant};
+use guardrails::plan::{Fleet, FleetVariant, ScalableTarget, Suspended};
 use guardrails::preflight::AlarmDefinition;
 use guardrails::units::{Share, Timestamp};
 
@@ -78,6 +78,8 @@ pub struct World {
     bad_serving_since: Option<Timestamp>,
     /// Every move of an alarm into ALARM, oldest first (the alarms' history).
     alarm_history: Vec<(String, Timestamp)>,
+    /// The first variant's Application Auto Scaling target, with its suspended state now.
+    pub scaling: Option<ScalableTarget>,
 }
 
 impl World {
@@ -116,7 +118,19 @@ impl World {
             variant_alarms: BTreeMap::new(),
             bad_serving_since: None,
             alarm_history: Vec::new(),
+            scaling: None,
         }
+    }
+
+    /// The variant registered with Application Auto Scaling (`min`..`max`, one policy).
+    pub fn with_scaling_target(mut self, min: u32, max: u32) -> World {
+        self.scaling = Some(ScalableTarget {
+            min_capacity: min,
+            max_capacity: max,
+            suspended: Suspended::default(),
+            policies: vec!["invocations-per-instance".to_owned()],
+        });
+        self
     }
 
     /// An existing alarm on the whole endpoint, in OK.
@@ -293,6 +307,7 @@ impl World {
             Action::UpdateEndpoint {
                 config_name,
                 deployment_config,
+                ..
             } => {
                 self.check_updatable()?;
                 if !self.configs.contains_key(config_name) {
@@ -339,6 +354,13 @@ impl World {
                 );
                 Ok(())
             }
+            Action::SetScaling { suspended, .. } => {
+                match self.scaling.as_mut() {
+                    Some(target) => target.suspended = *suspended,
+                    None => return Err("No scalable target found".to_owned()),
+                }
+                Ok(())
+            }
             Action::PutGreenAlarm {
                 alarm_name,
                 variant_name,
@@ -376,15 +398,12 @@ impl World {
             ConfigVariant::Copy {
                 variant_name,
                 initial_weight,
-            } => self
-                .configs
-                .get(from_config)
-                .and_then(|c| c.iter().find(|x| x.name == *variant_name))
-                .map(|x| Variant {
-                    weight: *initial_weight,
-                    ..x.clone()
-                })
-                .ok_or_else(|| format!("Could not find variant {variant_name} in {from_config}")),
+                instance_count,
+            } => like(variant_name).map(|x| Variant {
+                weight: *initial_weight,
+                instances: instance_count.unwrap_or(x.instances),
+                ..x.clone()
+            }),
             ConfigVariant::New {
                 like: source,
                 variant_name,

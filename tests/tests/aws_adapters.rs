@@ -67,6 +67,7 @@ async fn sagemaker_adapter_describes_creates_updates_and_refuses_in_progress_cha
         ConfigVariant::Copy {
             variant_name: "AllTraffic".to_owned(),
             initial_weight: 1.0,
+            instance_count: None,
         },
         ConfigVariant::New {
             like: "AllTraffic".to_owned(),
@@ -101,14 +102,14 @@ async fn sagemaker_adapter_describes_creates_updates_and_refuses_in_progress_cha
     );
 
     endpoints
-        .update_endpoint("fraud", "fraud-bg", None)
+        .update_endpoint("fraud", "fraud-bg", None, false)
         .await
         .unwrap();
     let updating = endpoints.describe("fraud").await.unwrap().unwrap();
     assert_eq!(updating.status, EndpointStatus::Updating);
     assert_eq!(updating.pending_config_name.as_deref(), Some("fraud-bg"));
     let refused = endpoints
-        .update_endpoint("fraud", "fraud-v1", None)
+        .update_endpoint("fraud", "fraud-v1", None, false)
         .await
         .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::InProgress, "{refused}");
@@ -166,7 +167,7 @@ async fn a_failed_update_returns_to_the_old_config_with_its_reason() {
         Outcome::ReturnsToOldConfig("image not found".to_owned()),
     );
     endpoints
-        .update_endpoint("fraud", "fraud-v1", None)
+        .update_endpoint("fraud", "fraud-v1", None, false)
         .await
         .unwrap();
     wait_for(async || {
@@ -763,6 +764,7 @@ async fn created_configs_keep_every_setting_of_the_users_config() {
         ConfigVariant::Copy {
             variant_name: "AllTraffic".to_owned(),
             initial_weight: 1.0,
+            instance_count: None,
         },
         green("AllTraffic"),
     ];

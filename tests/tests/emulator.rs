@@ -236,7 +236,7 @@ async fn the_control_api_injects_failures_throttling_and_model_behaviour() {
             .contains("204")
     );
     endpoints
-        .update_endpoint("fraud", "fraud-v1", None)
+        .update_endpoint("fraud", "fraud-v1", None, false)
         .await
         .unwrap();
     wait_for(async || {
@@ -253,7 +253,7 @@ async fn the_control_api_injects_failures_throttling_and_model_behaviour() {
         Some("Insufficient capacity")
     );
     let refused = endpoints
-        .update_endpoint("fraud", "fraud-v1", None)
+        .update_endpoint("fraud", "fraud-v1", None, false)
         .await
         .unwrap_err();
     assert!(refused.message.contains("only DeleteEndpoint"), "{refused}");

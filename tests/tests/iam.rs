@@ -18,13 +18,15 @@ use guardrails_tests::repo_root;
 
 /// What each function's code calls, as IAM names it: the driver's calls for the three that
 /// reconcile deployments, plus what each does besides.
-const RECONCILE: [&str; 20] = [
+const RECONCILE: [&str; 21] = [
     "sagemaker:DescribeEndpoint",
     "sagemaker:DescribeEndpointConfig",
     // The configs Guardrails creates copy the user's, tags and KMS key included.
     "sagemaker:ListTags",
     "sagemaker:AddTags",
     "kms:CreateGrant",
+    // Blue's scalable target is suspended during the deployment and restored after.
+    "application-autoscaling:RegisterScalableTarget",
     "sagemaker:CreateEndpointConfig",
     "sagemaker:UpdateEndpoint",
     "sagemaker:UpdateEndpointWeightsAndCapacities",
@@ -51,6 +53,8 @@ fn calls_of(function: &str) -> BTreeSet<String> {
             "servicequotas:ListServiceQuotas",
             "sagemaker:DescribeModelPackage",
             "ssm:GetParameter",
+            "application-autoscaling:DescribeScalableTargets",
+            "application-autoscaling:DescribeScalingPolicies",
         ],
         "endpoint-events" => &[],
         "bake-watcher" => &["dynamodb:Scan", "dynamodb:Query", "dynamodb:UpdateItem"],
@@ -229,6 +233,7 @@ fn every_call_is_in_the_authorization_table_and_the_fixed_template_allows_it() {
 #[test]
 fn every_sdk_call_of_the_code_is_named_and_in_the_table() {
     let services = [
+        ("autoscaling.rs", "application-autoscaling"),
         ("cloudwatch.rs", "cloudwatch"),
         ("dynamodb.rs", "dynamodb"),
         ("eventbridge.rs", "events"),

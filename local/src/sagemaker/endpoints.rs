@@ -81,7 +81,7 @@ impl SageMaker {
         };
         let new_fleets = endpoint.provision(config, &variants, now);
         endpoint.pending = Some(Pending {
-            change: Change::Config(config.to_owned()),
+            change: Change::Config(config.to_owned(), variants.clone()),
             done_at: now + self.delays.create_ms,
             outcome,
             new_fleets,
@@ -121,6 +121,9 @@ impl SageMaker {
         let name = str_field(input, "EndpointName")?;
         let config = str_field(input, "EndpointConfigName")?;
         let new_variants = self.live_variants(config)?;
+        let current = self.updatable(name)?.variants.clone();
+        let new_variants = super::scaling::retained(input, &current, new_variants);
+        self.check_scalable(name, &current, &new_variants)?;
         let delays = self.delays;
         let retain = input
             .get("RetainDeploymentConfig")
@@ -161,7 +164,7 @@ impl SageMaker {
             .map_err(ApiError::validation)?;
             Change::Rollout(Box::new(rollout))
         } else {
-            Change::Config(config.to_owned())
+            Change::Config(config.to_owned(), new_variants.clone())
         };
         // What the update launches before anything goes: the new fleets (a rolling update's
         // first batch).
@@ -339,7 +342,7 @@ impl SageMaker {
             return;
         }
         let new_variants = match &pending.change {
-            Change::Config(config) => self.live_variants(config).ok(),
+            Change::Config(_, variants) => Some(variants.clone()),
             Change::Rollout(rollout) => Some(rollout.new_variants.clone()),
             _ => None,
         };
@@ -348,14 +351,14 @@ impl SageMaker {
         };
         endpoint.modified = now;
         match (&pending.change, &pending.outcome) {
-            (Change::Config(config), Outcome::Succeeds) => {
+            (Change::Config(config, _), Outcome::Succeeds) => {
                 endpoint.status = "InService";
                 endpoint.config = config.clone();
                 endpoint.variants = new_variants.unwrap_or_default();
                 endpoint.failure_reason = None;
                 endpoint.switch_to(pending.new_fleets, now);
             }
-            (Change::Config(_) | Change::Rollout(_), Outcome::ReturnsToOldConfig(reason)) => {
+            (Change::Config(..) | Change::Rollout(_), Outcome::ReturnsToOldConfig(reason)) => {
                 endpoint.status = "InService";
                 endpoint.failure_reason = Some(reason.clone());
                 endpoint.drop_fleets(&pending.new_fleets, now);
@@ -381,7 +384,7 @@ impl SageMaker {
                     }
                 }
             }
-            (Change::Delete | Change::Config(_) | Change::Rollout(_), _) => {}
+            (Change::Delete | Change::Config(..) | Change::Rollout(_), _) => {}
         }
         events.push(Outgoing::endpoint_state(endpoint));
     }

@@ -17,6 +17,7 @@ pub mod fleets;
 pub mod iam;
 pub mod packages;
 pub mod rules;
+pub mod scaling;
 mod shapes;
 
 use shapes::describe;
@@ -63,7 +64,8 @@ pub struct LiveVariant {
 
 #[derive(Debug, Clone)]
 enum Change {
-    Config(String),
+    /// To a config, with the variants it launches (`RetainAllVariantProperties` applied).
+    Config(String, Vec<LiveVariant>),
     /// An update SageMaker runs under a DeploymentConfig (deployment guardrails).
     Rollout(Box<Rollout>),
     Weights(Vec<(String, Option<f64>, Option<u32>)>),
@@ -147,6 +149,8 @@ pub struct SageMaker {
     /// Instances of each type the account may run on endpoints (Service Quotas); a type not
     /// here has `servicequotas::DEFAULT_QUOTA`.
     pub quotas: BTreeMap<String, u32>,
+    /// `(endpoint, variant)` registered with Application Auto Scaling (`scaling`).
+    pub scalable: std::collections::BTreeSet<(String, String)>,
 }
 
 /// Every instance type a production variant may have: the `ProductionVariantInstanceType`

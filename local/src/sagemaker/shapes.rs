@@ -25,7 +25,7 @@ pub(super) fn describe(e: &Endpoint) -> Value {
     }
     match &e.pending {
         Some(Pending {
-            change: Change::Config(config),
+            change: Change::Config(config, _),
             ..
         }) => {
             out["PendingDeploymentSummary"] = json!({

@@ -106,9 +106,15 @@ pub fn variants(
             ConfigVariant::Copy {
                 variant_name,
                 initial_weight,
+                instance_count,
             } => {
                 let mut copy = find(variant_name)?;
                 copy.initial_variant_weight = Some(weight(*initial_weight));
+                if let Some(n) = instance_count
+                    && copy.serverless_config.is_none()
+                {
+                    copy.initial_instance_count = Some(i32::try_from(*n).unwrap_or(i32::MAX));
+                }
                 copy
             }
             ConfigVariant::New {
@@ -289,6 +295,7 @@ mod tests {
             ConfigVariant::Copy {
                 variant_name: "AllTraffic".to_owned(),
                 initial_weight: 1.0,
+                instance_count: None,
             },
             ConfigVariant::New {
                 like: "AllTraffic".to_owned(),
@@ -314,6 +321,7 @@ mod tests {
             &[ConfigVariant::Copy {
                 variant_name: "nope".to_owned(),
                 initial_weight: 1.0,
+                instance_count: None,
             }],
         );
         assert!(

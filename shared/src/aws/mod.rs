@@ -3,6 +3,7 @@
 //! region and credentials come from the environment (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_SAGEMAKER`, ... on the local stack): there is no test-only branch.
 
+pub mod autoscaling;
 pub mod clock;
 pub mod cloudwatch;
 pub mod dynamodb;

@@ -12,9 +12,9 @@ use aws_sdk_sagemaker::types::{
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{classify, endpoint_config};
+use super::{autoscaling, classify, endpoint_config};
 use crate::core::{ConfigVariant, EndpointStatus, EndpointView, Progress, VariantView};
-use crate::plan::{Fleet, FleetVariant};
+use crate::plan::{Fleet, FleetVariant, ScalableTarget, Suspended};
 use crate::policy::{CapacitySize, CapacityType, DeploymentConfig, TrafficRoutingType};
 use crate::ports::{EndpointKind, Endpoints, ErrorKind, PackageView, PortError, PortResult};
 use crate::units::Share;
@@ -24,6 +24,7 @@ use crate::units::Share;
 pub struct SageMakerEndpoints {
     client: Client,
     quotas: Option<aws_sdk_servicequotas::Client>,
+    scaling: Option<aws_sdk_applicationautoscaling::Client>,
 }
 
 impl SageMakerEndpoints {
@@ -31,7 +32,17 @@ impl SageMakerEndpoints {
         SageMakerEndpoints {
             client,
             quotas: None,
+            scaling: None,
         }
+    }
+
+    /// Reads and sets variants' Application Auto Scaling targets through `scaling`.
+    pub fn with_scaling(
+        mut self,
+        scaling: aws_sdk_applicationautoscaling::Client,
+    ) -> SageMakerEndpoints {
+        self.scaling = Some(scaling);
+        self
     }
 
     /// Reads SageMaker's endpoint instance quotas through `quotas` for the preflight.
@@ -266,12 +277,14 @@ impl Endpoints for SageMakerEndpoints {
         endpoint: &str,
         config: &str,
         guardrails: Option<&DeploymentConfig>,
+        retain_variant_properties: bool,
     ) -> PortResult<()> {
         self.client
             .update_endpoint()
             .endpoint_name(endpoint)
             .endpoint_config_name(config)
             .set_deployment_config(guardrails.map(deployment_config))
+            .set_retain_all_variant_properties(retain_variant_properties.then_some(true))
             .send()
             .await
             .map(|_| ())
@@ -453,6 +466,29 @@ impl Endpoints for SageMakerEndpoints {
             }
         }
         Ok(None)
+    }
+
+    async fn scalable_target(
+        &self,
+        endpoint: &str,
+        variant: &str,
+    ) -> PortResult<Option<ScalableTarget>> {
+        match &self.scaling {
+            Some(client) => autoscaling::target(client, endpoint, variant).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn set_scaling(
+        &self,
+        endpoint: &str,
+        variant: &str,
+        suspended: Suspended,
+    ) -> PortResult<()> {
+        match &self.scaling {
+            Some(client) => autoscaling::set_suspended(client, endpoint, variant, suspended).await,
+            None => Ok(()),
+        }
     }
 
     async fn model_package(&self, arn: &str) -> PortResult<Option<PackageView>> {

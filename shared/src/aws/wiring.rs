@@ -125,7 +125,8 @@ pub fn driver_with(sdk: &SdkConfig, names: &Names) -> Result<Driver, ConfigError
     Ok(Driver {
         endpoints: Arc::new(
             SageMakerEndpoints::new(aws_sdk_sagemaker::Client::new(sdk))
-                .with_quotas(aws_sdk_servicequotas::Client::new(sdk)),
+                .with_quotas(aws_sdk_servicequotas::Client::new(sdk))
+                .with_scaling(aws_sdk_applicationautoscaling::Client::new(sdk)),
         ),
         alarms: Arc::new(CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(sdk))),
         store: Arc::new(store_with(sdk, names)),

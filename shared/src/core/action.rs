@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::Suspended;
 use crate::policy::{AlarmTemplate, DeploymentConfig};
 use crate::units::{Share, Timestamp};
 
@@ -27,6 +28,11 @@ pub enum Action {
         config_name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deployment_config: Option<DeploymentConfig>,
+        /// `RetainAllVariantProperties`: variants that keep their name keep their current
+        /// instance count (a rollback lands on blue at the capacity it has now, not at its
+        /// config's `InitialInstanceCount`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retain_variant_properties: bool,
     },
     /// Green must receive `green_share` of requests and blue the rest
     /// (UpdateEndpointWeightsAndCapacities: blue weight `1 - share`, green weight `share`).
@@ -48,6 +54,12 @@ pub enum Action {
         variant_name: String,
         template: AlarmTemplate,
     },
+    /// The variant's scalable target must have `suspended` as its `SuspendedState`
+    /// (Application Auto Scaling's RegisterScalableTarget).
+    SetScaling {
+        variant_name: String,
+        suspended: Suspended,
+    },
     /// These alarms must not exist.
     DeleteAlarms { alarm_names: Vec<String> },
     /// This endpoint config must not exist.
@@ -64,6 +76,7 @@ impl Action {
                 "sagemaker:UpdateEndpointWeightsAndCapacities"
             }
             Action::PutGreenAlarm { .. } => "cloudwatch:PutMetricAlarm",
+            Action::SetScaling { .. } => "application-autoscaling:RegisterScalableTarget",
             Action::DeleteAlarms { .. } => "cloudwatch:DeleteAlarms",
             Action::DeleteEndpointConfig { .. } => "sagemaker:DeleteEndpointConfig",
         }
@@ -75,10 +88,13 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source")]
 pub enum ConfigVariant {
-    /// `variant_name` unchanged, but for its initial weight.
+    /// `variant_name` unchanged, but for its initial weight and, when given, its instance
+    /// count (blue at the capacity it serves with now).
     Copy {
         variant_name: String,
         initial_weight: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance_count: Option<u32>,
     },
     /// The new model: every setting of the variant `like` (volume size, timeouts, routing,
     /// serverless settings...) but its name, model, instance type and count and weight. An

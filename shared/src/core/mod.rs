@@ -343,6 +343,15 @@ impl Decision {
         if matches!(to, Phase::RollingBack { .. }) {
             self.deployment.rollback_started_at.get_or_insert(now);
         }
+        // The end of a deployment gives blue's scalable target back its scaling, as it was.
+        if to.is_final()
+            && let Some(target) = &self.deployment.plan.scaling
+        {
+            self.actions.push(Action::SetScaling {
+                variant_name: self.deployment.plan.blue.variant_name.clone(),
+                suspended: target.suspended,
+            });
+        }
         let from = std::mem::replace(&mut self.deployment.phase, to.clone());
         self.transitions.push(Transition {
             at: now,

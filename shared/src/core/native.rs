@@ -12,7 +12,9 @@
 //! - still not done at the deadline (the policy's timeout plus `SETTLE_SECS` for SageMaker's own
 //!   rollback): failed, timed out; SageMaker has no call to stop its update.
 
-use super::phases::{Outcome, changed_outside, failed, green_alone, note_update_in_flight, wait};
+use super::phases::{
+    Outcome, changed_outside, failed, green_alone, note_update_in_flight, suspend_scaling, wait,
+};
 use super::{
     Action, AlarmState, Cause, Deployment, EndpointStatus, EndpointView, Observation, Phase,
     Progress,
@@ -140,13 +142,15 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     if now >= d.deadline {
         return timed_out(d);
     }
-    let actions = vec![
+    let mut actions = vec![
         green_alone(plan, &plan.green.variant_name),
         Action::UpdateEndpoint {
             config_name: green_config,
             deployment_config: plan.native_config.clone(),
+            retain_variant_properties: false,
         },
     ];
+    actions.extend(suspend_scaling(plan));
     wait(d, actions, now)
 }
 

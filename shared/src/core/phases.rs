@@ -8,7 +8,7 @@ use super::{
     Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointView, Observation, Phase,
     SETTLE_SECS, UpdateProgress,
 };
-use crate::plan::Plan;
+use crate::plan::{Plan, Suspended};
 use crate::units::{Share, Timestamp};
 
 pub(super) enum Outcome {
@@ -312,9 +312,12 @@ fn provisioning(
             config_name: plan.blue_green_config_name.clone(),
             from_config: plan.blue_config_name.clone(),
             variants: vec![
+                // Blue at the capacity it serves with now (auto scaling may have moved it
+                // from its config's InitialInstanceCount).
                 ConfigVariant::Copy {
                     variant_name: plan.blue.variant_name.clone(),
                     initial_weight: 1.0,
+                    instance_count: Some(plan.blue.instance_count),
                 },
                 ConfigVariant::New {
                     like: plan.blue.variant_name.clone(),
@@ -329,9 +332,11 @@ fn provisioning(
         Action::UpdateEndpoint {
             config_name: plan.blue_green_config_name.clone(),
             deployment_config: None,
+            retain_variant_properties: false,
         },
     ];
     actions.extend(missing_alarms);
+    actions.extend(suspend_scaling(plan));
     wait(d, actions, now)
 }
 
@@ -433,6 +438,16 @@ pub(super) fn green_alone(plan: &Plan, variant_name: &str) -> Action {
             initial_weight: 1.0,
         }],
     }
+}
+
+/// Blue's scalable target, if it has one, must not scale while the deployment runs: dynamic
+/// scaling would shrink blue while green takes its traffic (and a rollback would land on the
+/// shrunken fleet). `Decision::move_to` restores it as it was when the deployment ends.
+pub(super) fn suspend_scaling(plan: &Plan) -> Option<Action> {
+    plan.scaling.as_ref().map(|_| Action::SetScaling {
+        variant_name: plan.blue.variant_name.clone(),
+        suspended: Suspended::ALL,
+    })
 }
 
 pub(super) fn set_weights(plan: &Plan, green_share: Share) -> Action {

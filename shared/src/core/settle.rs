@@ -173,9 +173,13 @@ fn retry_update(
             *progress = update;
         }
     }
+    // Back to blue's config, variants keep the capacity they have now (`RetainAllVariant
+    // Properties`): blue at what it served with, not its config's InitialInstanceCount.
+    let retain_variant_properties = target == d.plan.blue_config_name;
     actions.push(Action::UpdateEndpoint {
         config_name: target,
         deployment_config: None,
+        retain_variant_properties,
     });
     wait(d, actions, now)
 }

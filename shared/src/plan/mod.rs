@@ -99,6 +99,39 @@ pub struct Plan {
     /// The fleets the deployment provisions and the instances they run (`cost`).
     #[serde(default)]
     pub fleets: cost::FleetCost,
+    /// Blue's variant's Application Auto Scaling target, as found before any change: its
+    /// dynamic scaling is suspended while traffic moves and restored as it was at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalableTarget>,
+}
+
+/// A variant's scalable target (Application Auto Scaling, dimension
+/// `sagemaker:variant:DesiredInstanceCount`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalableTarget {
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+    /// What was suspended before the deployment.
+    pub suspended: Suspended,
+    /// The names of its scaling policies.
+    pub policies: Vec<String>,
+}
+
+/// A scalable target's `SuspendedState`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspended {
+    pub dynamic_scaling_in: bool,
+    pub dynamic_scaling_out: bool,
+    pub scheduled_scaling: bool,
+}
+
+impl Suspended {
+    /// Every kind of scaling suspended, as during a deployment.
+    pub const ALL: Suspended = Suspended {
+        dynamic_scaling_in: true,
+        dynamic_scaling_out: true,
+        scheduled_scaling: true,
+    };
 }
 
 /// One step: move green to `green_share` of requests, then bake.
@@ -296,6 +329,7 @@ impl Plan {
             native_config: (engine == Engine::Native).then(|| policy.deployment_config.clone()),
             preflight: None,
             fleets: cost::FleetCost::default(),
+            scaling: None,
         };
         plan.fleets = cost::of(&plan);
         plan.warnings.extend(warnings(&plan));

@@ -96,6 +96,7 @@ fn good() -> Look {
         endpoint_tags: Some(vec![("guardrails:managed".to_owned(), "true".to_owned())]),
         kind: Some(EndpointKind::default()),
         quotas: BTreeMap::from([("ml.m5.xlarge".to_owned(), 50)]),
+        scaling: None,
     }
 }
 
@@ -456,4 +457,61 @@ fn serverless_is_blocked_for_the_variant_engine_naming_native_and_components_for
     };
     assert!(blocked(&variant_engine(), components).is_some());
     assert!(blocked(&native(), components).is_some());
+}
+
+#[test]
+fn a_scalable_target_is_reported_with_what_guardrails_does_and_a_new_instance_type_blocks() {
+    let target = ScalableTarget {
+        min_capacity: 2,
+        max_capacity: 10,
+        suspended: crate::plan::Suspended::default(),
+        policies: vec!["fraud-invocations".to_owned()],
+    };
+    let look = Look {
+        scaling: Some(target.clone()),
+        ..good()
+    };
+    for plan in [native(), variant_engine()] {
+        let result = check(&plan, &look);
+        let found: Vec<&Finding> = result
+            .findings
+            .iter()
+            .filter(|f| f.check == "autoscaling")
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", result.findings);
+        assert_eq!(found[0].severity, Severity::Info);
+        assert!(
+            found[0].message.contains("suspends its scaling"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0].message.contains("fraud-invocations"),
+            "{}",
+            found[0].message
+        );
+        assert_eq!(result.scaling.as_ref(), Some(&target), "kept for the plan");
+        assert!(
+            result
+                .to_string()
+                .contains("  info      autoscaling: variant AllTraffic")
+        );
+    }
+    let mut other_type = variant_engine();
+    other_type.green.instance_type = "ml.c5.xlarge".to_owned();
+    let result = check(&other_type, &look);
+    assert!(
+        result
+            .findings
+            .iter()
+            .any(|f| f.check == "autoscaling" && f.severity == Severity::Blocking),
+        "{:?}",
+        result.findings
+    );
+    // No target: the check does not run.
+    assert!(
+        !check(&native(), &good())
+            .checked
+            .contains(&"autoscaling".to_owned())
+    );
 }

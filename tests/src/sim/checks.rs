@@ -119,6 +119,30 @@ pub(super) async fn check(sim: &Sim, store: &MemoryStore) -> Result<(), String> 
                 ));
             }
         }
+        // Invariant 10, auto scaling: an ended deployment gave blue's scalable target back the
+        // state it had, unless AWS refused it and the record says so.
+        if active.is_none()
+            && let Some(last) = history.last()
+            && let Some(before) = &last.deployment.plan.scaling
+        {
+            let now = sim.state().worlds[&endpoint]
+                .scaling
+                .as_ref()
+                .map(|t| t.suspended);
+            let noted = last
+                .deployment
+                .trouble
+                .after_end
+                .iter()
+                .any(|n| n.contains("RegisterScalableTarget"));
+            if now != Some(before.suspended) && !noted {
+                return Err(format!(
+                    "invariant 10: {endpoint}'s scaling is {now:?} after deployment {} ended, not \
+                     {:?} as before",
+                    last.deployment.plan.deployment_id, before.suspended
+                ));
+            }
+        }
         // Invariant 10: a success ends with the new model alone under blue's variant name.
         if active.is_none()
             && let Some(last) = history.last()

@@ -128,6 +128,11 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
             instances,
         )
         .with_endpoint_alarm(&format!("{name}-5xx"));
+        // Fleets of two or more are registered with Application Auto Scaling (decided without
+        // drawing from the generator, so that every seed plays as before).
+        if instances >= 2 {
+            w = w.with_scaling_target(1, 8);
+        }
         w.endpoint_name = name.clone();
         w.update_secs = 60 + rng.below(840) as u32;
         w.weights_secs = 5 + rng.below(55) as u32;

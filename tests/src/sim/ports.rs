@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use guardrails::core::{Action, AlarmView, ConfigVariant, EndpointView};
 use guardrails::events::StateChange;
 use guardrails::memory::MemoryStore;
-use guardrails::plan::Fleet;
+use guardrails::plan::{Fleet, ScalableTarget, Suspended};
 use guardrails::policy::DeploymentConfig;
 use guardrails::ports::{
     Alarms, AuditEntry, Endpoints, ErrorKind, GreenAlarm, PageClaim, PortError, PortResult,
@@ -291,6 +291,30 @@ impl Sim {
 
 #[async_trait]
 impl Endpoints for Sim {
+    async fn scalable_target(
+        &self,
+        endpoint: &str,
+        _variant: &str,
+    ) -> PortResult<Option<ScalableTarget>> {
+        tokio::task::yield_now().await;
+        let mut s = self.state();
+        if s.fault("throttle", |f| f.throttle) {
+            return Err(PortError::new(ErrorKind::Throttled, "Rate exceeded"));
+        }
+        Ok(s.worlds.get(endpoint).and_then(|w| w.scaling.clone()))
+    }
+    async fn set_scaling(
+        &self,
+        endpoint: &str,
+        variant: &str,
+        suspended: Suspended,
+    ) -> PortResult<()> {
+        let action = Action::SetScaling {
+            variant_name: variant.to_owned(),
+            suspended,
+        };
+        self.change(Some(endpoint), action).await
+    }
     async fn describe(&self, endpoint: &str) -> PortResult<Option<EndpointView>> {
         tokio::task::yield_now().await;
         let mut s = self.state();
@@ -337,12 +361,14 @@ impl Endpoints for Sim {
         endpoint: &str,
         config: &str,
         guardrails: Option<&DeploymentConfig>,
+        retain_variant_properties: bool,
     ) -> PortResult<()> {
         self.change(
             Some(endpoint),
             Action::UpdateEndpoint {
                 config_name: config.to_owned(),
                 deployment_config: guardrails.cloned(),
+                retain_variant_properties,
             },
         )
         .await
@@ -384,6 +410,7 @@ impl Endpoints for Sim {
                     .apply(&Action::UpdateEndpoint {
                         config_name: config,
                         deployment_config: None,
+                        retain_variant_properties: false,
                     })
                     .map_err(|m| PortError::new(ErrorKind::InProgress, m));
             }

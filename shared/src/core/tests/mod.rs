@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::plan::{Fleet, FleetVariant, GreenSpec};
+use crate::plan::{Fleet, FleetVariant, GreenSpec, ScalableTarget, Suspended};
 use crate::policy::Policy;
 use crate::units::Share;
 
@@ -187,6 +187,8 @@ fn update(config: &str) -> Action {
     Action::UpdateEndpoint {
         config_name: config.to_owned(),
         deployment_config: None,
+        // Back to blue's config, variants keep their capacity.
+        retain_variant_properties: config == BLUE,
     }
 }
 
@@ -206,6 +208,10 @@ fn action_names(actions: &[Action]) -> Vec<String> {
                 format!("delete alarms {}", alarm_names.join(","))
             }
             Action::DeleteEndpointConfig { config_name } => format!("delete {config_name}"),
+            Action::SetScaling { suspended, .. } if *suspended == Suspended::ALL => {
+                "suspend scaling".to_owned()
+            }
+            Action::SetScaling { .. } => "restore scaling".to_owned(),
         })
         .collect()
 }
@@ -251,7 +257,8 @@ fn provisioning_creates_the_blue_green_config_and_green_alarms_then_updates_the_
         &vec![
             ConfigVariant::Copy {
                 variant_name: "blue".to_owned(),
-                initial_weight: 1.0
+                initial_weight: 1.0,
+                instance_count: Some(4)
             },
             ConfigVariant::New {
                 like: "blue".to_owned(),
@@ -928,3 +935,57 @@ fn the_record_round_trips_through_json() {
 mod native;
 mod table;
 mod trouble;
+
+// --- Auto scaling ----------------------------------------------------------------------------
+
+#[test]
+fn blue_keeps_its_capacity_its_scaling_is_suspended_and_restored_as_it_was_at_the_end() {
+    let mut plan = plan_with("");
+    let before = Suspended {
+        scheduled_scaling: true,
+        ..Suspended::default()
+    };
+    plan.scaling = Some(ScalableTarget {
+        min_capacity: 2,
+        max_capacity: 10,
+        suspended: before,
+        policies: vec!["invocations".to_owned()],
+    });
+    let d = deployment_of(plan, provisioning(false)).decide(&on_blue(), None, T0);
+    let names = action_names(&d.actions);
+    assert!(names.contains(&"suspend scaling".to_owned()), "{names:?}");
+    // Ends: success, rollback or failure give the target back its state.
+    let done = deployment_of(
+        d.deployment.plan.clone(),
+        Phase::BakingFinalFleet { until: at(3000) },
+    )
+    .decide(&on_green(), None, at(3000));
+    assert_eq!(done.deployment.phase, Phase::Succeeded);
+    assert!(done.actions.contains(&Action::SetScaling {
+        variant_name: "blue".to_owned(),
+        suspended: before
+    }));
+    let rolled = deployment_of(
+        d.deployment.plan.clone(),
+        Phase::RollingBack {
+            cause: alarm_fired(NAMED),
+            since: at(800),
+            update: UpdateProgress::default(),
+        },
+    )
+    .decide(&on_blue(), None, at(900));
+    assert!(matches!(rolled.deployment.phase, Phase::RolledBack { .. }));
+    assert!(action_names(&rolled.actions).contains(&"restore scaling".to_owned()));
+    // The rollback's UpdateEndpoint keeps the variants' current capacity.
+    let back = deployment(Phase::RollingBack {
+        cause: alarm_fired(NAMED),
+        since: at(800),
+        update: UpdateProgress::default(),
+    })
+    .decide(&on_blue_green(0.0, 1), None, at(830));
+    assert!(back.actions.contains(&Action::UpdateEndpoint {
+        config_name: BLUE.to_owned(),
+        deployment_config: None,
+        retain_variant_properties: true,
+    }));
+}

@@ -97,6 +97,7 @@ fn it_creates_the_new_config_and_hands_sagemaker_the_deployment_config() {
             Action::UpdateEndpoint {
                 config_name: GREEN.to_owned(),
                 deployment_config: plan.native_config.clone(),
+                retain_variant_properties: false,
             },
         ]
     );
@@ -312,6 +313,7 @@ fn an_abort_waits_for_sagemaker_then_returns_the_endpoint_to_the_old_config() {
         vec![Action::UpdateEndpoint {
             config_name: BLUE.to_owned(),
             deployment_config: None,
+            retain_variant_properties: true,
         }]
     );
     let back = on_new.deployment.decide(
