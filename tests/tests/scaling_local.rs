@@ -99,6 +99,23 @@ async fn scaling(c: &Clients) -> (Option<SuspendedState>, Vec<String>) {
     )
 }
 
+/// The variant scaled to `instances`, as Application Auto Scaling does it.
+async fn scale_to(c: &Clients, instances: i32) {
+    c.sagemaker
+        .update_endpoint_weights_and_capacities()
+        .endpoint_name(ENDPOINT)
+        .desired_weights_and_capacities(
+            DesiredWeightAndCapacity::builder()
+                .variant_name("AllTraffic")
+                .desired_instance_count(instances)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    wait_for(async || serving(c).await.2 == instances).await;
+}
+
 fn suspended(state: Option<&SuspendedState>) -> bool {
     state.is_some_and(|s| {
         s.dynamic_scaling_in_suspended() == Some(true)
@@ -154,19 +171,7 @@ async fn a_scaled_endpoint_keeps_its_name_capacity_and_scaling_with_both_engines
         .await
         .unwrap();
     // The scaling policy grew the fleet to 4 (as Application Auto Scaling does it).
-    c.sagemaker
-        .update_endpoint_weights_and_capacities()
-        .endpoint_name(ENDPOINT)
-        .desired_weights_and_capacities(
-            DesiredWeightAndCapacity::builder()
-                .variant_name("AllTraffic")
-                .desired_instance_count(4)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    wait_for(async || serving(c).await.2 == 4).await;
+    scale_to(c, 4).await;
 
     // SageMaker's rule, on the local stack too: a registered variant cannot be removed.
     c.sagemaker
@@ -247,19 +252,7 @@ async fn a_scaled_endpoint_keeps_its_name_capacity_and_scaling_with_both_engines
     .unwrap();
     assert_eq!(status, 204, "{body}");
     // Scaled out again, to 6, beyond what the serving config says (4).
-    c.sagemaker
-        .update_endpoint_weights_and_capacities()
-        .endpoint_name(ENDPOINT)
-        .desired_weights_and_capacities(
-            DesiredWeightAndCapacity::builder()
-                .variant_name("AllTraffic")
-                .desired_instance_count(6)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    wait_for(async || serving(c).await.2 == 6).await;
+    scale_to(c, 6).await;
     let before = serving(c).await;
     let request = json!({ "endpointName": ENDPOINT, "modelName": "fraud-model-v4",
                           "deploymentId": "d-bad", "requestedBy": "test",
