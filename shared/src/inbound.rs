@@ -185,6 +185,30 @@ pub struct InboundError {
     pub message: String,
 }
 
+/// The longest name of a person or principal a command or request may carry (`by`,
+/// `requestedBy`): IAM's ARNs are at most 2,048 characters, user and role names 64.
+pub const MAX_NAME_CHARS: usize = 256;
+/// The longest reason an abort may give. Every free text Guardrails keeps is bounded, so that
+/// its records and events fit DynamoDB's 400 KB items and EventBridge's 256 KiB entries.
+pub const MAX_REASON_CHARS: usize = 1_024;
+
+/// `text` (the detail's `field`) is at most `max` characters.
+fn bounded(
+    event: &EventBridgeEvent<Value>,
+    field: &str,
+    text: &str,
+    max: usize,
+) -> Result<(), InboundError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(InboundError {
+            id: event.id.clone(),
+            message: format!("detail.{field}: {chars} characters; at most {max} are accepted"),
+        });
+    }
+    Ok(())
+}
+
 fn detail<T: DeserializeOwned>(
     event: &EventBridgeEvent<Value>,
     what: &str,
@@ -238,9 +262,20 @@ pub fn parse(value: &Value) -> Result<Inbound, InboundError> {
     let detail_type = event.detail_type.clone();
     Ok(match (source.as_str(), detail_type.as_str()) {
         ("guardrails", DEPLOYMENT_REQUESTED) => {
-            Inbound::DeploymentRequested(Box::new(detail(&event, DEPLOYMENT_REQUESTED)?))
+            let request: DeploymentRequest = detail(&event, DEPLOYMENT_REQUESTED)?;
+            if let Some(by) = &request.requested_by {
+                bounded(&event, "requestedBy", by, MAX_NAME_CHARS)?;
+            }
+            Inbound::DeploymentRequested(Box::new(request))
         }
-        ("guardrails", DEPLOYMENT_COMMAND) => Inbound::Command(detail(&event, DEPLOYMENT_COMMAND)?),
+        ("guardrails", DEPLOYMENT_COMMAND) => {
+            let command: DeploymentCommand = detail(&event, DEPLOYMENT_COMMAND)?;
+            bounded(&event, "by", &command.by, MAX_NAME_CHARS)?;
+            if let Some(reason) = &command.reason {
+                bounded(&event, "reason", reason, MAX_REASON_CHARS)?;
+            }
+            Inbound::Command(command)
+        }
         ("guardrails", STATE_CHANGE) => {
             Inbound::StateChanged(Box::new(detail(&event, STATE_CHANGE)?))
         }

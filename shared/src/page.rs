@@ -74,12 +74,8 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
         Cause::AlarmFired { alarm_name, .. } => format!("alarm {alarm_name} in ALARM"),
         other if event.outcome == Some(PhaseKind::Succeeded) => other.to_string(),
         other => {
-            let text = other.to_string();
             // At a character boundary: causes carry people's words (an abort's reason).
-            match text.char_indices().nth(60) {
-                Some((cut, _)) => text[..cut].to_owned(),
-                None => text,
-            }
+            crate::units::cut(&other.to_string(), 60)
         }
     };
     let subject = format!("[Guardrails] {outcome} {}: {headline}", event.endpoint_name);

@@ -180,6 +180,15 @@ impl fmt::Display for Utc {
     }
 }
 
+/// `text` cut to at most `max` characters, at a character boundary (people's words and AWS's
+/// messages are not ASCII), with `...` when something was cut.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,3 +190,36 @@ fn events_from_other_services_are_recognised_as_not_ours() {
     other["detail-type"] = serde_json::json!("EC2 Instance State-change Notification");
     assert!(matches!(parse(&other).unwrap(), Inbound::Other { .. }));
 }
+
+fn command(by: &str, reason: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": "c1", "detail-type": "Guardrails Deployment Command",
+        "source": "guardrails", "account": "123456789012", "time": "2026-12-02T08:00:00Z",
+        "region": "us-east-1", "resources": [],
+        "detail": { "endpointName": "fraud", "deploymentId": "d1", "command": "abort",
+                    "by": by, "reason": reason }
+    })
+}
+
+/// Free text is bounded before anything is kept or published; people's names are not ASCII.
+#[test]
+fn commands_with_names_in_any_script_are_read_and_oversized_text_is_refused_naming_the_field() {
+    for by in ["José Müller", "田中太郎", "Zoë O'Brien-Łukasiewicz"] {
+        let Ok(Inbound::Command(c)) = parse(&command(by, "a reason with ümlauts — and dashes"))
+        else {
+            panic!("{by}");
+        };
+        assert_eq!(c.by, by);
+    }
+    let long = "é".repeat(guardrails::inbound::MAX_REASON_CHARS + 1);
+    let refused = parse(&command("oncall", &long)).unwrap_err();
+    assert_eq!(
+        refused.message,
+        "detail.reason: 1025 characters; at most 1024 are accepted"
+    );
+    let refused = parse(&command(&"x".repeat(300), "ok")).unwrap_err();
+    assert!(
+        refused.message.starts_with("detail.by: 300 characters"),
+        "{refused}"
+    );
+}

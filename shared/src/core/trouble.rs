@@ -16,7 +16,7 @@ use super::phases::{Outcome, delete_green_alarms, failed, rolling_back};
 use super::{Action, Cause, Deployment, EndpointView, Observation, Phase};
 use crate::plan::Plan;
 use crate::policy::Engine;
-use crate::units::Timestamp;
+use crate::units::{Timestamp, cut};
 
 /// Failed invocations in a row after which a call worth retrying counts as refused...
 pub const MAX_FAILURES_IN_A_ROW: u32 = 10;
@@ -25,6 +25,8 @@ pub const MAX_FAILURES_IN_A_ROW: u32 = 10;
 pub const MIN_FAILING_SECS: u32 = 600;
 /// At most this many notes are kept in `Trouble::after_end`.
 const MAX_NOTES: usize = 10;
+/// AWS's words are kept to this many characters, so that records and events stay bounded.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
 
 /// A call AWS will not accept as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,7 @@ impl Deployment {
     /// The record after AWS refused `api`: the next decision ends the deployment (or, once it
     /// has ended, the refusal is noted as something left undone).
     pub fn refused(&self, api: &str, message: &str) -> Deployment {
+        let message = &cut(message, MAX_MESSAGE_CHARS);
         let mut next = self.clone();
         if next.is_final() {
             next.trouble
@@ -87,6 +90,7 @@ impl Deployment {
     /// (`MAX_FAILURES_IN_A_ROW` invocations over at least `MIN_FAILING_SECS`), it counts as a
     /// refusal.
     pub fn call_failed(&self, api: &str, message: &str, now: Timestamp) -> Deployment {
+        let message = &cut(message, MAX_MESSAGE_CHARS);
         let mut next = self.clone();
         let t = &mut next.trouble;
         t.failures_in_a_row = t.failures_in_a_row.saturating_add(1);

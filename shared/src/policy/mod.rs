@@ -19,6 +19,7 @@
 //!
 //! The same fields may be wrapped in `DeploymentConfig:` (the form of earlier versions).
 
+pub mod limits;
 mod read;
 mod read_guardrails;
 mod reader;
@@ -339,6 +340,7 @@ pub const DEFAULT_POLL_INTERVAL_SECS: u32 = 30;
 impl Policy {
     /// Parses a policy from JSON (text starting with `{`) or YAML (anything else).
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        limits::text(text).map_err(PolicyError::syntax)?;
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') {
             return Policy::from_json(text);
@@ -372,7 +374,18 @@ impl Policy {
 
     /// Reads and validates a parsed document, reporting every problem at once.
     pub fn from_value(value: &serde_json::Value) -> Result<Policy, PolicyError> {
-        read::policy(value)
+        limits::value(value).map_err(PolicyError::syntax)?;
+        read::policy(value).map_err(|mut e| {
+            let more = e.problems.len().saturating_sub(limits::MAX_PROBLEMS);
+            if more > 0 {
+                e.problems.truncate(limits::MAX_PROBLEMS);
+                e.problems.push(Problem {
+                    path: "policy".to_owned(),
+                    message: format!("and {more} more problems"),
+                });
+            }
+            e
+        })
     }
 
     /// The alarm names SageMaker's `AutoRollbackConfiguration` watches.

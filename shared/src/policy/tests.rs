@@ -675,3 +675,51 @@ fn the_known_mistakes_of_awss_examples_are_refused_naming_the_field() {
         Err("invalid policy (1 problem):\n  - policy: not valid JSON: EOF while parsing an object at line 4 column 76".to_owned())
     );
 }
+
+/// A document an attacker sized to hold the function is refused before any parser runs.
+#[test]
+fn huge_deep_or_wide_policies_are_refused_before_parsing() {
+    // 250 KB of nested YAML: quadratic in serde_yaml_ng (61 s of CPU when it was parsed).
+    let nested: String = (0..250_000 / 4).map(|_| "- [").collect();
+    let e = Policy::parse(&nested).unwrap_err();
+    assert_eq!(e.problems.len(), 1);
+    assert!(
+        e.problems[0].message.contains("at most 65536 are accepted"),
+        "{e}"
+    );
+    // Small, but nested: refused on the nesting, naming the line.
+    let deep = format!(
+        "DeploymentConfig:\n  x: {}1{}\n",
+        "[".repeat(30),
+        "]".repeat(30)
+    );
+    let e = Policy::parse(&deep).unwrap_err();
+    assert!(
+        e.problems[0]
+            .message
+            .contains("line 2 opens more than 16 nested"),
+        "{e}"
+    );
+    // A parsed document with too many values (the request's JSON).
+    let alarms: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| serde_json::json!({ "AlarmName": format!("a{i}") }))
+        .collect();
+    let wide = serde_json::json!({ "AutoRollbackConfiguration": { "Alarms": alarms } });
+    let e = Policy::from_value(&wide).unwrap_err();
+    assert!(
+        e.problems[0].message.contains("more than 10000 values"),
+        "{e}"
+    );
+    // Problems are counted past the first 50.
+    let bad: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({ "AlarmName": "", "Extra": i }))
+        .collect();
+    let many = serde_json::json!({ "AutoRollbackConfiguration": { "Alarms": bad } });
+    let e = Policy::from_value(&many).unwrap_err();
+    assert_eq!(
+        e.problems.len(),
+        limits::MAX_PROBLEMS + 1,
+        "{e}"
+    );
+    assert!(e.problems[50].message.contains("more problems"), "{e}");
+}
