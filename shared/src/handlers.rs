@@ -275,6 +275,25 @@ async fn start(
             reason,
         })
     };
+    // First the deployments the endpoint already has: a request delivered again while its
+    // deployment runs is that deployment (the plan would now see two variants), and one that
+    // comes while another runs is told which (not a plan error about the fleet it changed).
+    let active = driver.store.load(&endpoint).await?;
+    let active_id = active
+        .as_ref()
+        .map(|s| s.deployment.plan.deployment_id.clone());
+    if active_id.as_deref() == Some(id.as_str()) && !request.dry_run {
+        return Ok(ignored(format!(
+            "duplicate request: deployment {id} is already running on {endpoint}"
+        )));
+    }
+    if let Some(other) = active_id.clone().filter(|_| !request.dry_run) {
+        let reason = format!(
+            "endpoint {endpoint} already has an active deployment ({other}); wait for it to end \
+             or abort it"
+        );
+        return refuse(reason, Some(other)).await;
+    }
     let policy = match &request.policy {
         Value::String(text) => Policy::parse(text),
         document => Policy::from_value(document),
@@ -361,18 +380,6 @@ async fn start(
         Ok(plan) => plan,
         Err(e) => return refuse(e.to_string(), None).await,
     };
-    // A request delivered again while its deployment runs is recognised before the checks
-    // (which would find the endpoint busy with it).
-    let active = driver.store.load(&endpoint).await?;
-    if !request.dry_run
-        && active
-            .as_ref()
-            .is_some_and(|s| s.deployment.plan.deployment_id == id)
-    {
-        return Ok(ignored(format!(
-            "duplicate request: deployment {id} is already running on {endpoint}"
-        )));
-    }
     // An approved version the endpoint already serves (approved again, or deployed by hand)
     // is not deployed again.
     if from_package
@@ -386,7 +393,6 @@ async fn start(
             green.model_name, serving.variant_name
         )));
     }
-    let active_id = active.map(|s| s.deployment.plan.deployment_id);
     let preflight = match driver.preflight(&plan, &fleet, active_id.clone()).await {
         Ok(preflight) => preflight,
         Err(e) if e.kind == ErrorKind::Refused => {

@@ -716,10 +716,6 @@ fn huge_deep_or_wide_policies_are_refused_before_parsing() {
         .collect();
     let many = serde_json::json!({ "AutoRollbackConfiguration": { "Alarms": bad } });
     let e = Policy::from_value(&many).unwrap_err();
-    assert_eq!(
-        e.problems.len(),
-        limits::MAX_PROBLEMS + 1,
-        "{e}"
-    );
+    assert_eq!(e.problems.len(), limits::MAX_PROBLEMS + 1, "{e}");
     assert!(e.problems[50].message.contains("more problems"), "{e}");
 }
