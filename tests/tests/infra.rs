@@ -232,3 +232,47 @@ async fn every_rule_matches_exactly_the_samples_it_must() {
         assert_eq!(reached, expected, "{file} reached the wrong rules");
     }
 }
+
+/// Operations: records that cannot be deleted by accident, logs that expire, a dead-letter
+/// queue only this account's rules can write to.
+#[test]
+fn the_table_is_protected_logs_expire_and_the_dead_letter_queue_takes_only_this_accounts_rules() {
+    let template = template();
+    let resources = &template["Resources"];
+    let text = |v: &Yaml| serde_yaml_ng::to_string(v).unwrap();
+    let table = &resources["DeploymentsTable"];
+    assert_eq!(
+        table["Properties"]["DeletionProtectionEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(table["DeletionPolicy"].as_str(), Some("Retain"));
+    let groups: Vec<String> = resources
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::Logs::LogGroup"))
+        .map(|r| {
+            assert!(text(&r["Properties"]["RetentionInDays"]).contains("LogRetentionInDays"));
+            text(&r["Properties"]["LogGroupName"])
+        })
+        .collect();
+    for (name, function) in functions(&template) {
+        let function_name = text(&function["Properties"]["FunctionName"]);
+        let suffix = function_name
+            .rsplit("${AWS::StackName}")
+            .next()
+            .unwrap()
+            .trim()
+            .trim_end_matches('"')
+            .to_owned();
+        assert!(
+            groups
+                .iter()
+                .any(|g| g.contains(&format!("/aws/lambda/${{AWS::StackName}}{suffix}"))),
+            "{name} ({suffix}) has no log group with a retention: {groups:?}"
+        );
+    }
+    let policy = text(&resources["FailedEventsQueuePolicy"]["Properties"]["PolicyDocument"]);
+    assert!(policy.contains("aws:SourceArn"), "{policy}");
+    assert!(policy.contains(":rule/*"), "{policy}");
+}
