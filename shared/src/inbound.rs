@@ -213,9 +213,19 @@ fn detail<T: DeserializeOwned>(
     event: &EventBridgeEvent<Value>,
     what: &str,
 ) -> Result<T, InboundError> {
-    serde_json::from_value(event.detail.clone()).map_err(|e| InboundError {
-        id: event.id.clone(),
-        message: format!("\"{what}\" detail: {e}"),
+    // The field a wrong type or a null is in, named as a missing one is:
+    // `detail.instanceCount: invalid type: string "four", expected u32`.
+    serde_path_to_error::deserialize(event.detail.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        InboundError {
+            id: event.id.clone(),
+            message: format!("\"{what}\" detail{at}: {}", e.inner()),
+        }
     })
 }
 

@@ -223,3 +223,26 @@ fn commands_with_names_in_any_script_are_read_and_oversized_text_is_refused_nami
         "{refused}"
     );
 }
+
+/// A wrong type or a null names its field, as a missing field does.
+#[test]
+fn wrong_types_and_nulls_name_their_field() {
+    let mut request = sample("guardrails-deployment-requested.json");
+    request["detail"]["instanceCount"] = serde_json::json!("four");
+    let e = parse(&request).unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "\"Guardrails Deployment Requested\" detail.instanceCount: invalid type: string \"four\""
+        ),
+        "{e}"
+    );
+    let mut request = sample("guardrails-deployment-requested.json");
+    request["detail"]["endpointName"] = serde_json::Value::Null;
+    let e = parse(&request).unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "\"Guardrails Deployment Requested\" detail.endpointName: invalid type: null"
+        ),
+        "{e}"
+    );
+}
