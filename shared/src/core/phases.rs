@@ -112,10 +112,16 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         Phase::BakingFinalFleet { until } => settle::baking_final_fleet(d, endpoint, until, now),
         Phase::Shifting { step } => shifting(d, endpoint, step, now),
         Phase::Baking { step, until } => baking(d, endpoint, step, until, now),
-        Phase::AwaitingApproval { step } => match &d.approved_by {
-            Some(by) => go(Phase::Shifting { step }, Cause::Approved { by: by.clone() }),
-            None => wait(d, Vec::new(), now),
-        },
+        Phase::AwaitingApproval { step } => {
+            // Changed by hand while waiting: noticed now, as during a bake, not after approval.
+            if !endpoint.status.is_busy() && endpoint.config_name != d.plan.blue_green_config_name {
+                return changed_outside(endpoint);
+            }
+            match &d.approved_by {
+                Some(by) => go(Phase::Shifting { step }, Cause::Approved { by: by.clone() }),
+                None => wait(d, Vec::new(), now),
+            }
+        }
         Phase::RemovingBlue { since, update } => {
             settle::removing_blue(d, obs, endpoint, since, update, now)
         }

@@ -621,6 +621,24 @@ fn the_last_shift_waits_for_approval_when_the_policy_asks() {
 }
 
 #[test]
+fn an_endpoint_changed_by_hand_while_waiting_for_approval_is_noticed_at_once() {
+    let d = deployment_of(
+        plan_with("  ApproveBeforeFinalShift: true"),
+        Phase::AwaitingApproval { step: 1 },
+    );
+    let moved = d.decide(&on_blue(), None, at(1500));
+    assert_eq!(
+        causes(&moved),
+        vec![Cause::ChangedOutsideGuardrails {
+            config_name: BLUE.to_owned()
+        }]
+    );
+    // Busy (someone's update in flight): wait for it to land first.
+    let busy_now = d.decide(&busy(on_blue_green(10.0, 1), Some(BLUE)), None, at(1500));
+    assert!(busy_now.transitions.is_empty());
+}
+
+#[test]
 fn alarms_are_still_watched_while_waiting_for_approval() {
     let d = deployment_of(
         plan_with("  ApproveBeforeFinalShift: true"),
