@@ -374,8 +374,8 @@ impl Driver {
             Err(e) => return unseen(e, "sagemaker:DescribeEndpoint"),
         };
         let names: Vec<&str> = plan.watched_alarm_names().collect();
-        // Once the outcome is known (removing blue, rolling back) alarms decide nothing: a
-        // rollback must not depend on being allowed to read them.
+        // While rolling back alarms decide nothing: a rollback must not depend on being
+        // allowed to read them. (Removing blue reads them to know the final fleet's exist.)
         let alarms = if deployment.watches_alarms() {
             match self.throttled(|| self.alarms.states(&names)).await {
                 Ok(alarms) => alarms,

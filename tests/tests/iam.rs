@@ -439,3 +439,25 @@ async fn a_config_with_a_kms_key_needs_the_grant_on_that_key_which_the_template_
     );
     assert!(iam.authorize(Some(&key), &[own_use]).is_err());
 }
+
+/// Tags are read where a call needs them: the user's configs (copied into Guardrails' own) by
+/// the functions that create configs, endpoints (the opt-in tag) by the preflight only.
+#[test]
+fn list_tags_is_granted_on_configs_to_reconcilers_and_on_endpoints_to_the_preflight_only() {
+    let mut iam = Iam::with_roles(&template_roles(&default_template()));
+    let list = |resource: Resource| Ask::new("sagemaker:ListTags", vec![resource]);
+    for function in ["start-deployment", "endpoint-events", "bake-watcher"] {
+        let key = access_key(function);
+        assert!(
+            iam.authorize(Some(&key), &[list(config("fraud-v1"))])
+                .is_ok(),
+            "{function}"
+        );
+        let on_endpoint = iam.authorize(Some(&key), &[list(endpoint("fraud"))]);
+        assert_eq!(
+            on_endpoint.is_ok(),
+            function == "start-deployment",
+            "{function}"
+        );
+    }
+}
