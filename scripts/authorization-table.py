@@ -49,6 +49,7 @@ ACTIONS = {
         "DescribeScalingPolicies", "PutScalingPolicy", "RegisterScalableTarget",
     ],
     "kms": ["CreateGrant", "Decrypt", "GenerateDataKey"],
+    "lambda": ["InvokeFunction", "InvokeFunctionUrl"],
 }
 
 # Tagging actions list every SageMaker resource type; the local SageMaker has these.

@@ -1,7 +1,7 @@
 //! The local stack's one front door (`AWS_ENDPOINT_URL`): every request is read for its
 //! signer and service (the SigV4 `Authorization` header's credential scope), authorized by the
-//! local IAM, then answered by the emulated service (SageMaker, CloudWatch, Service Quotas) or
-//! forwarded to moto (`proxy`). A refused request gets the service's own error, in its
+//! local IAM, then answered by the emulated service (SageMaker, CloudWatch, Service Quotas, the
+//! function URLs of `lambda`) or forwarded to moto (`proxy`). A refused request gets the service's own error, in its
 //! protocol.
 
 use axum::body::Bytes;
@@ -60,6 +60,9 @@ pub(crate) async fn gateway(
         .and_then(iam::signer);
     let key = signed.as_ref().map(|(k, _)| k.clone());
     let authorize = |asks: &[Ask]| lock(&shared.emulator).iam.authorize(key.as_deref(), asks);
+    if uri.path().starts_with(crate::lambda::URL_PATH) {
+        return crate::lambda::handle(&shared.functions, authorize, &uri, &body).await;
+    }
     match service_of(signed.as_ref(), &headers, &uri).as_deref() {
         Some("sagemaker") => sagemaker(&shared, authorize, &headers, &body).await,
         Some("monitoring") => cloudwatch(&shared, authorize, &uri, &headers, &body).await,

@@ -22,6 +22,7 @@ pub mod events;
 pub mod fixtures;
 mod gateway;
 pub mod iam;
+pub mod lambda;
 pub mod protocol;
 pub mod proxy;
 pub mod rollout;
@@ -165,6 +166,7 @@ pub(crate) struct Shared {
     pub(crate) emulator: Arc<Mutex<Emulator>>,
     pub(crate) publisher: Option<Publisher>,
     pub(crate) forwarder: Forwarder,
+    pub(crate) functions: lambda::Functions,
 }
 
 pub(crate) fn lock(emulator: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
@@ -176,6 +178,8 @@ pub(crate) fn lock(emulator: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
 pub struct Running {
     pub addr: SocketAddr,
     pub emulator: Arc<Mutex<Emulator>>,
+    /// Where function URL requests go, once the functions run (`serve_functions`).
+    functions: lambda::Functions,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -183,6 +187,11 @@ impl Running {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Hands function URL requests to `functions` from now on.
+    pub fn serve_functions(&self, functions: Arc<dyn wiring::Invoker>) {
+        self.functions.set(functions);
     }
 
     pub fn stop(mut self) {
@@ -211,10 +220,12 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
     };
     emulator.sagemaker.delays = config.delays;
     let emulator = Arc::new(Mutex::new(emulator));
+    let functions = lambda::Functions::default();
     let shared = Shared {
         emulator: emulator.clone(),
         publisher: config.publisher.clone(),
         forwarder: Forwarder::new(config.moto.clone()),
+        functions: functions.clone(),
     };
     let app = Router::new()
         .route("/control/models/{model}", post(control::set_behaviour))
@@ -277,6 +288,7 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
     Ok(Running {
         addr,
         emulator,
+        functions,
         shutdown: Some(tx),
     })
 }

@@ -88,6 +88,7 @@ async fn main() -> ExitCode {
     };
     let names = guardrails_local::iam::template::Names::local();
     let mut env: Vec<(&str, String)> = stack.env();
+    env.extend(guardrails_local::stack::function_env());
     env.extend([
         ("GUARDRAILS_TABLE", wired.table.clone()),
         ("GUARDRAILS_TOPIC_ARN", wired.topic_arn.clone()),
@@ -105,6 +106,10 @@ async fn main() -> ExitCode {
         ),
         ("GUARDRAILS_PAGES_QUEUE_URL", wired.pages_queue_url.clone()),
         (
+            "GUARDRAILS_COMMANDS_URL",
+            guardrails_local::lambda::url_of(&stack.emulator.url(), "start-deployment"),
+        ),
+        (
             "GUARDRAILS_TIMELINE_QUEUE_URL",
             wired.timeline_queue_url.clone(),
         ),
@@ -119,12 +124,9 @@ async fn main() -> ExitCode {
     }
     if let Some(lambda) = options.lambda.clone() {
         let sweep = Duration::from_secs(options.sweep_secs.max(1));
-        tokio::spawn(wiring::route(
-            sdk,
-            wired,
-            std::sync::Arc::new(wiring::Http(lambda)),
-            sweep,
-        ));
+        let functions = std::sync::Arc::new(wiring::Http(lambda));
+        stack.emulator.serve_functions(functions.clone());
+        tokio::spawn(wiring::route(sdk, wired, functions, sweep));
     }
     eprintln!("guardrails-local: running; Ctrl-C to stop");
     wait_for_stop().await;

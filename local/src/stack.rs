@@ -114,8 +114,30 @@ fn signed_as(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
 
 /// The IAM of the local account: the administrator and each function's role in `template`.
 pub fn iam_of(template: &Path) -> Result<Iam, String> {
-    let roles = iam::template::roles(template, &iam::template::Names::local())?;
-    Ok(Iam::with_roles(&roles))
+    let names = iam::template::Names::local();
+    let roles = iam::template::roles(template, &names)?;
+    let mut managed = iam::template::managed_policies(template, &names)?;
+    Ok(Iam::with_roles(&roles).with_people(managed.remove("OperatorPolicy")))
+}
+
+/// What the template gives every function beyond the names of its resources, with the local
+/// stack's values: the account, and who may send which command (the operator, for all three).
+pub fn function_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("GUARDRAILS_ACCOUNT_ID", iam::ACCOUNT.to_owned()),
+        (
+            "GUARDRAILS_DEPLOY_PRINCIPALS",
+            iam::OPERATOR_ROLE_ARN.to_owned(),
+        ),
+        (
+            "GUARDRAILS_APPROVE_PRINCIPALS",
+            iam::OPERATOR_ROLE_ARN.to_owned(),
+        ),
+        (
+            "GUARDRAILS_ABORT_PRINCIPALS",
+            iam::OPERATOR_ROLE_ARN.to_owned(),
+        ),
+    ]
 }
 
 /// The repository's SAM template.

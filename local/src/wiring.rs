@@ -32,6 +32,21 @@ fn err(what: &str, e: impl std::fmt::Debug) -> String {
     format!("local wiring: {what}: {e:?}")
 }
 
+/// `value` with `!Ref AWS::AccountId` as the local account (event patterns name it).
+pub fn resolved(value: &serde_yaml_ng::Value) -> serde_yaml_ng::Value {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Tagged(tagged)
+            if tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::AccountId") =>
+        {
+            Y::String(crate::iam::ACCOUNT.to_owned())
+        }
+        Y::Sequence(items) => Y::Sequence(items.iter().map(resolved).collect()),
+        Y::Mapping(map) => Y::Mapping(map.iter().map(|(k, v)| (k.clone(), resolved(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// `(function binary, rule name, pattern)` for every EventBridge rule in the SAM template.
 pub fn template_rules(template_yaml: &str) -> Result<Vec<(String, String, Value)>, String> {
     let template: serde_yaml_ng::Value =
@@ -65,7 +80,7 @@ pub fn template_rules(template_yaml: &str) -> Result<Vec<(String, String, Value)
                 .get("Properties")
                 .and_then(|p| p.get("Pattern"))
                 .ok_or_else(|| format!("{name:?}.{event:?} has no Pattern"))?;
-            let pattern = serde_json::to_value(pattern).map_err(|e| err("pattern", e))?;
+            let pattern = serde_json::to_value(resolved(pattern)).map_err(|e| err("pattern", e))?;
             let rule = format!("{binary}-{}", event.as_str().unwrap_or("rule"));
             rules.push((binary.to_owned(), rule, pattern));
         }
@@ -202,13 +217,35 @@ async fn request(
     path: &str,
     body: &str,
 ) -> Result<(u16, String), String> {
+    send(method, base, path, &[], body).await
+}
+
+/// Sends `method` `path` to `base` with `headers` (besides `Host`, `Content-Type: application/
+/// json`, `Content-Length` and `Connection: close`, unless `headers` names them).
+pub async fn send(
+    method: &str,
+    base: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<(u16, String), String> {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    let named = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !named("host") {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    if !named("content-type") {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream
@@ -249,6 +286,27 @@ pub fn parse_at(expression: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 86_400) + hh * 3_600 + mm * 60 + ss) * 1_000)
+}
+
+/// The event as EventBridge delivers it: moto's SQS rule targets receive events without their
+/// `account` (its envelope leaves the field out), where EventBridge always names the account
+/// the event came from (EventBridge User
+/// Guide, "Amazon EventBridge events": `account`, "The 12-digit number identifying an AWS
+/// account"). Locally every event comes from the one local account.
+fn as_eventbridge_delivers(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(mut event)
+            if event.get("detail-type").is_some()
+                && event
+                    .get("account")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty) =>
+        {
+            event["account"] = Value::from(crate::iam::ACCOUNT);
+            event.to_string()
+        }
+        _ => body.to_owned(),
+    }
 }
 
 /// Where the router delivers an event: the functions under `cargo lambda watch` (`Http`), or
@@ -292,8 +350,8 @@ pub async fn route(
                 continue;
             };
             for message in out.messages() {
-                let body = message.body().unwrap_or_default();
-                match lambda.invoke(function, body).await {
+                let body = as_eventbridge_delivers(message.body().unwrap_or_default());
+                match lambda.invoke(function, &body).await {
                     Ok((200..=299, _)) => {}
                     Ok((status, body)) => {
                         eprintln!("guardrails-local: {function} answered {status}: {body}")

@@ -11,11 +11,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::access::{Principals, Verb};
 use crate::core::Command;
 use crate::driver::{Driver, DriverError, Outcome, Report};
 use crate::events::PhaseKind;
 use crate::events::Refusal;
-use crate::inbound::{DeploymentRequest, Inbound, parse};
+use crate::inbound::{CommandBody, DeploymentRequest, Inbound, Sent, parse};
 use crate::page;
 use crate::plan::{GreenSpec, Plan};
 use crate::policy::Policy;
@@ -36,6 +37,11 @@ pub struct Settings {
     pub notify_successes: bool,
     /// The deployments table, named in pages.
     pub table: String,
+    /// This stack's account: events from any other are refused. `None` only in tests that
+    /// build events without one; the functions require `GUARDRAILS_ACCOUNT_ID`.
+    pub account: Option<String>,
+    /// Who may deploy, approve and abort (the template's `*Principals` parameters).
+    pub principals: Principals,
 }
 
 impl Default for Settings {
@@ -45,6 +51,8 @@ impl Default for Settings {
             model_role_arn: None,
             notify_successes: false,
             table: String::new(),
+            account: None,
+            principals: Principals::default(),
         }
     }
 }
@@ -130,9 +138,9 @@ fn decided(report: &Report) -> Decided {
     }
 }
 
-/// Reads the event; a malformed one is logged and acknowledged.
-fn read(event: &Value) -> Result<Inbound, Handled> {
-    parse(event).map_err(|e| {
+/// Reads the event; a malformed one, or one from another account, is logged and acknowledged.
+fn read(event: &Value, settings: &Settings) -> Result<Inbound, Handled> {
+    parse(event, settings.account.as_deref()).map_err(|e| {
         warn!(error = %e, "malformed event acknowledged without retry");
         Handled::Ignored {
             reason: e.to_string(),
@@ -155,58 +163,265 @@ async fn reconcile(
     }
 }
 
-/// `start-deployment`: deployment requests and approved model packages.
+/// `start-deployment`, for events: approved model packages.
 pub async fn start_deployment(
     driver: &Driver,
     settings: &Settings,
     event: &Value,
 ) -> Result<Handled, HandlerError> {
-    let inbound = match read(event) {
-        Ok(inbound) => inbound,
-        Err(handled) => return Ok(handled),
-    };
-    let event_id = event.get("id").and_then(Value::as_str).unwrap_or_default();
-    let from_package = matches!(inbound, Inbound::ModelPackageChanged(_));
-    let request = match inbound {
-        Inbound::DeploymentRequested(request) => *request,
-        Inbound::ModelPackageChanged(package) => {
-            if let Some(reason) = package.not_an_approval() {
-                return Ok(ignored(reason));
-            }
-            let Some(target) = settings.package_targets.target(&package.group_name).await? else {
-                return Ok(ignored(format!(
-                    "model package group {} has no package target",
-                    package.group_name
-                )));
-            };
-            let model = crate::plan::sagemaker_name(&format!(
-                "{}-{}",
-                package.group_name,
-                package
-                    .version
-                    .map_or_else(|| "latest".to_owned(), |v| v.to_string())
-            ));
-            DeploymentRequest {
-                endpoint_name: target.endpoint_name.clone(),
-                model_name: Some(model),
-                model_package_arn: Some(package.arn.clone()),
-                instance_type: target.instance_type.clone(),
-                instance_count: target.instance_count,
-                green_variant: None,
-                policy: target.policy.clone(),
-                requested_by: Some(format!("model package approval {}", package.arn)),
-                // The same version gives the same deployment: a repeated approval is recognised.
-                deployment_id: Some(deployment_id_of_package(&package.arn)),
-                dry_run: false,
-            }
+    let package = match read(event, settings) {
+        Ok(Inbound::ModelPackageChanged(package)) => package,
+        Ok(Inbound::Other {
+            source,
+            detail_type,
+        }) if source == "guardrails"
+            && [
+                crate::inbound::DEPLOYMENT_REQUESTED,
+                crate::inbound::DEPLOYMENT_COMMAND,
+            ]
+            .contains(&detail_type.as_str()) =>
+        {
+            return Ok(ignored(format!(
+                "\"{detail_type}\" events are not accepted: anyone who may put events on a bus \
+                 could send them; send the command to the function URL, signed (README, \
+                 \"Security\")"
+            )));
         }
-        other => {
+        Ok(other) => {
             return Ok(ignored(format!(
                 "start-deployment does not handle {other:?}"
             )));
         }
+        Err(handled) => return Ok(handled),
     };
-    start(driver, settings, request, event_id, from_package).await
+    if let Some(reason) = package.not_an_approval() {
+        return Ok(ignored(reason));
+    }
+    let Some(target) = settings.package_targets.target(&package.group_name).await? else {
+        return Ok(ignored(format!(
+            "model package group {} has no package target",
+            package.group_name
+        )));
+    };
+    let model = crate::plan::sagemaker_name(&format!(
+        "{}-{}",
+        package.group_name,
+        package
+            .version
+            .map_or_else(|| "latest".to_owned(), |v| v.to_string())
+    ));
+    let request = DeploymentRequest {
+        endpoint_name: target.endpoint_name.clone(),
+        model_name: Some(model),
+        model_package_arn: Some(package.arn.clone()),
+        instance_type: target.instance_type.clone(),
+        instance_count: target.instance_count,
+        green_variant: None,
+        policy: target.policy.clone(),
+        requested_by: Some(format!("model package approval {}", package.arn)),
+        // The same version gives the same deployment: a repeated approval is recognised.
+        deployment_id: Some(deployment_id_of_package(&package.arn)),
+        dry_run: false,
+    };
+    start(driver, settings, request, "", true).await
+}
+
+/// What the function URL answers (payload format 2.0's response: Lambda Developer Guide,
+/// "Invoking Lambda function URLs", "Response payload format").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub status_code: u16,
+    pub headers: BTreeMap<String, String>,
+    /// `Handled` as JSON.
+    pub body: String,
+    /// What was done, for callers in this process.
+    #[serde(skip)]
+    pub handled: Handled,
+}
+
+impl Answer {
+    fn new(status_code: u16, handled: &Handled) -> Answer {
+        Answer {
+            status_code,
+            headers: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+            body: serde_json::to_string(handled).unwrap_or_default(),
+            handled: handled.clone(),
+        }
+    }
+
+    /// The answer to a `Handled`: a refusal is 409 when another deployment is the reason, 422
+    /// otherwise; everything else is 200.
+    fn of(handled: &Handled) -> Answer {
+        let status = match handled {
+            Handled::Refused { reason, .. } if reason.contains("already has an active") => 409,
+            Handled::Refused { .. } => 422,
+            _ => 200,
+        };
+        Answer::new(status, handled)
+    }
+
+    fn refused(status: u16, endpoint: &str, reason: String) -> Answer {
+        warn!(endpoint = %endpoint, reason = %reason, status, "command refused");
+        Answer::new(
+            status,
+            &Handled::Refused {
+                endpoint: endpoint.to_owned(),
+                reason,
+            },
+        )
+    }
+}
+
+/// The longest caller ARN read (IAM's ARNs are at most 2,048 characters).
+const MAX_CALLER_CHARS: usize = 2_048;
+
+/// `start-deployment`, for commands: a request to its function URL (`AWS_IAM` auth, so Lambda
+/// has authenticated the caller and names it in `requestContext.authorizer.iam.userArn`). The
+/// caller must be allowed the command by the stack's `*Principals`; what it does is recorded
+/// under its ARN. Every refusal is answered, and published when it names an endpoint.
+pub async fn command(
+    driver: &Driver,
+    settings: &Settings,
+    request: &Value,
+) -> Result<Answer, HandlerError> {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    let request: LambdaFunctionUrlRequest = match serde_json::from_value(request.clone()) {
+        Ok(request) => request,
+        Err(e) => {
+            let reason = format!("not a function URL request: {e}");
+            return Ok(Answer::refused(400, "", reason));
+        }
+    };
+    let context = &request.request_context;
+    let caller = context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.clone())
+        .filter(|arn| !arn.is_empty() && arn.chars().count() <= MAX_CALLER_CHARS);
+    let Some(caller) = caller else {
+        let reason = "the request names no authenticated caller: the function URL must use \
+                      the AWS_IAM auth type"
+            .to_owned();
+        return Ok(Answer::refused(403, "", reason));
+    };
+    let body = request.body.clone().unwrap_or_default();
+    let body = if request.is_base64_encoded {
+        match aws_smithy_types::base64::decode(&body) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => return Ok(Answer::refused(400, "", format!("body: not base64: {e}"))),
+        }
+    } else {
+        body
+    };
+    let request_id = context.request_id.clone().unwrap_or_default();
+    let refuse = async |status: u16, endpoint: &str, id: Option<String>, reason: String| {
+        if !endpoint.is_empty() {
+            publish_refusal(driver, endpoint, id, None, Some(caller.clone()), &reason).await?;
+        }
+        Ok::<Answer, HandlerError>(Answer::refused(status, endpoint, reason))
+    };
+    let sent = match crate::inbound::command(&body) {
+        Ok(sent) => sent,
+        Err(e) => {
+            let status = if body.len() > crate::inbound::MAX_COMMAND_BYTES {
+                413
+            } else {
+                400
+            };
+            let endpoint = e.endpoint_name.clone().unwrap_or_default();
+            return refuse(status, &endpoint, None, e.message).await;
+        }
+    };
+    let endpoint = sent.endpoint_name().to_owned();
+    if let Err(reason) = settings.principals.allow(sent.verb(), &caller) {
+        return refuse(403, &endpoint, None, reason).await;
+    }
+    info!(endpoint = %endpoint, caller = %caller, command = %sent.verb(), "command");
+    match sent {
+        Sent::Deploy(mut request) => {
+            request.requested_by = Some(caller.clone());
+            let handled = start(driver, settings, *request, &request_id, false).await?;
+            Ok(Answer::of(&handled))
+        }
+        Sent::Approve(c) => {
+            let command = Command::Approve { by: caller.clone() };
+            person(driver, &c, command, Verb::Approve, &caller).await
+        }
+        Sent::Abort(c) => {
+            let command = Command::Abort {
+                by: caller.clone(),
+                reason: c
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "no reason given".to_owned()),
+            };
+            person(driver, &c, command, Verb::Abort, &caller).await
+        }
+    }
+}
+
+/// An approval or abort of the endpoint's active deployment (the one named, if named).
+async fn person(
+    driver: &Driver,
+    c: &CommandBody,
+    command: Command,
+    verb: Verb,
+    caller: &str,
+) -> Result<Answer, HandlerError> {
+    let endpoint = &c.endpoint_name;
+    let active = driver.store.load(endpoint).await?;
+    let active_id = active.map(|s| s.deployment.plan.deployment_id);
+    let mismatch = match (&active_id, &c.deployment_id) {
+        (None, _) => Some((
+            404,
+            format!("endpoint {endpoint} has no active deployment to {verb}"),
+        )),
+        (Some(active), Some(named)) if active != named => Some((
+            409,
+            format!(
+                "deployment {named} is not active on {endpoint} ({active} is): nothing to {verb}"
+            ),
+        )),
+        _ => None,
+    };
+    if let Some((status, reason)) = mismatch {
+        let named = c.deployment_id.clone();
+        publish_refusal(
+            driver,
+            endpoint,
+            named,
+            active_id,
+            Some(caller.to_owned()),
+            &reason,
+        )
+        .await?;
+        return Ok(Answer::refused(status, endpoint, reason));
+    }
+    let handled = reconcile(driver, endpoint, Some(&command)).await?;
+    Ok(Answer::of(&handled))
+}
+
+/// Publishes a "Guardrails Deployment Refused" event.
+async fn publish_refusal(
+    driver: &Driver,
+    endpoint: &str,
+    deployment_id: Option<String>,
+    active_deployment_id: Option<String>,
+    requested_by: Option<String>,
+    reason: &str,
+) -> Result<(), HandlerError> {
+    let refusal = Refusal {
+        schema_version: crate::events::SCHEMA_VERSION.to_owned(),
+        endpoint_name: endpoint.to_owned(),
+        deployment_id,
+        active_deployment_id,
+        requested_by,
+        reason: reason.to_owned(),
+    };
+    driver.bus.refused(&refusal).await?;
+    Ok(())
 }
 
 /// A refused call in words: `sagemaker:DescribeEndpoint refused: AccessDeniedException: ...`.
@@ -260,15 +475,8 @@ async fn start(
         .clone()
         .unwrap_or_else(|| deployment_id_from(event_id));
     let refuse = async |reason: String, active: Option<String>| -> Result<Handled, HandlerError> {
-        let refusal = Refusal {
-            schema_version: crate::events::SCHEMA_VERSION.to_owned(),
-            endpoint_name: endpoint.clone(),
-            deployment_id: Some(id.clone()),
-            active_deployment_id: active,
-            requested_by: request.requested_by.clone(),
-            reason: reason.clone(),
-        };
-        driver.bus.refused(&refusal).await?;
+        let by = request.requested_by.clone();
+        publish_refusal(driver, &endpoint, Some(id.clone()), active, by, &reason).await?;
         warn!(endpoint = %endpoint, deployment_id = %id, reason = %reason, "refused");
         Ok(Handled::Refused {
             endpoint: endpoint.clone(),
@@ -380,6 +588,7 @@ async fn start(
         Ok(plan) => plan,
         Err(e) => return refuse(e.to_string(), None).await,
     };
+    plan.requested_by = request.requested_by.clone();
     // An approved version the endpoint already serves (approved again, or deployed by hand)
     // is not deployed again.
     if from_package
@@ -444,8 +653,12 @@ async fn start(
 
 /// `endpoint-events`: SageMaker endpoint (deployment) state changes reconcile that endpoint.
 /// An endpoint Guardrails does not manage costs one read.
-pub async fn endpoint_events(driver: &Driver, event: &Value) -> Result<Handled, HandlerError> {
-    match read(event) {
+pub async fn endpoint_events(
+    driver: &Driver,
+    settings: &Settings,
+    event: &Value,
+) -> Result<Handled, HandlerError> {
+    match read(event, settings) {
         Ok(Inbound::EndpointChanged { endpoint_name }) => {
             reconcile(driver, &endpoint_name, None).await
         }
@@ -457,34 +670,14 @@ pub async fn endpoint_events(driver: &Driver, event: &Value) -> Result<Handled, 
 }
 
 /// `bake-watcher`: alarm state changes (the deployments watching that alarm), one-shot
-/// wake-ups, people's approvals and aborts, and the one-minute sweep of every active deployment.
-pub async fn bake_watcher(driver: &Driver, event: &Value) -> Result<Handled, HandlerError> {
-    match read(event) {
+/// wake-ups, and the one-minute sweep of every active deployment.
+pub async fn bake_watcher(
+    driver: &Driver,
+    settings: &Settings,
+    event: &Value,
+) -> Result<Handled, HandlerError> {
+    match read(event, settings) {
         Ok(Inbound::WakeUp(wake)) => reconcile(driver, &wake.endpoint, None).await,
-        Ok(Inbound::Command(c)) => {
-            let command = match c.command.as_str() {
-                "approve" => Command::Approve { by: c.by },
-                "abort" => Command::Abort {
-                    by: c.by,
-                    reason: c.reason.unwrap_or_else(|| "no reason given".to_owned()),
-                },
-                other => {
-                    return Ok(ignored(format!(
-                        "unknown command {other:?}: use approve or abort"
-                    )));
-                }
-            };
-            let active = driver.store.load(&c.endpoint_name).await?;
-            match active {
-                Some(s) if s.deployment.plan.deployment_id == c.deployment_id => {
-                    reconcile(driver, &c.endpoint_name, Some(&command)).await
-                }
-                _ => Ok(ignored(format!(
-                    "deployment {} is not active on {}",
-                    c.deployment_id, c.endpoint_name
-                ))),
-            }
-        }
         Ok(Inbound::AlarmChanged(alarm)) => {
             let mut deployments = Vec::new();
             for endpoint in driver.store.active_endpoints().await? {
@@ -561,7 +754,7 @@ pub async fn rollback_notifier(
     settings: &Settings,
     event: &Value,
 ) -> Result<Handled, HandlerError> {
-    let change = match read(event) {
+    let claimed = match read(event, settings) {
         Ok(Inbound::StateChanged(change)) => change,
         Ok(other) => {
             return Ok(ignored(format!(
@@ -570,6 +763,15 @@ pub async fn rollback_notifier(
         }
         Err(handled) => return Ok(handled),
     };
+    // The event only says which deployment to look at: what pages is the outcome the table
+    // holds, so a forged event can neither page nor take the real outcome's page.
+    let (endpoint, id) = (&claimed.endpoint_name, &claimed.deployment_id);
+    let Some((change, audit)) = store.outcome(endpoint, id).await? else {
+        return Ok(ignored(format!(
+            "deployment {id} on {endpoint} has no outcome in the table: an event's word is not \
+             paged"
+        )));
+    };
     let wanted = match change.outcome {
         Some(PhaseKind::RolledBack | PhaseKind::Failed) => true,
         Some(PhaseKind::Succeeded) => settings.notify_successes,
@@ -577,11 +779,10 @@ pub async fn rollback_notifier(
     };
     if !wanted {
         return Ok(ignored(format!(
-            "deployment {} moved to {:?}: not an outcome that pages",
-            change.deployment_id, change.state
+            "deployment {id} ended {:?}: not an outcome that pages",
+            change.state
         )));
     }
-    let (endpoint, id) = (&change.endpoint_name, &change.deployment_id);
     match store
         .claim_page(endpoint, id, clock.now(), PAGE_CLAIM_STALE_SECS)
         .await?
@@ -598,7 +799,6 @@ pub async fn rollback_notifier(
         }
         PageClaim::Claimed => {}
     }
-    let audit = store.audit(endpoint, id).await?;
     let message = page::page(&change, &audit, &settings.table);
     let message_id = pager.page(&message).await?;
     let sent = SentPage {

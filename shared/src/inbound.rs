@@ -1,23 +1,26 @@
 //! Every event a Guardrails function receives, parsed into one typed form: EventBridge
 //! envelopes (`aws_lambda_events`' `EventBridgeEvent`) with our own typed details where AWS's
 //! crate has none (SageMaker endpoint and model package events, CloudWatch alarm state changes,
-//! our requests), and the Scheduler's wake-up input. A malformed event gets an error that says
-//! which event and which field; it never panics.
+//! our state changes), the Scheduler's wake-up input, and the commands people send through the
+//! function URL (`command`). A malformed event gets an error that says which event and which
+//! field; it never panics.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::access::Verb;
 use crate::events::{DETAIL_TYPE as STATE_CHANGE, StateChange};
 
-/// The `detail-type` of a deployment request.
+/// The `detail-type` deployment requests had when anyone who could put events on the default
+/// bus could send them; they are refused now (commands come through the function URL).
 pub const DEPLOYMENT_REQUESTED: &str = "Guardrails Deployment Requested";
-/// The `detail-type` of an approval or abort sent by a person.
+/// Likewise, approvals and aborts.
 pub const DEPLOYMENT_COMMAND: &str = "Guardrails Deployment Command";
 
-/// A request to deploy a model to an endpoint (`source: guardrails`,
-/// `detail-type: "Guardrails Deployment Requested"`).
+/// A request to deploy a model to an endpoint (the body of a `deploy` command, or what an
+/// approved model package asks for).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentRequest {
@@ -39,10 +42,12 @@ pub struct DeploymentRequest {
     pub green_variant: Option<String>,
     /// The policy document (JSON object, or YAML/JSON text).
     pub policy: Value,
-    /// Who asked, for the audit trail.
-    #[serde(default)]
+    /// Who asked, for the audit trail: the authenticated caller, or the approved package. Never
+    /// read from a request (the signer is who asked).
+    #[serde(skip_deserializing)]
     pub requested_by: Option<String>,
-    /// A deployment id of the caller's choosing (idempotency); default: derived from the event.
+    /// A deployment id of the caller's choosing (idempotency: a retried request with the same
+    /// id is recognised); default: derived from the request's id.
     #[serde(default)]
     pub deployment_id: Option<String>,
     /// Plan and run the preflight checks, change nothing, and answer with the plan.
@@ -50,17 +55,175 @@ pub struct DeploymentRequest {
     pub dry_run: bool,
 }
 
-/// A person's approval or abort (`detail-type: "Guardrails Deployment Command"`).
+/// The body of an `approve` or `abort` command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeploymentCommand {
+pub struct CommandBody {
     pub endpoint_name: String,
-    pub deployment_id: String,
-    /// `approve` or `abort`.
-    pub command: String,
-    pub by: String,
+    /// The deployment meant; the command is refused if another one is active. Default: the
+    /// endpoint's active deployment.
+    #[serde(default)]
+    pub deployment_id: Option<String>,
+    /// Why (aborts).
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// A command as sent to the function URL: `{"command": "deploy" | "approve" | "abort", ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sent {
+    Deploy(Box<DeploymentRequest>),
+    Approve(CommandBody),
+    Abort(CommandBody),
+}
+
+impl Sent {
+    pub fn verb(&self) -> Verb {
+        match self {
+            Sent::Deploy(_) => Verb::Deploy,
+            Sent::Approve(_) => Verb::Approve,
+            Sent::Abort(_) => Verb::Abort,
+        }
+    }
+
+    pub fn endpoint_name(&self) -> &str {
+        match self {
+            Sent::Deploy(r) => &r.endpoint_name,
+            Sent::Approve(c) | Sent::Abort(c) => &c.endpoint_name,
+        }
+    }
+}
+
+/// The largest command body read: a policy is at most 64 KiB (`policy::limits`), the rest of a
+/// request a few hundred bytes. A function URL accepts up to 6 MB (Lambda quotas); anything
+/// past this is refused before it is parsed.
+pub const MAX_COMMAND_BYTES: usize = 96 * 1024;
+
+/// Why a command could not be read: `what` names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    /// The endpoint the command named, when it could be read.
+    pub endpoint_name: Option<String>,
+    pub message: String,
+}
+
+fn command_error(endpoint: Option<&str>, message: String) -> CommandError {
+    CommandError {
+        endpoint_name: endpoint.map(str::to_owned),
+        message,
+    }
+}
+
+/// Reads a command body (JSON text).
+pub fn command(body: &str) -> Result<Sent, CommandError> {
+    if body.len() > MAX_COMMAND_BYTES {
+        return Err(command_error(
+            None,
+            format!(
+                "the command is {} bytes; at most {MAX_COMMAND_BYTES} are read",
+                body.len()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| command_error(None, format!("the command is not JSON: {e}")))?;
+    let Value::Object(mut fields) = value else {
+        return Err(command_error(
+            None,
+            "the command must be a JSON object: {\"command\": \"deploy\", ...}".to_owned(),
+        ));
+    };
+    let endpoint = fields
+        .get("endpointName")
+        .and_then(Value::as_str)
+        .filter(|e| e.chars().count() <= 63)
+        .map(str::to_owned);
+    let endpoint = endpoint.as_deref();
+    for typed in ["requestedBy", "by"] {
+        if fields.contains_key(typed) {
+            return Err(command_error(
+                endpoint,
+                format!(
+                    "{typed}: not accepted: who sent a command is who signed it, and that is \
+                     recorded"
+                ),
+            ));
+        }
+    }
+    let verb = match fields.remove("command") {
+        Some(Value::String(verb)) => verb,
+        Some(other) => {
+            return Err(command_error(
+                endpoint,
+                format!("command: {other} is not one of \"deploy\", \"approve\", \"abort\""),
+            ));
+        }
+        None => {
+            return Err(command_error(
+                endpoint,
+                "command: missing: \"deploy\", \"approve\" or \"abort\"".to_owned(),
+            ));
+        }
+    };
+    let rest = Value::Object(fields);
+    let sent = match verb.as_str() {
+        "deploy" => Sent::Deploy(Box::new(body_of(rest, &verb, endpoint)?)),
+        "approve" => {
+            let c: CommandBody = body_of(rest, &verb, endpoint)?;
+            if c.reason.is_some() {
+                return Err(command_error(
+                    endpoint,
+                    "reason: an approval takes none (aborts do)".to_owned(),
+                ));
+            }
+            Sent::Approve(c)
+        }
+        "abort" => Sent::Abort(body_of(rest, &verb, endpoint)?),
+        other => {
+            let other = crate::units::cut(other, 40);
+            return Err(command_error(
+                endpoint,
+                format!("command: {other:?} is not one of \"deploy\", \"approve\", \"abort\""),
+            ));
+        }
+    };
+    if let Sent::Abort(CommandBody {
+        reason: Some(reason),
+        ..
+    }) = &sent
+    {
+        let chars = reason.chars().count();
+        if chars > MAX_REASON_CHARS {
+            return Err(command_error(
+                endpoint,
+                format!("reason: {chars} characters; at most {MAX_REASON_CHARS} are accepted"),
+            ));
+        }
+    }
+    Ok(sent)
+}
+
+fn body_of<T: DeserializeOwned>(
+    value: Value,
+    verb: &str,
+    endpoint: Option<&str>,
+) -> Result<T, CommandError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        command_error(
+            endpoint,
+            format!(
+                "\"{verb}\" command: {at}{}",
+                crate::units::cut(&e.inner().to_string(), 500)
+            ),
+        )
+    })
 }
 
 /// "SageMaker Endpoint State Change" and "... Deployment State Change": only the endpoint's name
@@ -158,8 +321,6 @@ pub struct WakeUp {
 /// An inbound event, by what it asks of Guardrails.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
-    DeploymentRequested(Box<DeploymentRequest>),
-    Command(DeploymentCommand),
     ModelPackageChanged(ModelPackageChange),
     EndpointChanged {
         endpoint_name: String,
@@ -191,23 +352,6 @@ pub const MAX_NAME_CHARS: usize = 256;
 /// The longest reason an abort may give. Every free text Guardrails keeps is bounded, so that
 /// its records and events fit DynamoDB's 400 KB items and EventBridge's 256 KiB entries.
 pub const MAX_REASON_CHARS: usize = 1_024;
-
-/// `text` (the detail's `field`) is at most `max` characters.
-fn bounded(
-    event: &EventBridgeEvent<Value>,
-    field: &str,
-    text: &str,
-    max: usize,
-) -> Result<(), InboundError> {
-    let chars = text.chars().count();
-    if chars > max {
-        return Err(InboundError {
-            id: event.id.clone(),
-            message: format!("detail.{field}: {chars} characters; at most {max} are accepted"),
-        });
-    }
-    Ok(())
-}
 
 fn detail<T: DeserializeOwned>(
     event: &EventBridgeEvent<Value>,
@@ -251,8 +395,10 @@ fn as_eventbridge_sends_it(value: &Value) -> Value {
     event
 }
 
-/// Reads any event a Guardrails function may receive.
-pub fn parse(value: &Value) -> Result<Inbound, InboundError> {
+/// Reads any event a Guardrails function may receive. `account` is this stack's: an
+/// EventBridge event from any other account is refused (the rules match only this account's
+/// events too; EventBridge User Guide, "Event patterns", `account`).
+pub fn parse(value: &Value, account: Option<&str>) -> Result<Inbound, InboundError> {
     if value.get("detail-type").is_none() {
         return serde_json::from_value(value.clone())
             .map(Inbound::WakeUp)
@@ -268,24 +414,20 @@ pub fn parse(value: &Value) -> Result<Inbound, InboundError> {
             id: value.get("id").and_then(Value::as_str).map(str::to_owned),
             message: format!("not an EventBridge event: {e}"),
         })?;
+    if let Some(account) = account
+        && event.account.as_deref() != Some(account)
+    {
+        return Err(InboundError {
+            id: event.id.clone(),
+            message: format!(
+                "from account {:?}: only this account's events ({account}) are read",
+                crate::units::cut(event.account.as_deref().unwrap_or_default(), 20)
+            ),
+        });
+    }
     let source = event.source.clone();
     let detail_type = event.detail_type.clone();
     Ok(match (source.as_str(), detail_type.as_str()) {
-        ("guardrails", DEPLOYMENT_REQUESTED) => {
-            let request: DeploymentRequest = detail(&event, DEPLOYMENT_REQUESTED)?;
-            if let Some(by) = &request.requested_by {
-                bounded(&event, "requestedBy", by, MAX_NAME_CHARS)?;
-            }
-            Inbound::DeploymentRequested(Box::new(request))
-        }
-        ("guardrails", DEPLOYMENT_COMMAND) => {
-            let command: DeploymentCommand = detail(&event, DEPLOYMENT_COMMAND)?;
-            bounded(&event, "by", &command.by, MAX_NAME_CHARS)?;
-            if let Some(reason) = &command.reason {
-                bounded(&event, "reason", reason, MAX_REASON_CHARS)?;
-            }
-            Inbound::Command(command)
-        }
         ("guardrails", STATE_CHANGE) => {
             Inbound::StateChanged(Box::new(detail(&event, STATE_CHANGE)?))
         }

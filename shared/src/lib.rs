@@ -2,6 +2,7 @@
 //! Lambda function and the command-line tool share. Business logic lives here, never in a
 //! function's `main.rs`.
 
+pub mod access;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod core;

@@ -167,6 +167,26 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn record(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        started_at: Timestamp,
+    ) -> PortResult<Option<Stored>> {
+        let tables = lock(&self.tables);
+        let is = |s: &&Stored| {
+            s.deployment.plan.endpoint_name == endpoint
+                && s.deployment.plan.deployment_id == deployment_id
+                && s.deployment.started_at == started_at
+        };
+        Ok(tables
+            .active
+            .get(endpoint)
+            .filter(|s| is(s))
+            .or_else(|| tables.history.iter().find(is))
+            .cloned())
+    }
+
     async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
         let tables = lock(&self.tables);
         let mut events = Vec::new();

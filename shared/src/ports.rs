@@ -339,6 +339,44 @@ pub trait Store: Send + Sync {
         deployment_id: &str,
         sent: &SentPage,
     ) -> PortResult<()>;
+    /// A deployment's record, active or past, by its id and the time it started.
+    async fn record(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        started_at: Timestamp,
+    ) -> PortResult<Option<Stored>>;
+
+    /// How a deployment ended, from the table alone (its audit trail and its record), with its
+    /// audit trail; `None` while it has not ended or if there is no such deployment. What the
+    /// notifier pages from: an event only says which deployment to look at.
+    async fn outcome(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+    ) -> PortResult<Option<(StateChange, Vec<AuditEntry>)>> {
+        let audit = self.audit(endpoint, deployment_id).await?;
+        let (Some(first), Some(last)) = (audit.first(), audit.last()) else {
+            return Ok(None);
+        };
+        if !last.transition.to.is_final() {
+            return Ok(None);
+        }
+        let Some(record) = self
+            .record(endpoint, deployment_id, first.transition.at)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let observed = last.observed_green_percent.and_then(Share::from_percent);
+        let change = StateChange::new(
+            &record.deployment,
+            &last.transition,
+            last.sequence,
+            observed,
+        );
+        Ok(Some((change, audit)))
+    }
 }
 
 /// The outcome of `Store::claim_page`.

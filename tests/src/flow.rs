@@ -39,12 +39,20 @@ struct InProcess {
 impl Invoker for InProcess {
     async fn invoke(&self, function: &str, payload: &str) -> Result<(u16, String), String> {
         let event: Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        // What `start-deployment`'s `main.rs` does: a function URL request is a command.
+        if function == "start-deployment" && event.get("requestContext").is_some() {
+            return match handlers::command(&self.start, &self.settings, &event).await {
+                Ok(answer) => Ok((200, serde_json::to_string(&answer).unwrap_or_default())),
+                Err(e) => Ok((500, e.to_string())),
+            };
+        }
+        let settings = &self.settings;
         let handled = match function {
-            "start-deployment" => {
-                handlers::start_deployment(&self.start, &self.settings, &event).await
+            "start-deployment" => handlers::start_deployment(&self.start, settings, &event).await,
+            "endpoint-events" => {
+                handlers::endpoint_events(&self.endpoint_events, settings, &event).await
             }
-            "endpoint-events" => handlers::endpoint_events(&self.endpoint_events, &event).await,
-            "bake-watcher" => handlers::bake_watcher(&self.bake_watcher, &event).await,
+            "bake-watcher" => handlers::bake_watcher(&self.bake_watcher, settings, &event).await,
             "rollback-notifier" => {
                 handlers::rollback_notifier(
                     &self.notifier_store,
@@ -77,6 +85,30 @@ pub struct Flow {
 impl Drop for Flow {
     fn drop(&mut self) {
         self.router.abort();
+    }
+}
+
+/// The local operator's keys.
+pub const OPERATOR: (&str, &str) = (
+    guardrails_local::iam::OPERATOR_ACCESS_KEY,
+    guardrails_local::iam::OPERATOR_SECRET_KEY,
+);
+
+/// The functions' settings as the local stack's template parameters give them (the account,
+/// the operator allowed every command): `guardrails_local::stack::function_env`.
+pub fn local_settings() -> Settings {
+    let env: std::collections::BTreeMap<_, _> = guardrails_local::stack::function_env()
+        .into_iter()
+        .collect();
+    let list = |name: &str| guardrails::access::patterns(env.get(name).map_or("", |v| v.as_str()));
+    Settings {
+        account: env.get("GUARDRAILS_ACCOUNT_ID").cloned(),
+        principals: guardrails::access::Principals {
+            deploy: list("GUARDRAILS_DEPLOY_PRINCIPALS"),
+            approve: list("GUARDRAILS_APPROVE_PRINCIPALS"),
+            abort: list("GUARDRAILS_ABORT_PRINCIPALS"),
+        },
+        ..Settings::default()
     }
 }
 
@@ -138,13 +170,15 @@ impl Flow {
                 )),
                 model_role_arn: local.parameters.get("ModelRoleArn").cloned(),
                 table: wired.table.clone(),
-                ..Settings::default()
+                ..local_settings()
             },
         };
+        let invoker: Arc<dyn Invoker> = Arc::new(invoker);
+        stack.emulator.serve_functions(invoker.clone());
         let router = tokio::spawn(wiring::route(
             stack.sdk_config(),
             wired.clone(),
-            Arc::new(invoker),
+            invoker,
             SWEEP,
         ));
         Flow {
@@ -155,7 +189,34 @@ impl Flow {
         }
     }
 
-    /// Puts an event on the default bus as the administrator (what a pipeline does).
+    /// Sends a command to the function URL, signed as the holder of `key` (`iam::*_ACCESS_KEY`);
+    /// the HTTP status and the JSON answer.
+    pub async fn command_as(&self, key: (&str, &str), body: &Value) -> (u16, Value) {
+        let url = guardrails_local::lambda::url_of(&self.stack.emulator.url(), "start-deployment");
+        let (status, text) = guardrails_local::lambda::call(&url, key.0, key.1, &body.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("function URL: {e}"));
+        let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, answer)
+    }
+
+    /// A command from the local operator (allowed everything by the local stack's template
+    /// parameters), which must be accepted: `{"command": "deploy", ...}`.
+    pub async fn command(&self, body: &Value) -> Value {
+        let (status, answer) = self.command_as(OPERATOR, body).await;
+        assert_eq!(status, 200, "the command was refused: {answer}");
+        answer
+    }
+
+    /// Deploys as the operator: `request` is the body of a `deploy` command. A refusal is
+    /// answered (4xx) and published; the answer is returned either way.
+    pub async fn deploy(&self, request: &Value) -> (u16, Value) {
+        let mut body = request.clone();
+        body["command"] = Value::from("deploy");
+        self.command_as(OPERATOR, &body).await
+    }
+
+    /// Puts an event on the default bus as the administrator.
     pub async fn send(&self, detail_type: &str, detail: &Value) {
         let entry = PutEventsRequestEntry::builder()
             .source("guardrails")

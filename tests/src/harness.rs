@@ -409,6 +409,9 @@ impl<H: SaveHook> Store for HookedStore<H> {
     async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
         self.inner.page_sent(endpoint, id, sent).await
     }
+    async fn record(&self, endpoint: &str, id: &str, at: Timestamp) -> PortResult<Option<Stored>> {
+        self.inner.record(endpoint, id, at).await
+    }
 }
 
 /// Fails the n-th save (from 1) without writing: the invocation dies there.

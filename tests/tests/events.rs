@@ -1,4 +1,5 @@
-//! Every sample in `events/` is read by the functions' parser into what it means; malformed
+//! Every sample in `events/` is read by the functions' parser into what it means (EventBridge
+//! events by `inbound::parse`, function URL requests' bodies by `inbound::command`); malformed
 //! samples get an error naming the event and the field. A sample nobody reads is a bug: the
 //! first test fails when a file is added to `events/` without an expectation here.
 
@@ -6,9 +7,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use guardrails::events::PhaseKind;
-use guardrails::inbound::{Inbound, parse};
+use guardrails::inbound::{Inbound, Sent};
 use guardrails::policy::Policy;
+use guardrails::units::Timestamp;
 use guardrails_tests::repo_root;
+
+/// AWS's samples come from several accounts: read as any account's (the functions read only
+/// their own account's; `forged_events_from_another_account_are_refused`).
+fn parse(event: &serde_json::Value) -> Result<Inbound, guardrails::inbound::InboundError> {
+    guardrails::inbound::parse(event, None)
+}
+
+/// A function URL sample's command, read as `start-deployment` reads it.
+fn command_of(sample: &serde_json::Value) -> Result<Sent, guardrails::inbound::CommandError> {
+    guardrails::inbound::command(sample["body"].as_str().unwrap_or_default())
+}
 
 fn sample(file: &str) -> serde_json::Value {
     let path = repo_root().join("events").join(file);
@@ -20,19 +33,12 @@ fn sample(file: &str) -> serde_json::Value {
 fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
     vec![
         ("cloudwatch-alarm-state-change.json", Some("AlarmChanged")),
-        ("guardrails-deployment-command.json", Some("Command")),
-        (
-            "guardrails-deployment-requested-invalid-policy.json",
-            Some("DeploymentRequested"),
-        ),
-        (
-            "guardrails-deployment-requested-native-dry-run.json",
-            Some("DeploymentRequested"),
-        ),
-        (
-            "guardrails-deployment-requested.json",
-            Some("DeploymentRequested"),
-        ),
+        ("command-approve.json", Some("approve")),
+        ("command-deploy-invalid-policy.json", Some("deploy")),
+        ("command-deploy-native-dry-run.json", Some("deploy")),
+        ("command-deploy.json", Some("deploy")),
+        // Not a command any function takes (and from another account: refused there).
+        ("forged-deployment-requested.json", Some("Other")),
         (
             "guardrails-deployment-rolled-back.json",
             Some("StateChanged"),
@@ -65,8 +71,6 @@ fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
 
 fn kind(inbound: &Inbound) -> &'static str {
     match inbound {
-        Inbound::DeploymentRequested(_) => "DeploymentRequested",
-        Inbound::Command(_) => "Command",
         Inbound::ModelPackageChanged(_) => "ModelPackageChanged",
         Inbound::EndpointChanged { .. } => "EndpointChanged",
         Inbound::AlarmChanged(_) => "AlarmChanged",
@@ -89,7 +93,18 @@ fn every_sample_is_read_as_what_it_means() {
     let listed: Vec<&str> = expected.iter().map(|(f, _)| *f).collect();
     assert_eq!(files, listed, "every sample in events/ has an expectation");
     for (file, want) in expected {
-        let got = parse(&sample(file)).map(|i| kind(&i));
+        let event = sample(file);
+        let got = if event.get("requestContext").is_some() {
+            command_of(&event)
+                .map(|c| match c {
+                    Sent::Deploy(_) => "deploy",
+                    Sent::Approve(_) => "approve",
+                    Sent::Abort(_) => "abort",
+                })
+                .map_err(|e| e.to_string())
+        } else {
+            parse(&event).map(|i| kind(&i)).map_err(|e| e.to_string())
+        };
         assert_eq!(got.as_ref().ok().copied(), want, "{file}: {got:?}");
     }
 }
@@ -128,9 +143,7 @@ fn samples_carry_what_the_functions_need() {
         panic!()
     };
     assert!(metadata.not_an_approval().is_some());
-    let Inbound::DeploymentRequested(request) =
-        parse(&sample("guardrails-deployment-requested.json")).unwrap()
-    else {
+    let Ok(Sent::Deploy(request)) = command_of(&sample("command-deploy.json")) else {
         panic!()
     };
     assert_eq!(request.endpoint_name, "fraud-scorer");
@@ -138,10 +151,7 @@ fn samples_carry_what_the_functions_need() {
         Policy::from_value(&request.policy).is_ok(),
         "the sample's policy is valid"
     );
-    let Inbound::DeploymentRequested(bad) = parse(&sample(
-        "guardrails-deployment-requested-invalid-policy.json",
-    ))
-    .unwrap() else {
+    let Ok(Sent::Deploy(bad)) = command_of(&sample("command-deploy-invalid-policy.json")) else {
         panic!()
     };
     assert!(
@@ -174,13 +184,58 @@ fn malformed_events_say_which_event_and_which_field() {
         err.to_string().contains("neither an EventBridge event"),
         "{err}"
     );
-    let mut request = sample("guardrails-deployment-requested.json");
-    request["detail"]["endpointNmae"] = serde_json::json!("typo");
-    let err = parse(&request).unwrap_err();
+}
+
+#[test]
+fn forged_events_from_another_account_are_refused() {
+    let here = Some("123456789012");
+    let forged =
+        guardrails::inbound::parse(&sample("forged-deployment-requested.json"), here).unwrap_err();
     assert!(
-        err.to_string().contains("unknown field `endpointNmae`"),
+        forged
+            .to_string()
+            .contains("from account \"999999999999\": only this account's events"),
+        "{forged}"
+    );
+}
+
+fn body(file: &str) -> serde_json::Value {
+    serde_json::from_str(sample(file)["body"].as_str().unwrap()).unwrap()
+}
+
+fn read(body: &serde_json::Value) -> Result<Sent, guardrails::inbound::CommandError> {
+    guardrails::inbound::command(&body.to_string())
+}
+
+#[test]
+fn malformed_commands_name_their_field() {
+    let mut request = body("command-deploy.json");
+    request["endpointNmae"] = serde_json::json!("typo");
+    let err = read(&request).unwrap_err();
+    assert!(
+        err.message.contains("unknown field `endpointNmae`"),
         "{err}"
     );
+    assert_eq!(err.endpoint_name.as_deref(), Some("fraud-scorer"));
+    let mut typed = body("command-deploy.json");
+    typed["requestedBy"] = serde_json::json!("the-cto (really mallory)");
+    let err = read(&typed).unwrap_err();
+    assert!(
+        err.message.starts_with("requestedBy: not accepted"),
+        "{err}"
+    );
+    let err = read(&serde_json::json!({ "command": "Approve", "endpointName": "e" })).unwrap_err();
+    assert_eq!(
+        err.message,
+        "command: \"Approve\" is not one of \"deploy\", \"approve\", \"abort\""
+    );
+    let err = read(&serde_json::json!({ "endpointName": "e" })).unwrap_err();
+    assert!(err.message.starts_with("command: missing"), "{err}");
+    let err = guardrails::inbound::command("not json").unwrap_err();
+    assert!(err.message.starts_with("the command is not JSON"), "{err}");
+    let huge = "x".repeat(guardrails::inbound::MAX_COMMAND_BYTES + 1);
+    let err = guardrails::inbound::command(&huge).unwrap_err();
+    assert!(err.message.contains("at most 98304 are read"), "{err}");
 }
 
 #[test]
@@ -191,58 +246,60 @@ fn events_from_other_services_are_recognised_as_not_ours() {
     assert!(matches!(parse(&other).unwrap(), Inbound::Other { .. }));
 }
 
-fn command(by: &str, reason: &str) -> serde_json::Value {
-    serde_json::json!({
-        "version": "0", "id": "c1", "detail-type": "Guardrails Deployment Command",
-        "source": "guardrails", "account": "123456789012", "time": "2026-12-02T08:00:00Z",
-        "region": "us-east-1", "resources": [],
-        "detail": { "endpointName": "fraud", "deploymentId": "d1", "command": "abort",
-                    "by": by, "reason": reason }
-    })
+fn abort(reason: &str) -> serde_json::Value {
+    serde_json::json!({ "command": "abort", "endpointName": "fraud", "deploymentId": "d1",
+                        "reason": reason })
 }
 
-/// Free text is bounded before anything is kept or published; people's names are not ASCII.
+/// Free text is bounded before anything is kept or published; people's words are not ASCII.
 #[test]
-fn commands_with_names_in_any_script_are_read_and_oversized_text_is_refused_naming_the_field() {
-    for by in ["José Müller", "田中太郎", "Zoë O'Brien-Łukasiewicz"] {
-        let Ok(Inbound::Command(c)) = parse(&command(by, "a reason with ümlauts — and dashes"))
-        else {
-            panic!("{by}");
+fn reasons_in_any_script_are_read_and_oversized_text_is_refused_naming_the_field() {
+    for reason in [
+        "José Müller says no",
+        "田中太郎: 止めて",
+        "a reason with ümlauts — and dashes",
+    ] {
+        let Ok(Sent::Abort(c)) = read(&abort(reason)) else {
+            panic!("{reason}");
         };
-        assert_eq!(c.by, by);
+        assert_eq!(c.reason.as_deref(), Some(reason));
     }
     let long = "é".repeat(guardrails::inbound::MAX_REASON_CHARS + 1);
-    let refused = parse(&command("oncall", &long)).unwrap_err();
+    let refused = read(&abort(&long)).unwrap_err();
     assert_eq!(
         refused.message,
-        "detail.reason: 1025 characters; at most 1024 are accepted"
-    );
-    let refused = parse(&command(&"x".repeat(300), "ok")).unwrap_err();
-    assert!(
-        refused.message.starts_with("detail.by: 300 characters"),
-        "{refused}"
+        "reason: 1025 characters; at most 1024 are accepted"
     );
 }
 
 /// A wrong type or a null names its field, as a missing field does.
 #[test]
 fn wrong_types_and_nulls_name_their_field() {
-    let mut request = sample("guardrails-deployment-requested.json");
-    request["detail"]["instanceCount"] = serde_json::json!("four");
-    let e = parse(&request).unwrap_err();
+    let mut request = body("command-deploy.json");
+    request["instanceCount"] = serde_json::json!("four");
+    let e = read(&request).unwrap_err();
     assert!(
-        e.message.starts_with(
-            "\"Guardrails Deployment Requested\" detail.instanceCount: invalid type: string \"four\""
-        ),
+        e.message
+            .starts_with("\"deploy\" command: instanceCount: invalid type: string \"four\""),
         "{e}"
     );
-    let mut request = sample("guardrails-deployment-requested.json");
-    request["detail"]["endpointName"] = serde_json::Value::Null;
-    let e = parse(&request).unwrap_err();
+    let mut request = body("command-deploy.json");
+    request["endpointName"] = serde_json::Value::Null;
+    let e = read(&request).unwrap_err();
     assert!(
-        e.message.starts_with(
-            "\"Guardrails Deployment Requested\" detail.endpointName: invalid type: null"
-        ),
+        e.message
+            .starts_with("\"deploy\" command: endpointName: invalid type: null"),
         "{e}"
     );
+}
+
+#[test]
+fn started_causes_name_who_asked() {
+    let by = Some("arn:aws:sts::123456789012:assumed-role/ml-release/alice".to_owned());
+    let cause = guardrails::core::Cause::Started { by };
+    assert_eq!(
+        cause.to_string(),
+        "deployment started, requested by arn:aws:sts::123456789012:assumed-role/ml-release/alice"
+    );
+    let _ = Timestamp::from_epoch_ms(0);
 }

@@ -33,12 +33,12 @@ fn canary(bake_secs: u32) -> Value {
 async fn request(flow: &Flow, id: &str, model: &str, extra: Value) {
     let mut detail = json!({
         "endpointName": ENDPOINT, "modelName": model, "deploymentId": id,
-        "requestedBy": "test", "policy": canary(1)
+        "policy": canary(1)
     });
     if let (Value::Object(d), Value::Object(e)) = (&mut detail, extra) {
         d.extend(e);
     }
-    flow.send("Guardrails Deployment Requested", &detail).await;
+    flow.deploy(&detail).await;
 }
 
 /// The endpoint serving v1 on 2 instances, models v2 and v3 ready.
@@ -257,8 +257,8 @@ async fn an_abort_ends_a_variant_bake_and_a_native_deployment() {
     })
     .await;
     let abort = json!({ "endpointName": ENDPOINT, "deploymentId": "d-bake", "command": "abort",
-                        "by": "oncall", "reason": "customer complaints" });
-    flow.send("Guardrails Deployment Command", &abort).await;
+                        "reason": "customer complaints" });
+    flow.command(&abort).await;
     let end = flow.outcome(&mut seen, "d-bake").await;
     assert_eq!(end["detail"]["outcome"], "ROLLED_BACK");
     assert_eq!(end["detail"]["cause"]["cause"], "RollbackComplete");
@@ -286,8 +286,8 @@ async fn an_abort_ends_a_variant_bake_and_a_native_deployment() {
     })
     .await;
     let abort = json!({ "endpointName": ENDPOINT, "deploymentId": "d-native", "command": "abort",
-                        "by": "oncall", "reason": "wrong model" });
-    flow.send("Guardrails Deployment Command", &abort).await;
+                        "reason": "wrong model" });
+    flow.command(&abort).await;
     let end = flow.outcome(&mut seen, "d-native").await;
     assert_eq!(end["detail"]["outcome"], "ROLLED_BACK", "{end:#}");
     assert_eq!(

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use guardrails::handlers::{
-    Handled, PackageTarget, Settings, bake_watcher, endpoint_events, rollback_notifier,
-    start_deployment,
+    self, Handled, HandlerError, PackageTarget, Settings, bake_watcher, endpoint_events,
+    rollback_notifier,
 };
 use guardrails::ports::Store;
 use guardrails_tests::harness::Harness;
@@ -21,6 +21,40 @@ use serde_json::{Value, json};
 fn sample(file: &str) -> Value {
     let text = std::fs::read_to_string(repo_root().join("events").join(file)).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// The body of a function URL sample, edited by `edit`, as a signed request again.
+fn edited(file: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut request = sample(file);
+    let mut body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+    edit(&mut body);
+    request["body"] = Value::String(body.to_string());
+    request
+}
+
+fn body(file: &str) -> Value {
+    serde_json::from_str(sample(file)["body"].as_str().unwrap()).unwrap()
+}
+
+/// What `start-deployment` does with an invocation: a function URL request is a command (from
+/// a caller the local stack's parameters allow, unless `settings` names principals), anything
+/// else an event.
+async fn start_deployment(
+    driver: &guardrails::driver::Driver,
+    settings: &Settings,
+    event: &Value,
+) -> Result<Handled, HandlerError> {
+    if event.get("requestContext").is_some() {
+        let local = guardrails_tests::flow::local_settings();
+        let settings = Settings {
+            principals: local.principals,
+            ..settings.clone()
+        };
+        return handlers::command(driver, &settings, event)
+            .await
+            .map(|a| a.handled);
+    }
+    handlers::start_deployment(driver, settings, event).await
 }
 
 fn harness() -> Harness {
@@ -46,7 +80,7 @@ async fn a_deployment_request_starts_a_deployment() {
     let handled = start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested.json"),
+        &sample("command-deploy.json"),
     )
     .await
     .unwrap();
@@ -67,7 +101,7 @@ async fn a_deployment_request_starts_a_deployment() {
 #[tokio::test]
 async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published() {
     let h = harness();
-    let request = sample("guardrails-deployment-requested.json");
+    let request = sample("command-deploy.json");
     start_deployment(&h.driver, &Settings::default(), &request)
         .await
         .unwrap();
@@ -79,7 +113,7 @@ async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published
         "{again:?}"
     );
     let mut other = request.clone();
-    other["id"] = json!("ffffffff-0000-0000-0000-000000000000");
+    other["requestContext"]["requestId"] = json!("ffffffff-0000-0000-0000-000000000000");
     let refused = start_deployment(&h.driver, &Settings::default(), &other)
         .await
         .unwrap();
@@ -101,7 +135,8 @@ async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published
     );
     assert_eq!(
         published[0].requested_by.as_deref(),
-        Some("alice@example.com")
+        Some(ALICE),
+        "the signed caller, not a name the sender typed"
     );
     assert_eq!(
         h.store
@@ -145,7 +180,7 @@ async fn an_invalid_policy_is_refused_with_every_problem_and_changes_nothing() {
     let handled = start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested-invalid-policy.json"),
+        &sample("command-deploy-invalid-policy.json"),
     )
     .await
     .unwrap();
@@ -164,8 +199,9 @@ async fn an_invalid_policy_is_refused_with_every_problem_and_changes_nothing() {
 #[tokio::test]
 async fn a_request_for_an_unknown_endpoint_is_refused() {
     let h = harness();
-    let mut request = sample("guardrails-deployment-requested.json");
-    request["detail"]["endpointName"] = json!("no-such-endpoint");
+    let request = edited("command-deploy.json", |b| {
+        b["endpointName"] = json!("no-such-endpoint");
+    });
     let handled = start_deployment(&h.driver, &Settings::default(), &request)
         .await
         .unwrap();
@@ -206,7 +242,7 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
         matches!(&unmapped, Handled::Ignored { reason } if reason.contains("has no package target")),
         "{unmapped:?}"
     );
-    let policy = sample("guardrails-deployment-requested.json")["detail"]["policy"].clone();
+    let policy = body("command-deploy.json")["policy"].clone();
     let settings = package_settings(policy);
     let handled = start_deployment(&h.driver, &settings, &package)
         .await
@@ -236,9 +272,7 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
 async fn only_an_approval_of_a_completed_version_deploys_it() {
     let h = harness();
     h.ports.register_package(PACKAGE_ARN, "Approved");
-    let settings = package_settings(
-        sample("guardrails-deployment-requested.json")["detail"]["policy"].clone(),
-    );
+    let settings = package_settings(body("command-deploy.json")["policy"].clone());
     let approval = sample("sagemaker-model-package-state-change.json");
     let variant = |f: &dyn Fn(&mut Value)| {
         let mut e = approval.clone();
@@ -288,9 +322,7 @@ async fn only_an_approval_of_a_completed_version_deploys_it() {
 #[tokio::test]
 async fn a_package_is_deployed_only_when_sagemaker_says_it_is_approved() {
     let h = harness();
-    let settings = package_settings(
-        sample("guardrails-deployment-requested.json")["detail"]["policy"].clone(),
-    );
+    let settings = package_settings(body("command-deploy.json")["policy"].clone());
     // The event says Approved; the registry does not know the version (a forged or stale
     // event), then knows it pending approval.
     let approval = sample("sagemaker-model-package-state-change.json");
@@ -303,8 +335,9 @@ async fn a_package_is_deployed_only_when_sagemaker_says_it_is_approved() {
     );
     h.ports
         .register_package(PACKAGE_ARN, "PendingManualApproval");
-    let mut request = sample("guardrails-deployment-requested.json");
-    request["detail"]["modelPackageArn"] = json!(PACKAGE_ARN);
+    let request = edited("command-deploy.json", |b| {
+        b["modelPackageArn"] = json!(PACKAGE_ARN);
+    });
     let handled = start_deployment(&h.driver, &settings, &request)
         .await
         .unwrap();
@@ -323,9 +356,7 @@ async fn an_approved_version_the_endpoint_already_serves_is_not_deployed_again()
     h.ports
         .world()
         .set_model("AllTraffic", "versionedmp-p-idy6c3e1fiqj-2");
-    let settings = package_settings(
-        sample("guardrails-deployment-requested.json")["detail"]["policy"].clone(),
-    );
+    let settings = package_settings(body("command-deploy.json")["policy"].clone());
     let approval = sample("sagemaker-model-package-state-change.json");
     let handled = start_deployment(&h.driver, &settings, &approval)
         .await
@@ -340,9 +371,13 @@ async fn an_approved_version_the_endpoint_already_serves_is_not_deployed_again()
 #[tokio::test]
 async fn endpoint_events_reconcile_managed_endpoints_and_ignore_the_rest() {
     let h = harness();
-    let unmanaged = endpoint_events(&h.driver, &sample("sagemaker-endpoint-state-change.json"))
-        .await
-        .unwrap();
+    let unmanaged = endpoint_events(
+        &h.driver,
+        &Settings::default(),
+        &sample("sagemaker-endpoint-state-change.json"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         unmanaged,
         Handled::Ignored {
@@ -352,13 +387,15 @@ async fn endpoint_events_reconcile_managed_endpoints_and_ignore_the_rest() {
     start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested.json"),
+        &sample("command-deploy.json"),
     )
     .await
     .unwrap();
     let mut event = sample("sagemaker-endpoint-state-change.json");
     event["detail"]["EndpointName"] = json!("fraud-scorer");
-    let handled = endpoint_events(&h.driver, &event).await.unwrap();
+    let handled = endpoint_events(&h.driver, &Settings::default(), &event)
+        .await
+        .unwrap();
     assert_eq!(reconciled(&handled)[0].0, "d-6a7e8febb491");
 }
 
@@ -367,8 +404,12 @@ async fn malformed_and_foreign_events_are_acknowledged_not_retried() {
     let h = harness();
     let malformed = sample("malformed-endpoint-event-without-name.json");
     for handled in [
-        endpoint_events(&h.driver, &malformed).await.unwrap(),
-        bake_watcher(&h.driver, &malformed).await.unwrap(),
+        endpoint_events(&h.driver, &Settings::default(), &malformed)
+            .await
+            .unwrap(),
+        bake_watcher(&h.driver, &Settings::default(), &malformed)
+            .await
+            .unwrap(),
         start_deployment(&h.driver, &Settings::default(), &malformed)
             .await
             .unwrap(),
@@ -379,31 +420,41 @@ async fn malformed_and_foreign_events_are_acknowledged_not_retried() {
         )
         .await
         .unwrap(),
-        endpoint_events(&h.driver, &sample("scheduled-sweep.json"))
-            .await
-            .unwrap(),
+        endpoint_events(
+            &h.driver,
+            &Settings::default(),
+            &sample("scheduled-sweep.json"),
+        )
+        .await
+        .unwrap(),
     ] {
         assert!(matches!(handled, Handled::Ignored { .. }), "{handled:?}");
     }
 }
 
 #[tokio::test]
-async fn the_bake_watcher_reconciles_on_wake_ups_alarms_commands_and_the_sweep() {
+async fn the_bake_watcher_reconciles_on_wake_ups_alarms_and_the_sweep_and_aborts_are_signed() {
     let h = harness();
     start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested.json"),
+        &sample("command-deploy.json"),
     )
     .await
     .unwrap();
-    let woken = bake_watcher(&h.driver, &sample("guardrails-wake-up.json"))
-        .await
-        .unwrap();
+    let woken = bake_watcher(
+        &h.driver,
+        &Settings::default(),
+        &sample("guardrails-wake-up.json"),
+    )
+    .await
+    .unwrap();
     assert_eq!(reconciled(&woken)[0].0, "d-6a7e8febb491");
 
     let mut alarm = sample("cloudwatch-alarm-state-change.json");
-    let unwatched = bake_watcher(&h.driver, &alarm).await.unwrap();
+    let unwatched = bake_watcher(&h.driver, &Settings::default(), &alarm)
+        .await
+        .unwrap();
     assert_eq!(
         unwatched,
         Handled::Ignored {
@@ -411,30 +462,53 @@ async fn the_bake_watcher_reconciles_on_wake_ups_alarms_commands_and_the_sweep()
         }
     );
     alarm["detail"]["alarmName"] = json!("fraud-scorer-5xx");
-    let watched = bake_watcher(&h.driver, &alarm).await.unwrap();
-    assert_eq!(reconciled(&watched).len(), 1);
-
-    let swept = bake_watcher(&h.driver, &sample("scheduled-sweep.json"))
+    let watched = bake_watcher(&h.driver, &Settings::default(), &alarm)
         .await
         .unwrap();
+    assert_eq!(reconciled(&watched).len(), 1);
+
+    let swept = bake_watcher(
+        &h.driver,
+        &Settings::default(),
+        &sample("scheduled-sweep.json"),
+    )
+    .await
+    .unwrap();
     assert_eq!(reconciled(&swept).len(), 1);
 
-    let abort = json!({
-        "version": "0", "id": "c0ffee00-0000-0000-0000-000000000001",
-        "detail-type": "Guardrails Deployment Command", "source": "guardrails",
-        "account": "123456789012", "time": "2026-11-27T08:05:00Z", "region": "us-east-1", "resources": [],
-        "detail": { "endpointName": "fraud-scorer", "deploymentId": "d-6a7e8febb491", "command": "abort",
-                    "by": "bob@example.com", "reason": "customer complaints" }
+    let abort = edited("command-approve.json", |b| {
+        *b = json!({ "command": "abort", "endpointName": "fraud-scorer",
+                     "deploymentId": "d-6a7e8febb491", "reason": "customer complaints" });
     });
-    let aborted = bake_watcher(&h.driver, &abort).await.unwrap();
+    let aborted = start_deployment(&h.driver, &Settings::default(), &abort)
+        .await
+        .unwrap();
     assert_eq!(reconciled(&aborted)[0].1, "rolling back");
-    let mut stale = abort.clone();
-    stale["detail"]["deploymentId"] = json!("d-other");
-    assert!(matches!(
-        bake_watcher(&h.driver, &stale).await.unwrap(),
-        Handled::Ignored { .. }
-    ));
+    let stored = h.store.load("fraud-scorer").await.unwrap();
+    let audit = h
+        .store
+        .audit("fraud-scorer", "d-6a7e8febb491")
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|e| e.transition.cause.to_string()
+            == format!("aborted by {ALICE}: customer complaints")),
+        "the abort is recorded under the signer's ARN: {audit:?} {stored:?}"
+    );
+    let stale = edited("command-approve.json", |b| {
+        *b = json!({ "command": "abort", "endpointName": "fraud-scorer",
+                     "deploymentId": "d-other", "reason": "x" });
+    });
+    let refused = start_deployment(&h.driver, &Settings::default(), &stale)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, Handled::Refused { reason, .. } if reason.starts_with("deployment d-other is not active on fraud-scorer (d-6a7e8febb491 is)")),
+        "{refused:?}"
+    );
 }
+
+const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/ml-release/alice";
 
 fn envelope(detail: &impl serde::Serialize) -> Value {
     json!({
@@ -457,7 +531,7 @@ async fn rolled_back(h: &Harness) -> guardrails::events::StateChange {
     start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested.json"),
+        &sample("command-deploy.json"),
     )
     .await
     .unwrap();
@@ -562,11 +636,17 @@ async fn a_failure_pages_and_other_state_changes_do_not() {
     assert_eq!(pager.pages().len(), 1);
 }
 
+/// A state-change event claiming an outcome the table does not hold (forged, or about a
+/// deployment still running) neither pages nor takes the page of the real outcome.
 #[tokio::test]
-async fn the_rolled_back_sample_pages_even_without_an_audit_trail() {
-    let h = harness();
+async fn an_outcome_event_the_table_does_not_back_neither_pages_nor_claims_the_page() {
+    let h = Harness::new(
+        World::serving(T0, "fraud-scorer-v1", "AllTraffic", "fraud-scorer-v1", 4)
+            .with_endpoint_alarm("fraud-scorer-5xx")
+            .with_bad_model("fraud-scorer-v2"),
+    );
     let pager = guardrails::memory::MemoryPager::default();
-    let handled = rollback_notifier(
+    let forged = rollback_notifier(
         h.store.as_ref(),
         &pager,
         h.clock.as_ref(),
@@ -575,11 +655,53 @@ async fn the_rolled_back_sample_pages_even_without_an_audit_trail() {
     )
     .await
     .unwrap();
-    assert!(matches!(handled, Handled::Paged { .. }), "{handled:?}");
     assert!(
-        pager.pages()[0]
-            .subject
-            .starts_with("[Guardrails] ROLLED BACK fraud-scorer")
+        matches!(&forged, Handled::Ignored { reason } if reason.contains("has no outcome in the table")),
+        "{forged:?}"
+    );
+    // The same forgery about a real deployment, before it has ended.
+    start_deployment(
+        &h.driver,
+        &Settings::default(),
+        &sample("command-deploy.json"),
+    )
+    .await
+    .unwrap();
+    let first = h.bus.events()[0].clone();
+    let mut claim = first.clone();
+    claim.outcome = Some(guardrails::events::PhaseKind::RolledBack);
+    claim.state = guardrails::events::PhaseKind::RolledBack;
+    claim.cause_text = "forged".to_owned();
+    let early = rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &notifier_settings(),
+        &envelope(&claim),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(early, Handled::Ignored { .. }), "{early:?}");
+    assert!(pager.pages().is_empty());
+    // The real rollback pages, from the table, whatever the event said.
+    h.run_to_end("fraud-scorer").await.unwrap();
+    let paged = rollback_notifier(
+        h.store.as_ref(),
+        &pager,
+        h.clock.as_ref(),
+        &notifier_settings(),
+        &envelope(&claim),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(paged, Handled::Paged { .. }), "{paged:?}");
+    let page = &pager.pages()[0];
+    assert!(!page.body.contains("forged"), "{}", page.body);
+    assert!(
+        page.subject
+            .starts_with("[Guardrails] ROLLED BACK fraud-scorer"),
+        "{}",
+        page.subject
     );
 }
 
@@ -588,7 +710,7 @@ async fn the_rolled_back_sample_pages_even_without_an_audit_trail() {
 #[tokio::test]
 async fn a_request_delivered_again_after_its_deployment_ended_does_not_run_it_twice() {
     let h = harness();
-    let request = sample("guardrails-deployment-requested.json");
+    let request = sample("command-deploy.json");
     start_deployment(&h.driver, &Settings::default(), &request)
         .await
         .unwrap();
@@ -621,9 +743,13 @@ async fn the_sweep_publishes_an_unpaged_outcome_again_so_a_lost_event_still_page
     rolled_back(&h).await;
     let published = h.bus.events().len();
     h.advance_to(h.clock_now().plus_secs(180));
-    bake_watcher(&h.driver, &sample("scheduled-sweep.json"))
-        .await
-        .unwrap();
+    bake_watcher(
+        &h.driver,
+        &Settings::default(),
+        &sample("scheduled-sweep.json"),
+    )
+    .await
+    .unwrap();
     let again: Vec<_> = h.bus.events()[published..].to_vec();
     assert_eq!(again.len(), 1, "the failure's outcome, published again");
     let pager = guardrails::memory::MemoryPager::default();
@@ -638,9 +764,13 @@ async fn the_sweep_publishes_an_unpaged_outcome_again_so_a_lost_event_still_page
     .unwrap();
     assert_eq!(pager.pages().len(), 1);
     h.advance_to(h.clock_now().plus_secs(180));
-    bake_watcher(&h.driver, &sample("scheduled-sweep.json"))
-        .await
-        .unwrap();
+    bake_watcher(
+        &h.driver,
+        &Settings::default(),
+        &sample("scheduled-sweep.json"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         h.bus.events().len(),
         published + 1,
@@ -662,8 +792,7 @@ impl Now for Harness {
 #[tokio::test]
 async fn a_dry_run_answers_with_the_plan_and_its_preflight_and_changes_nothing() {
     let h = harness();
-    let mut request = sample("guardrails-deployment-requested.json");
-    request["detail"]["dryRun"] = json!(true);
+    let request = edited("command-deploy.json", |b| b["dryRun"] = json!(true));
     let handled = start_deployment(&h.driver, &Settings::default(), &request)
         .await
         .unwrap();
@@ -690,7 +819,7 @@ async fn a_blocking_preflight_refuses_before_any_change() {
     let handled = start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested.json"),
+        &sample("command-deploy.json"),
     )
     .await
     .unwrap();
@@ -711,7 +840,7 @@ async fn a_native_dry_run_plans_for_sagemaker_with_the_native_checks() {
     let handled = start_deployment(
         &h.driver,
         &Settings::default(),
-        &sample("guardrails-deployment-requested-native-dry-run.json"),
+        &sample("command-deploy-native-dry-run.json"),
     )
     .await
     .unwrap();

@@ -80,8 +80,10 @@ fn patterns(template: &Yaml) -> BTreeMap<String, serde_json::Value> {
             if spec["Type"].as_str() != Some("CloudWatchEvent") {
                 continue;
             }
-            let pattern: serde_json::Value =
-                serde_json::to_value(&spec["Properties"]["Pattern"]).unwrap();
+            let pattern: serde_json::Value = serde_json::to_value(
+                guardrails_local::wiring::resolved(&spec["Properties"]["Pattern"]),
+            )
+            .unwrap();
             found.insert(format!("{name}.{}", event.as_str().unwrap()), pattern);
         }
     }
@@ -95,18 +97,9 @@ fn routes() -> Vec<(&'static str, &'static [&'static str])> {
             "cloudwatch-alarm-state-change.json",
             &["BakeWatcherFunction.AlarmChanges"],
         ),
-        (
-            "guardrails-deployment-command.json",
-            &["BakeWatcherFunction.Commands"],
-        ),
-        (
-            "guardrails-deployment-requested-invalid-policy.json",
-            &["StartDeploymentFunction.Requests"],
-        ),
-        (
-            "guardrails-deployment-requested.json",
-            &["StartDeploymentFunction.Requests"],
-        ),
+        // What anyone with events:PutEvents could send before commands were signed: no rule
+        // takes it now.
+        ("forged-deployment-requested.json", &[]),
         (
             "guardrails-deployment-rolled-back.json",
             &["RollbackNotifierFunction.Outcomes"],
@@ -142,7 +135,7 @@ async fn every_rule_matches_exactly_the_samples_it_must() {
     let stack = local::start().await;
     let c = Clients::new(&stack);
     let patterns = patterns(&template());
-    assert_eq!(patterns.len(), 6, "{:?}", patterns.keys());
+    assert_eq!(patterns.len(), 4, "{:?}", patterns.keys());
     let mut queues = BTreeMap::new();
     for (i, (rule, pattern)) in patterns.iter().enumerate() {
         let queue = c
@@ -275,4 +268,47 @@ fn the_table_is_protected_logs_expire_and_the_dead_letter_queue_takes_only_this_
     let policy = text(&resources["FailedEventsQueuePolicy"]["Properties"]["PolicyDocument"]);
     assert!(policy.contains("aws:SourceArn"), "{policy}");
     assert!(policy.contains(":rule/*"), "{policy}");
+}
+
+/// Every rule takes only this account's events; commands come only through the function URL,
+/// with IAM auth, and the operator's policy keeps `lambda:InvokeFunction` to the URL.
+#[test]
+fn rules_take_this_accounts_events_and_commands_come_only_through_the_signed_url() {
+    let template = template();
+    for (rule, pattern) in patterns(&template) {
+        assert_eq!(
+            pattern["account"],
+            serde_json::json!([guardrails_local::iam::ACCOUNT]),
+            "{rule} must match only this account's events"
+        );
+        assert_ne!(
+            pattern["detail-type"],
+            serde_json::json!(["Guardrails Deployment Requested"]),
+            "{rule}"
+        );
+    }
+    let with_urls: Vec<String> = functions(&template)
+        .into_iter()
+        .filter(|(_, f)| !f["Properties"]["FunctionUrlConfig"].is_null())
+        .map(|(_, f)| {
+            assert_eq!(
+                f["Properties"]["FunctionUrlConfig"]["AuthType"].as_str(),
+                Some("AWS_IAM")
+            );
+            f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(with_urls, guardrails_local::lambda::FUNCTIONS_WITH_URLS);
+    let operator = serde_yaml_ng::to_string(&template["Resources"]["OperatorPolicy"]).unwrap();
+    assert!(
+        operator.contains("lambda:InvokedViaFunctionUrl"),
+        "{operator}"
+    );
+    assert!(
+        operator.contains("lambda:FunctionUrlAuthType: AWS_IAM"),
+        "{operator}"
+    );
 }

@@ -63,7 +63,7 @@ async fn approve(c: &Clients, arn: &str, note: &str) {
 /// queued for the function before it has been handled (the router delivers in order).
 async fn sentinel(flow: &Flow, seen: &mut Vec<Value>, name: &str) {
     let detail = json!({ "endpointName": name, "modelName": "m", "policy": {} });
-    flow.send("Guardrails Deployment Requested", &detail).await;
+    flow.deploy(&detail).await;
     flow.until(seen, |e| {
         kind(e) == "Guardrails Deployment Refused" && e["detail"]["endpointName"] == name
     })

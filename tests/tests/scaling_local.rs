@@ -208,8 +208,8 @@ async fn a_scaled_endpoint_keeps_its_name_capacity_and_scaling_with_both_engines
         ("d-native", "fraud-model-v3", "native"),
     ] {
         let request = json!({ "endpointName": ENDPOINT, "modelName": model, "deploymentId": id,
-                              "requestedBy": "test", "policy": policy(engine) });
-        flow.send("Guardrails Deployment Requested", &request).await;
+                              "policy": policy(engine) });
+        flow.deploy(&request).await;
         flow.until(&mut seen, |e| {
             e["detail"]["deploymentId"] == id
                 && matches!(
@@ -255,9 +255,9 @@ async fn a_scaled_endpoint_keeps_its_name_capacity_and_scaling_with_both_engines
     scale_to(c, 6).await;
     let before = serving(c).await;
     let request = json!({ "endpointName": ENDPOINT, "modelName": "fraud-model-v4",
-                          "deploymentId": "d-bad", "requestedBy": "test",
+                          "deploymentId": "d-bad",
                           "policy": policy("variant") });
-    flow.send("Guardrails Deployment Requested", &request).await;
+    flow.deploy(&request).await;
     let end = flow.outcome(&mut seen, "d-bad").await;
     assert_eq!(end["detail"]["outcome"], "ROLLED_BACK", "{end:#}");
     assert_eq!(serving(c).await, before, "blue at its full capacity");

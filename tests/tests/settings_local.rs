@@ -104,8 +104,8 @@ async fn data_capture_a_kms_key_and_async_inference_survive_both_engines() {
             "Guardrails": { "Engine": engine, "PollIntervalInSeconds": 1 }
         });
         let request = json!({ "endpointName": ENDPOINT, "modelName": model, "deploymentId": id,
-                              "requestedBy": "test", "policy": policy });
-        flow.send("Guardrails Deployment Requested", &request).await;
+                              "policy": policy });
+        flow.deploy(&request).await;
         let end = flow.outcome(&mut seen, id).await;
         assert_eq!(end["detail"]["outcome"], "SUCCEEDED", "{end:#}");
         let config = serving(c).await;

@@ -9,9 +9,10 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     guardrails::aws::wiring::init_logging();
     let driver = guardrails::aws::wiring::driver().await?;
-    let driver = &driver;
+    let settings = guardrails::aws::wiring::event_settings()?;
+    let (driver, settings) = (&driver, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let handled = bake_watcher(driver, &event.payload).await?;
+        let handled = bake_watcher(driver, settings, &event.payload).await?;
         Ok::<Value, Error>(serde_json::to_value(handled)?)
     }))
     .await

@@ -1,7 +1,9 @@
-//! `start-deployment`: Deployment requests and approved model packages -> a new deployment (or a published refusal).
-//! Builds the clients once, then hands each event to `guardrails::handlers`.
+//! `start-deployment`: commands signed by their sender (deploy, approve, abort) through the
+//! function URL, and approved model packages from EventBridge -> a deployment moved on, or a
+//! refusal answered and published. Builds the clients once, then hands each invocation to
+//! `guardrails::handlers`.
 
-use guardrails::handlers::start_deployment;
+use guardrails::handlers::{command, start_deployment};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -13,6 +15,11 @@ async fn main() -> Result<(), Error> {
     let driver = &driver;
     let settings = &settings;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // A function URL invocation carries `requestContext`; an EventBridge event does not.
+        if event.payload.get("requestContext").is_some() {
+            let answer = command(driver, settings, &event.payload).await?;
+            return Ok::<Value, Error>(serde_json::to_value(answer)?);
+        }
         let handled = start_deployment(driver, settings, &event.payload).await?;
         Ok::<Value, Error>(serde_json::to_value(handled)?)
     }))

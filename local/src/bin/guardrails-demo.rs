@@ -14,12 +14,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sagemaker::types::{
     ContainerDefinition, ProductionVariant, ProductionVariantInstanceType, Tag,
 };
 use guardrails_local::fixtures::{ErrorAlarm, put_error_alarm};
-use guardrails_local::wiring::{get, invoke, post};
+use guardrails_local::wiring::{get, post};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud-scorer";
@@ -30,8 +29,8 @@ const STORY_LIMIT: Duration = Duration::from_secs(150);
 struct Demo {
     sagemaker: aws_sdk_sagemaker::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
-    lambda: String,
-    events: aws_sdk_eventbridge::Client,
+    /// Guardrails' function URL (commands).
+    commands: String,
     sqs: aws_sdk_sqs::Client,
     timeline_queue: String,
     pages_queue: String,
@@ -146,26 +145,51 @@ impl Demo {
         }
     }
 
-    /// Invokes start-deployment with a dry-run request; returns the plan text it answers.
+    /// Sends a command to Guardrails' function URL, signed as the local operator (the role the
+    /// local stack's template parameters allow every command); its status and JSON answer.
+    async fn command(&self, body: Value) -> Result<(u16, Value), String> {
+        let (status, text) = guardrails_local::lambda::call(
+            &self.commands,
+            guardrails_local::iam::OPERATOR_ACCESS_KEY,
+            guardrails_local::iam::OPERATOR_SECRET_KEY,
+            &body.to_string(),
+        )
+        .await?;
+        let answer: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("the function URL answered {status}: {text} ({e})"))?;
+        Ok((status, answer))
+    }
+
+    /// A dry run; returns the plan text it answers.
     async fn dry_run(&self, model: &str, policy: Value) -> Result<String, String> {
-        let event = json!({
-            "version": "0", "id": "00000000-0000-0000-0000-00000000d7d1",
-            "detail-type": "Guardrails Deployment Requested", "source": "guardrails",
-            "account": "123456789012", "time": "2026-11-27T08:00:00Z", "region": "us-east-1",
-            "resources": [],
-            "detail": {
-                "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo",
-                "policy": policy, "dryRun": true
-            }
+        let body = json!({
+            "command": "deploy", "endpointName": ENDPOINT, "modelName": model,
+            "policy": policy, "dryRun": true
         });
-        let (status, body) = invoke(&self.lambda, "start-deployment", &event.to_string()).await?;
-        let answer: Value = serde_json::from_str(&body)
-            .map_err(|e| format!("start-deployment answered {status}: {body} ({e})"))?;
+        let (status, answer) = self.command(body).await?;
         answer
             .get("text")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| format!("start-deployment answered {status} without a plan: {body}"))
+            .ok_or_else(|| format!("start-deployment answered {status} without a plan: {answer}"))
+    }
+
+    /// Sanity of the door: someone who may only put events cannot reach it.
+    async fn intruder_is_refused(&self) -> Result<(), String> {
+        let body = json!({ "command": "abort", "endpointName": ENDPOINT, "reason": "mallory" });
+        let (status, _) = guardrails_local::lambda::call(
+            &self.commands,
+            guardrails_local::iam::INTRUDER_ACCESS_KEY,
+            guardrails_local::iam::INTRUDER_SECRET_KEY,
+            &body.to_string(),
+        )
+        .await?;
+        if status != 403 {
+            return Err(format!(
+                "an unauthorized abort was answered {status}, not 403"
+            ));
+        }
+        Ok(())
     }
 
     /// The variant the endpoint serves now.
@@ -185,27 +209,17 @@ impl Demo {
     }
 
     async fn request(&self, model: &str, policy: Value, what: &str) -> Result<(), String> {
-        let detail = json!({
-            "endpointName": ENDPOINT, "modelName": model, "requestedBy": "demo", "policy": policy
+        let body = json!({
+            "command": "deploy", "endpointName": ENDPOINT, "modelName": model, "policy": policy
         });
-        let entry = PutEventsRequestEntry::builder()
-            .source("guardrails")
-            .detail_type("Guardrails Deployment Requested")
-            .detail(detail.to_string())
-            .build();
-        let out = self
-            .events
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| format!("PutEvents: {e:?}"))?;
-        if out.failed_entry_count() > 0 {
-            return Err("EventBridge refused the request".to_owned());
+        let (status, answer) = self.command(body).await?;
+        if status != 200 {
+            return Err(format!("the request was refused ({status}): {answer}"));
         }
         println!(
-            "{}  request: deploy {model} to {ENDPOINT} ({what})",
-            self.clock()
+            "{}  request: deploy {model} to {ENDPOINT} ({what}), signed by {}",
+            self.clock(),
+            guardrails_local::iam::OPERATOR_ARN
         );
         Ok(())
     }
@@ -356,8 +370,7 @@ async fn story() -> Result<(), String> {
     let demo = Demo {
         sagemaker: aws_sdk_sagemaker::Client::new(&sdk),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-        lambda: env("GUARDRAILS_LAMBDA_URL")?,
-        events: aws_sdk_eventbridge::Client::new(&sdk),
+        commands: env("GUARDRAILS_COMMANDS_URL")?,
         sqs: aws_sdk_sqs::Client::new(&sdk),
         timeline_queue: env("GUARDRAILS_TIMELINE_QUEUE_URL")?,
         pages_queue: env("GUARDRAILS_PAGES_QUEUE_URL")?,
@@ -366,6 +379,7 @@ async fn story() -> Result<(), String> {
     };
     println!("== An endpoint serves model v1");
     demo.endpoint_serving_v1().await?;
+    demo.intruder_is_refused().await?;
     println!(
         "{}  {ENDPOINT} in service: {}",
         demo.clock(),

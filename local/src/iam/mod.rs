@@ -28,6 +28,20 @@ pub const ADMIN_ACCESS_KEY: &str = "testing";
 pub const ADMIN_SECRET_KEY: &str = "testing";
 pub const ADMIN_ARN: &str = "arn:aws:iam::123456789012:user/local-admin";
 
+/// The local operator: a session of role `ml-release`, holding the template's `OperatorPolicy`
+/// and named in the local stack's `DeployPrincipals`, `ApprovePrincipals` and `AbortPrincipals`
+/// (what a release pipeline or an on-call engineer is given).
+pub const OPERATOR_ACCESS_KEY: &str = "ASIALOCALOPERATOR";
+pub const OPERATOR_SECRET_KEY: &str = "local-operator";
+pub const OPERATOR_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ml-release";
+pub const OPERATOR_ARN: &str = "arn:aws:sts::123456789012:assumed-role/ml-release/local-operator";
+
+/// Someone who may put events on the default bus and nothing else (a permission many roles
+/// have): what the security tests attack with.
+pub const INTRUDER_ACCESS_KEY: &str = "AKIALOCALMALLORY";
+pub const INTRUDER_SECRET_KEY: &str = "local-mallory";
+pub const INTRUDER_ARN: &str = "arn:aws:iam::123456789012:user/mallory";
+
 /// The access key of function `binary`'s role: `ASIALOCAL` and its name in capitals, without
 /// dashes (`start-deployment` -> `ASIALOCALSTARTDEPLOYMENT`). Each function's `Cargo.toml` gives
 /// it to `cargo lambda watch`.
@@ -201,6 +215,35 @@ impl Iam {
             );
         }
         iam
+    }
+
+    /// Adds the operator (with `operator_policy`) and the intruder.
+    pub fn with_people(mut self, operator_policy: Option<Policy>) -> Iam {
+        if let Some(policy) = operator_policy {
+            self.principals.insert(
+                OPERATOR_ACCESS_KEY.to_owned(),
+                Principal {
+                    arn: OPERATOR_ARN.to_owned(),
+                    admin: false,
+                    policies: vec![policy],
+                },
+            );
+        }
+        let put_events = serde_json::json!({ "Statement": [{
+            "Effect": "Allow", "Action": "events:PutEvents",
+            "Resource": arn("events", "event-bus/default"),
+        }]});
+        if let Ok(policy) = Policy::parse(&put_events) {
+            self.principals.insert(
+                INTRUDER_ACCESS_KEY.to_owned(),
+                Principal {
+                    arn: INTRUDER_ARN.to_owned(),
+                    admin: false,
+                    policies: vec![policy],
+                },
+            );
+        }
+        self
     }
 
     pub fn principal(&self, access_key: &str) -> Option<&Principal> {

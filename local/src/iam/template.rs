@@ -226,6 +226,37 @@ pub fn roles(template: &Path, names: &Names) -> Result<BTreeMap<String, Role>, S
     Ok(roles)
 }
 
+/// Every customer managed policy of `template` (`AWS::IAM::ManagedPolicy`), by logical id, its
+/// document resolved for `names`: the policies a person's role is given (`OperatorPolicy`).
+pub fn managed_policies(
+    template: &Path,
+    names: &Names,
+) -> Result<BTreeMap<String, Policy>, String> {
+    let cfn = transformed(template)?;
+    let resources = cfn
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or("the translated template has no Resources")?;
+    let resolver = Resolver {
+        names,
+        conditions: cfn.get("Conditions").cloned().unwrap_or(Value::Null),
+        defaults: cfn.get("Parameters").cloned().unwrap_or(Value::Null),
+    };
+    let mut policies = BTreeMap::new();
+    for (id, resource) in resources {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::IAM::ManagedPolicy") {
+            continue;
+        }
+        let document = resource
+            .pointer("/Properties/PolicyDocument")
+            .ok_or_else(|| format!("managed policy {id} has no PolicyDocument"))?;
+        let resolved = resolver.resolve(document)?;
+        let policy = Policy::parse(&resolved).map_err(|e| format!("managed policy {id}: {e}"))?;
+        policies.insert(id.clone(), policy);
+    }
+    Ok(policies)
+}
+
 /// The AWS managed policies SAM attaches to function roles, as AWS publishes them (AWS Managed
 /// Policy Reference): they grant logging and tracing, which the functions' code never calls
 /// through the local stack. Any other managed policy is an error.

@@ -445,6 +445,37 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn record(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        started_at: Timestamp,
+    ) -> PortResult<Option<Stored>> {
+        let sks = [
+            "ACTIVE".to_owned(),
+            format!("HISTORY#{:015}#{deployment_id}", started_at.epoch_ms()),
+        ];
+        for sk in sks {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", pk(endpoint))
+                .key("sk", s(sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb:GetItem", &e))?;
+            if let Some(item) = out.item() {
+                let record = record_of(item)?;
+                if record.deployment.plan.deployment_id == deployment_id {
+                    return Ok(Some(record));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<StateChange>> {
         let mut events = Vec::new();
         let out = self

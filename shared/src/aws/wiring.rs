@@ -13,6 +13,8 @@
 //! | `GUARDRAILS_MODEL_ROLE_ARN` | execution role of models created from packages | none |
 //! | `GUARDRAILS_TOPIC_ARN` | the SNS topic pages go to (rollback-notifier) | required there |
 //! | `GUARDRAILS_NOTIFY_SUCCESSES` | `true` to page on successes too | `false` |
+//! | `GUARDRAILS_ACCOUNT_ID` | this stack's account: events from others are refused | required |
+//! | `GUARDRAILS_DEPLOY_PRINCIPALS`, `..._APPROVE_...`, `..._ABORT_...` | who may send each command (comma-separated IAM ARN patterns; `access`) | nobody |
 
 use std::sync::Arc;
 
@@ -77,7 +79,29 @@ pub fn settings_with(sdk: &SdkConfig) -> Result<Settings, ConfigError> {
         package_targets: Arc::new(ParameterTargets::new(aws_sdk_ssm::Client::new(sdk), &path)),
         model_role_arn: var("GUARDRAILS_MODEL_ROLE_ARN"),
         notify_successes: var("GUARDRAILS_NOTIFY_SUCCESSES").is_some_and(|v| v == "true"),
+        ..event_settings()?
+    })
+}
+
+/// The settings every function needs to read events and commands (no clients): the account,
+/// who may send commands, the table's name.
+pub fn event_settings() -> Result<Settings, ConfigError> {
+    let account = var("GUARDRAILS_ACCOUNT_ID").ok_or_else(|| {
+        ConfigError(
+            "GUARDRAILS_ACCOUNT_ID is not set: events are read only from this stack's account"
+                .to_owned(),
+        )
+    })?;
+    let list = |name: &str| crate::access::patterns(&var(name).unwrap_or_default());
+    Ok(Settings {
         table: var_or("GUARDRAILS_TABLE", "guardrails"),
+        account: Some(account),
+        principals: crate::access::Principals {
+            deploy: list("GUARDRAILS_DEPLOY_PRINCIPALS"),
+            approve: list("GUARDRAILS_APPROVE_PRINCIPALS"),
+            abort: list("GUARDRAILS_ABORT_PRINCIPALS"),
+        },
+        ..Settings::default()
     })
 }
 

@@ -114,8 +114,12 @@ pub enum ConfigVariant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cause")]
 pub enum Cause {
-    /// The deployment was created.
-    Started,
+    /// The deployment was created, at the request of `by` (the authenticated caller, or the
+    /// approved model package).
+    Started {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// The endpoint serves blue and green, green at weight 0, and green's alarms exist.
     GreenProvisioned,
     /// Green serves the step's share of requests; the bake starts.
@@ -232,7 +236,8 @@ pub enum Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Started => write!(f, "deployment started"),
+            Cause::Started { by: None } => write!(f, "deployment started"),
+            Cause::Started { by: Some(by) } => write!(f, "deployment started, requested by {by}"),
             Cause::GreenProvisioned => write!(f, "green provisioned at weight 0"),
             Cause::Shifted { step, green_share } => {
                 write!(f, "green serves {green_share} (step {})", step + 1)

@@ -242,7 +242,9 @@ impl Deployment {
             at: now,
             from: phase.clone(),
             to: phase,
-            cause: Cause::Started,
+            cause: Cause::Started {
+                by: deployment.plan.requested_by.clone(),
+            },
         };
         Ok((deployment, transition))
     }

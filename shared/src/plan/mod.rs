@@ -103,6 +103,10 @@ pub struct Plan {
     /// dynamic scaling is suspended while traffic moves and restored as it was at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalableTarget>,
+    /// Who asked for the deployment: the authenticated caller of the `deploy` command, or the
+    /// approved model package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// A variant's scalable target (Application Auto Scaling, dimension
@@ -330,6 +334,7 @@ impl Plan {
             preflight: None,
             fleets: cost::FleetCost::default(),
             scaling: None,
+            requested_by: None,
         };
         plan.fleets = cost::of(&plan);
         plan.warnings.extend(warnings(&plan));

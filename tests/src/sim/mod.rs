@@ -191,7 +191,7 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
     let pager = MemoryPager::default();
     let settings = Settings {
         table: "guardrails".to_owned(),
-        ..Settings::default()
+        ..crate::flow::local_settings()
     };
     let mut trace: VecDeque<String> = VecDeque::new();
     let mut fingerprints: BTreeMap<String, String> = BTreeMap::new();
@@ -520,6 +520,15 @@ async fn deliver(
                 "account": "123456789012", "time": "2026-11-27T08:00:00Z", "region": "us-east-1",
                 "resources": [], "detail": detail })
     };
+    // A command as the function URL delivers it, from the operator the settings allow.
+    let command = |body: &Value, request_id: &str| {
+        guardrails_local::lambda::url_request(
+            guardrails_local::iam::OPERATOR_ARN,
+            request_id,
+            &body.to_string(),
+            0,
+        )
+    };
     let (line, handled) = match delivery {
         Delivery::Request {
             endpoint,
@@ -534,11 +543,12 @@ async fn deliver(
                 let mut s = sim.state();
                 format!("{:016x}{:016x}", s.rng.next_u64(), s.rng.next_u64())
             };
-            let detail = json!({ "endpointName": endpoint, "modelName": model, "policy": text, "requestedBy": "sim" });
-            let event = envelope("Guardrails Deployment Requested", "guardrails", detail, id);
+            let body = json!({ "command": "deploy", "endpointName": endpoint, "modelName": model, "policy": text });
             (
                 format!("request {model} -> {endpoint} ({policy})"),
-                handlers::start_deployment(driver, settings, &event).await,
+                handlers::command(driver, settings, &command(&body, &id))
+                    .await
+                    .map(|a| a.handled),
             )
         }
         Delivery::EndpointChanged(e) => {
@@ -550,7 +560,7 @@ async fn deliver(
             );
             (
                 format!("endpoint event {e}"),
-                handlers::endpoint_events(driver, &event).await,
+                handlers::endpoint_events(driver, settings, &event).await,
             )
         }
         Delivery::AlarmChanged(a) => {
@@ -563,14 +573,14 @@ async fn deliver(
             );
             (
                 format!("alarm event {a}"),
-                handlers::bake_watcher(driver, &event).await,
+                handlers::bake_watcher(driver, settings, &event).await,
             )
         }
         Delivery::WakeUp(e) => {
             let event = json!({ "endpoint": e, "deploymentId": "any" });
             (
                 format!("wake-up {e}"),
-                handlers::bake_watcher(driver, &event).await,
+                handlers::bake_watcher(driver, settings, &event).await,
             )
         }
         Delivery::Sweep => {
@@ -582,23 +592,15 @@ async fn deliver(
                 json!({}),
                 "sweep".to_owned(),
             );
-            let swept = handlers::bake_watcher(driver, &event).await;
+            let swept = handlers::bake_watcher(driver, settings, &event).await;
             for endpoint in driver.store.active_endpoints().await.unwrap_or_default() {
                 // Now and then a person aborts, whatever the phase: the deployment must end.
                 if let Ok(Some(s)) = driver.store.load(&endpoint).await
                     && sim.state().aborts()
                 {
-                    let detail = json!({ "endpointName": endpoint, "deploymentId": s.deployment.plan.deployment_id, "command": "abort", "by": "sim", "reason": "looks wrong" });
-                    let aborted = handlers::bake_watcher(
-                        driver,
-                        &envelope(
-                            "Guardrails Deployment Command",
-                            "guardrails",
-                            detail,
-                            "abort".to_owned(),
-                        ),
-                    )
-                    .await;
+                    let body = json!({ "endpointName": endpoint, "deploymentId": s.deployment.plan.deployment_id, "command": "abort", "reason": "looks wrong" });
+                    let aborted =
+                        handlers::command(driver, settings, &command(&body, "abort")).await;
                     if aborted.is_ok() {
                         *sim.state().counts.faults.entry("abort").or_default() += 1;
                     }
@@ -607,17 +609,8 @@ async fn deliver(
                 if let Ok(Some(s)) = driver.store.load(&endpoint).await
                     && matches!(s.deployment.phase, Phase::AwaitingApproval { .. })
                 {
-                    let detail = json!({ "endpointName": endpoint, "deploymentId": s.deployment.plan.deployment_id, "command": "approve", "by": "sim" });
-                    let _ = handlers::bake_watcher(
-                        driver,
-                        &envelope(
-                            "Guardrails Deployment Command",
-                            "guardrails",
-                            detail,
-                            "cmd".to_owned(),
-                        ),
-                    )
-                    .await;
+                    let body = json!({ "endpointName": endpoint, "deploymentId": s.deployment.plan.deployment_id, "command": "approve" });
+                    let _ = handlers::command(driver, settings, &command(&body, "cmd")).await;
                 }
             }
             ("sweep".to_owned(), swept)

@@ -589,6 +589,9 @@ impl Store for Sim {
     async fn page_sent(&self, endpoint: &str, id: &str, sent: &SentPage) -> PortResult<()> {
         self.store.page_sent(endpoint, id, sent).await
     }
+    async fn record(&self, endpoint: &str, id: &str, at: Timestamp) -> PortResult<Option<Stored>> {
+        self.store.record(endpoint, id, at).await
+    }
 }
 
 #[async_trait]

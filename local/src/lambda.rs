@@ -1,0 +1,282 @@
+//! Lambda function URLs with the `AWS_IAM` auth type, as the local stack's front door for
+//! Guardrails' commands: `POST <stack>/lambda-url/<function>/`, SigV4-signed for the `lambda`
+//! service. As on AWS (Lambda Developer Guide, "Control access to Lambda function URLs"), the
+//! caller needs both `lambda:InvokeFunctionUrl` (condition key `lambda:FunctionUrlAuthType`) and,
+//! for URLs created since October 2025, `lambda:InvokeFunction` (condition key
+//! `lambda:InvokedViaFunctionUrl`); a refused or unsigned request is answered `403 Forbidden`
+//! and the function never runs. An authorized request reaches the function as payload format
+//! 2.0 ("Invoking Lambda function URLs", "Request payload format") with the caller in
+//! `requestContext.authorizer.iam`, and the function's answer goes back as the "Response payload
+//! format" says: a JSON object with `statusCode` gives that status, headers and body; anything
+//! else is a 200 with the returned JSON as its body; a failed invocation is a 502.
+//!
+//! `call` is the client side: a SigV4-signed request, as `awscurl` or a signed `requests` call
+//! sends one.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::iam::{self, ACCOUNT, Ask, Denied, REGION, Resource};
+use crate::wiring::Invoker;
+
+/// Where function URLs live on the local stack.
+pub const URL_PATH: &str = "/lambda-url/";
+
+/// The functions that have a URL: those with a `FunctionUrlConfig` in `infra/template.yaml`
+/// (checked by a test), by binary.
+pub const FUNCTIONS_WITH_URLS: &[&str] = &["start-deployment"];
+
+/// The local URL of function `binary` on the stack at `stack` (`http://127.0.0.1:<port>`).
+pub fn url_of(stack: &str, binary: &str) -> String {
+    format!("{}{URL_PATH}{binary}/", stack.trim_end_matches('/'))
+}
+
+/// The function's ARN as the template names it (`<stack>-<binary>`).
+fn function_arn(binary: &str) -> String {
+    iam::arn(
+        "lambda",
+        &format!("function:{}-{binary}", iam::template::STACK),
+    )
+}
+
+/// Where the stack hands authorized requests: set once the functions run.
+#[derive(Clone, Default)]
+pub struct Functions(Arc<Mutex<Option<Arc<dyn Invoker>>>>);
+
+impl std::fmt::Debug for Functions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Functions")
+    }
+}
+
+impl Functions {
+    pub fn set(&self, functions: Arc<dyn Invoker>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(functions);
+    }
+
+    fn get(&self) -> Option<Arc<dyn Invoker>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The request as the function receives it (payload format 2.0), from `caller`.
+pub fn url_request(caller: &str, request_id: &str, body: &str, now_ms: i64) -> Value {
+    let url_id = "local";
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": { "content-type": "application/json" },
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": url_id,
+            "authorizer": { "iam": {
+                "accessKey": "local",
+                "accountId": ACCOUNT,
+                "callerId": "local",
+                "cognitoIdentity": null,
+                "principalOrgId": null,
+                "userArn": caller,
+                "userId": "local",
+            }},
+            "domainName": format!("{url_id}.lambda-url.{REGION}.on.aws"),
+            "domainPrefix": url_id,
+            "http": {
+                "method": "POST", "path": "/", "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1", "userAgent": "guardrails-local",
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": crate::iso8601(now_ms),
+            "timeEpoch": now_ms,
+        },
+        "body": body,
+        "isBase64Encoded": false,
+    })
+}
+
+fn forbidden() -> Response {
+    let mut response = (StatusCode::FORBIDDEN, r#"{"Message":"Forbidden"}"#).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A request to a function URL.
+pub(crate) async fn handle(
+    functions: &Functions,
+    authorize: impl FnOnce(&[Ask]) -> Result<String, Denied>,
+    uri: &Uri,
+    body: &Bytes,
+) -> Response {
+    let binary = uri
+        .path()
+        .strip_prefix(URL_PATH)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    if !FUNCTIONS_WITH_URLS.contains(&binary) {
+        return (StatusCode::NOT_FOUND, r#"{"Message":null}"#).into_response();
+    }
+    let function = Resource::new("lambda:function", function_arn(binary));
+    let asks = [
+        Ask::new("lambda:InvokeFunctionUrl", vec![function.clone()])
+            .with("lambda:FunctionUrlAuthType", vec!["AWS_IAM".to_owned()]),
+        Ask::new("lambda:InvokeFunction", vec![function])
+            .with("lambda:InvokedViaFunctionUrl", vec!["true".to_owned()]),
+    ];
+    let caller = match authorize(&asks) {
+        Ok(caller) => caller,
+        Err(_) => return forbidden(),
+    };
+    let Some(invoker) = functions.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"Message":"the local stack runs no functions (guardrails-local up --lambda)"}"#,
+        )
+            .into_response();
+    };
+    let now = crate::now_ms();
+    let request_id = crate::protocol::request_id();
+    let text = String::from_utf8_lossy(body);
+    let event = url_request(&caller, &request_id, &text, now);
+    match invoker.invoke(binary, &event.to_string()).await {
+        Ok((200..=299, answer)) => response_of(&answer),
+        Ok((status, answer)) => {
+            eprintln!("guardrails-local: {binary} (function URL) answered {status}: {answer}");
+            (
+                StatusCode::BAD_GATEWAY,
+                r#"{"Message":"Internal Server Error"}"#,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            eprintln!("guardrails-local: {e}");
+            (
+                StatusCode::BAD_GATEWAY,
+                r#"{"Message":"Internal Server Error"}"#,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The HTTP response for what the function returned.
+fn response_of(answer: &str) -> Response {
+    let value: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
+    let shaped = value.get("statusCode").and_then(Value::as_u64);
+    let (status, headers, body) = match shaped {
+        Some(status) => (
+            u16::try_from(status).unwrap_or(500),
+            value.get("headers").cloned().unwrap_or_default(),
+            value
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        None => (
+            200,
+            json!({ "content-type": "application/json" }),
+            answer.to_owned(),
+        ),
+    };
+    let mut response = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+        .into_response();
+    if let Some(map) = headers.as_object() {
+        for (name, value) in map {
+            if let (Ok(name), Some(Ok(value))) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
+/// POSTs `body` to the function URL `url`, signed with SigV4 for `lambda` as the holder of
+/// `access_key`; returns the status and the body.
+pub async fn call(
+    url: &str,
+    access_key: &str,
+    secret_key: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_smithy_runtime_api::client::identity::Identity;
+    let identity: Identity = Credentials::new(access_key, secret_key, None, None, "local").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("lambda")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing: {e}"))?
+        .into();
+    let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let host = uri.authority().map(ToString::to_string).unwrap_or_default();
+    let base = format!("http://{host}");
+    let path = uri.path().to_owned();
+    let unsigned = [
+        ("host", host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        unsigned.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .map_err(|e| format!("signing: {e}"))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| format!("signing: {e}"))?
+        .into_parts();
+    let headers: Vec<(String, String)> = instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    crate::wiring::send("POST", &base, &path, &headers, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_shaped_as_the_response_payload_format_says() {
+        let shaped = response_of(
+            r#"{"statusCode":409,"headers":{"content-type":"application/json"},"body":"{}"}"#,
+        );
+        assert_eq!(shaped.status(), StatusCode::CONFLICT);
+        let bare = response_of(r#"{"handled":"ignored"}"#);
+        assert_eq!(bare.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_request_names_the_caller_where_lambda_does() {
+        let arn = "arn:aws:sts::123456789012:assumed-role/ml-release/alice";
+        let request = url_request(arn, "r-1", "{}", 0);
+        assert_eq!(
+            request["requestContext"]["authorizer"]["iam"]["userArn"],
+            arn
+        );
+        let typed: aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest =
+            serde_json::from_value(request).unwrap_or_default();
+        assert_eq!(typed.request_context.request_id.as_deref(), Some("r-1"));
+    }
+}
