@@ -304,9 +304,11 @@ impl Demo {
         let (status, body) = get(&self.control, "/control/iam").await?;
         let decisions: Vec<Value> = serde_json::from_str(&body)
             .map_err(|e| format!("control API answered {status}: {body} ({e})"))?;
+        // Mallory's refusal at the front door is the one expected.
         let denied: Vec<String> = decisions
             .iter()
             .filter(|d| d["allowed"] == false)
+            .filter(|d| d["principal"] != guardrails_local::iam::INTRUDER_ARN)
             .map(|d| format!("{} {} on {}", d["principal"], d["action"], d["resource"]))
             .collect();
         if !denied.is_empty() {
