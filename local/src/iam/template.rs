@@ -166,15 +166,7 @@ fn transformed(template: &Path) -> Result<Value, String> {
 /// policies resolved for `names`.
 pub fn roles(template: &Path, names: &Names) -> Result<BTreeMap<String, Role>, String> {
     let cfn = transformed(template)?;
-    let resources = cfn
-        .get("Resources")
-        .and_then(Value::as_object)
-        .ok_or("the translated template has no Resources")?;
-    let resolver = Resolver {
-        names,
-        conditions: cfn.get("Conditions").cloned().unwrap_or(Value::Null),
-        defaults: cfn.get("Parameters").cloned().unwrap_or(Value::Null),
-    };
+    let (resources, resolver) = resources_of(&cfn, names)?;
     let mut roles = BTreeMap::new();
     for (id, resource) in resources {
         if resource.get("Type").and_then(Value::as_str) != Some("AWS::Lambda::Function") {
@@ -233,15 +225,7 @@ pub fn managed_policies(
     names: &Names,
 ) -> Result<BTreeMap<String, Policy>, String> {
     let cfn = transformed(template)?;
-    let resources = cfn
-        .get("Resources")
-        .and_then(Value::as_object)
-        .ok_or("the translated template has no Resources")?;
-    let resolver = Resolver {
-        names,
-        conditions: cfn.get("Conditions").cloned().unwrap_or(Value::Null),
-        defaults: cfn.get("Parameters").cloned().unwrap_or(Value::Null),
-    };
+    let (resources, resolver) = resources_of(&cfn, names)?;
     let mut policies = BTreeMap::new();
     for (id, resource) in resources {
         if resource.get("Type").and_then(Value::as_str) != Some("AWS::IAM::ManagedPolicy") {
@@ -285,6 +269,23 @@ fn managed_policy(arn: &str) -> Result<Policy, String> {
     Policy::parse(&serde_json::json!({
         "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
     }))
+}
+
+/// The translated template's resources, and the resolver of its intrinsic functions.
+fn resources_of<'a>(
+    cfn: &'a Value,
+    names: &'a Names,
+) -> Result<(&'a Map<String, Value>, Resolver<'a>), String> {
+    let resources = cfn
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or("the translated template has no Resources")?;
+    let resolver = Resolver {
+        names,
+        conditions: cfn.get("Conditions").cloned().unwrap_or(Value::Null),
+        defaults: cfn.get("Parameters").cloned().unwrap_or(Value::Null),
+    };
+    Ok((resources, resolver))
 }
 
 struct Resolver<'a> {
