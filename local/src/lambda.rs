@@ -74,7 +74,8 @@ pub fn url_request(caller: &str, request_id: &str, body: &str, now_ms: i64) -> V
         "rawQueryString": "",
         "headers": { "content-type": "application/json" },
         "requestContext": {
-            "accountId": "anonymous",
+            // The function's account (AWS's IAM-auth sample); "anonymous" is for NONE auth.
+            "accountId": ACCOUNT,
             "apiId": url_id,
             "authorizer": { "iam": {
                 "accessKey": "local",
@@ -102,6 +103,10 @@ pub fn url_request(caller: &str, request_id: &str, body: &str, now_ms: i64) -> V
     })
 }
 
+/// What a function URL answers a request IAM refuses or that is unsigned: 403 and this body
+/// (Lambda Developer Guide, "Invoking Lambda function URLs": the caller lacks
+/// `lambda:InvokeFunctionUrl`). A URL that does not exist is a 404 (not documented further:
+/// the function is never invoked).
 fn forbidden() -> Response {
     let mut response = (StatusCode::FORBIDDEN, r#"{"Message":"Forbidden"}"#).into_response();
     response.headers_mut().insert(

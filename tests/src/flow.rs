@@ -100,16 +100,8 @@ pub fn local_settings() -> Settings {
     let env: std::collections::BTreeMap<_, _> = guardrails_local::stack::function_env()
         .into_iter()
         .collect();
-    let list = |name: &str| guardrails::access::patterns(env.get(name).map_or("", |v| v.as_str()));
-    Settings {
-        account: env.get("GUARDRAILS_ACCOUNT_ID").cloned(),
-        principals: guardrails::access::Principals {
-            deploy: list("GUARDRAILS_DEPLOY_PRINCIPALS"),
-            approve: list("GUARDRAILS_APPROVE_PRINCIPALS"),
-            abort: list("GUARDRAILS_ABORT_PRINCIPALS"),
-        },
-        ..Settings::default()
-    }
+    guardrails::aws::wiring::event_settings_from(|name| env.get(name).cloned())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// How often the sweep runs here (60 s on AWS).

@@ -86,6 +86,11 @@ pub fn settings_with(sdk: &SdkConfig) -> Result<Settings, ConfigError> {
 /// The settings every function needs to read events and commands (no clients): the account,
 /// who may send commands, the table's name.
 pub fn event_settings() -> Result<Settings, ConfigError> {
+    event_settings_from(var)
+}
+
+/// `event_settings` with each variable read by `var` (the tests give the local stack's).
+pub fn event_settings_from(var: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
     let account = var("GUARDRAILS_ACCOUNT_ID").ok_or_else(|| {
         ConfigError(
             "GUARDRAILS_ACCOUNT_ID is not set: events are read only from this stack's account"
@@ -94,7 +99,7 @@ pub fn event_settings() -> Result<Settings, ConfigError> {
     })?;
     let list = |name: &str| crate::access::patterns(&var(name).unwrap_or_default());
     Ok(Settings {
-        table: var_or("GUARDRAILS_TABLE", "guardrails"),
+        table: var("GUARDRAILS_TABLE").unwrap_or_else(|| "guardrails".to_owned()),
         account: Some(account),
         principals: crate::access::Principals {
             deploy: list("GUARDRAILS_DEPLOY_PRINCIPALS"),
