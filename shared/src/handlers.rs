@@ -220,7 +220,10 @@ pub async fn start_deployment(
         policy: target.policy.clone(),
         requested_by: Some(format!("model package approval {}", package.arn)),
         // The same version gives the same deployment: a repeated approval is recognised.
-        deployment_id: Some(deployment_id_of_package(&package.arn)),
+        deployment_id: Some(deployment_id_of_package(
+            &target.endpoint_name,
+            &package.arn,
+        )),
         dry_run: false,
     };
     start(driver, settings, request, "", true).await
@@ -250,11 +253,17 @@ impl Answer {
         }
     }
 
-    /// The answer to a `Handled`: a refusal is 409 when another deployment is the reason, 422
+    /// The answer to a `Handled`: a refusal is 409 when another deployment (active, or holding
+    /// the id) is the reason, 422
     /// otherwise; everything else is 200.
     fn of(handled: &Handled) -> Answer {
         let status = match handled {
-            Handled::Refused { reason, .. } if reason.contains("already has an active") => 409,
+            Handled::Refused { reason, .. }
+                if reason.contains("already has an active")
+                    || reason.contains("ids are unique in the account") =>
+            {
+                409
+            }
             Handled::Refused { .. } => 422,
             _ => 200,
         };
@@ -434,9 +443,10 @@ fn refused(e: &PortError) -> String {
 }
 
 /// `[A-Za-z0-9-]`, at most 63 characters, no leading or trailing `-`: SageMaker's name rule.
-/// `p-<version>-` and 12 hex digits of a hash of the version's ARN: the deployment of one model
-/// package version, whichever event asks for it.
-fn deployment_id_of_package(arn: &str) -> String {
+/// `p-<version>-` and 12 hex digits of a hash of the endpoint and the version's ARN: the
+/// deployment of one model package version to one endpoint, whichever event asks for it (ids
+/// are unique in the account, so the same version on another endpoint has another id).
+fn deployment_id_of_package(endpoint: &str, arn: &str) -> String {
     let version = arn.rsplit('/').next().unwrap_or_default();
     let version: String = version
         .chars()
@@ -444,7 +454,7 @@ fn deployment_id_of_package(arn: &str) -> String {
         .take(8)
         .collect();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in arn.bytes() {
+    for b in endpoint.bytes().chain([b'\n']).chain(arn.bytes()) {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -647,6 +657,10 @@ async fn start(
             "duplicate request: deployment {id} already ran on {endpoint}"
         ))),
         Err(DriverError::Start(e)) => refuse(e.to_string(), None).await,
+        // An id another endpoint used, or a table that refuses the write for good.
+        Err(DriverError::Port(e)) if e.kind == ErrorKind::Refused => {
+            refuse(refused(&e), None).await
+        }
         Err(e) => Err(e.into()),
     }
 }

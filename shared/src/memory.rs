@@ -12,7 +12,7 @@ use crate::core::Phase;
 use crate::events::{Refusal, StateChange};
 use crate::ports::{
     AuditEntry, Clock, ErrorKind, EventBus, Page, PageClaim, Pager, PortError, PortResult,
-    SentPage, Store, Stored, Waker,
+    SentPage, Store, Stored, Waker, id_taken,
 };
 use crate::units::Timestamp;
 
@@ -29,6 +29,8 @@ struct Tables {
     active: BTreeMap<String, Stored>,
     history: Vec<Stored>,
     audit: BTreeMap<(String, String), Vec<AuditEntry>>,
+    /// Every deployment id ever created, with its endpoint (unique in the account).
+    ids: BTreeMap<String, String>,
     /// Page claims: claimed at, and what was sent once sent.
     pages: BTreeMap<(String, String), (Timestamp, Option<SentPage>)>,
 }
@@ -77,14 +79,17 @@ impl Store for MemoryStore {
             ));
         }
         let id = &record.deployment.plan.deployment_id;
-        if tables.history.iter().any(|h| {
-            h.deployment.plan.endpoint_name == *endpoint && h.deployment.plan.deployment_id == *id
-        }) {
-            return Err(PortError::new(
-                ErrorKind::Duplicate,
-                format!("{endpoint} already ran deployment {id}"),
-            ));
+        match tables.ids.get(id) {
+            Some(owner) if owner == endpoint => {
+                return Err(PortError::new(
+                    ErrorKind::Duplicate,
+                    format!("{endpoint} already ran deployment {id}"),
+                ));
+            }
+            Some(owner) => return Err(PortError::new(ErrorKind::Refused, id_taken(id, owner))),
+            None => {}
         }
+        tables.ids.insert(id.clone(), endpoint.clone());
         tables.active.insert(endpoint.clone(), record.clone());
         append_audit(&mut tables, endpoint, audit);
         Ok(())

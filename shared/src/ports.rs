@@ -87,6 +87,14 @@ impl PortError {
 
 pub type PortResult<T> = Result<T, PortError>;
 
+/// Why a deployment id another endpoint used is refused.
+pub fn id_taken(id: &str, owner: &str) -> String {
+    format!(
+        "deployment id {id} was already used on endpoint {owner}: ids are unique in the account \
+         (Guardrails names configs and alarms after them); choose another deploymentId"
+    )
+}
+
 /// SageMaker, as the variant engine uses it.
 #[async_trait]
 pub trait Endpoints: Send + Sync {
@@ -301,7 +309,9 @@ pub trait Store: Send + Sync {
     /// The endpoint's active deployment, if any.
     async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>>;
     /// Creates the active deployment; `AlreadyActive` if the endpoint has one, `Duplicate` if
-    /// its deployment id was ever used on this endpoint.
+    /// its deployment id was ever used on this endpoint, `Refused` (with `id_taken`'s words) if
+    /// on another: ids are unique in the account, since the configs and alarms Guardrails
+    /// creates are named after them.
     async fn create(&self, record: &Stored, audit: &[AuditEntry]) -> PortResult<()>;
     /// Replaces the active record if its version is still `expected_version`, appending
     /// `audit` in the same write; `Conflict` otherwise.

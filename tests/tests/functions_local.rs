@@ -72,7 +72,7 @@ fn kind(e: &Value) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_misspelt_model_is_refused_up_front_and_an_invalid_instance_type_fails_with_one_page() {
+async fn a_misspelt_model_and_an_invalid_instance_type_are_refused_up_front() {
     let flow = Flow::start(&default_template()).await;
     serving_v1(&flow.admin).await;
     let mut seen = Vec::new();
@@ -88,7 +88,8 @@ async fn a_misspelt_model_is_refused_up_front_and_an_invalid_instance_type_fails
         "{reason}"
     );
 
-    // An instance type SageMaker does not have: refused when the config is created.
+    // An instance type SageMaker does not have (not one of the API model's
+    // ProductionVariantInstanceType values): refused by the plan, before anything is created.
     request(
         &flow,
         "d-typo",
@@ -96,25 +97,17 @@ async fn a_misspelt_model_is_refused_up_front_and_an_invalid_instance_type_fails
         json!({ "instanceType": "ml.m5.xlargee" }),
     )
     .await;
-    let end = flow.outcome(&mut seen, "d-typo").await;
-    assert_eq!(end["detail"]["outcome"], "FAILED");
-    assert_eq!(
-        end["detail"]["cause"]["api"],
-        "sagemaker:CreateEndpointConfig"
-    );
-    let pages = flow.pages().await;
-    assert_eq!(pages.len(), 1, "{pages:?}");
-    let (subject, body) = &pages[0];
-    assert!(subject.contains("FAILED fraud"), "{subject}");
+    let refused = flow
+        .until(&mut seen, |e| {
+            kind(e) == "Guardrails Deployment Refused" && e["detail"]["deploymentId"] == "d-typo"
+        })
+        .await;
+    let reason = refused["detail"]["reason"].as_str().unwrap();
     assert!(
-        body.contains("sagemaker:CreateEndpointConfig refused"),
-        "{body}"
+        reason.contains("green.instance_type: \"ml.m5.xlargee\" is not an instance type"),
+        "{reason}"
     );
-    assert!(
-        body.contains("Value 'ml.m5.xlargee' at 'productionVariants.2.member.instanceType'"),
-        "{body}"
-    );
-    assert!(body.contains("nothing changed"), "{body}");
+    assert!(flow.pages().await.is_empty(), "a refusal is not paged");
     assert_eq!(serves(&flow.admin).await, "fraud-v1");
 
     // The endpoint is free: the next deployment starts and succeeds.

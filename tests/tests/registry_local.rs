@@ -166,4 +166,36 @@ async fn only_an_approval_of_a_new_version_deploys_it() {
         .await
         .unwrap();
     assert!(active.item().is_none());
+
+    // Someone created a model under the name version 2's model would get, from another image:
+    // the approval of version 2 is refused, and the endpoint keeps serving version 1.
+    let v2 = register(admin).await;
+    admin
+        .sagemaker
+        .create_model()
+        .model_name("fraud-models-2")
+        .execution_role_arn("arn:aws:iam::123456789012:role/local")
+        .primary_container(
+            aws_sdk_sagemaker::types::ContainerDefinition::builder()
+                .image("123456789012.dkr.ecr.us-east-1.amazonaws.com/not-fraud:1")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    approve(admin, &v2, "passed offline evaluation").await;
+    let refused = flow
+        .until(&mut seen, |e| {
+            kind(e) == "Guardrails Deployment Refused" && e["detail"]["endpointName"] == ENDPOINT
+        })
+        .await;
+    assert!(
+        refused["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "model fraud-models-2 already exists and does not hold model package {v2}"
+            )),
+        "{refused:#}"
+    );
 }

@@ -185,3 +185,84 @@ async fn an_oversized_command_is_refused_before_it_is_parsed() {
     assert_eq!(status, 413, "{answer}");
     assert!(store(&flow).load(ENDPOINT).await.unwrap().is_none());
 }
+
+/// Names that cannot collide: a deployment id used on one endpoint is refused on another (the
+/// configs and alarms are named after it), a config found under the name Guardrails would give
+/// is not used unless it is that config, and a model found under a package's model name is not
+/// used unless it holds that package.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_made_from_a_deployment_id_are_never_shared() {
+    let flow = start().await;
+    endpoint_serving(&flow.admin, "fraud-b", "fraud-b-v1", "fraud-b-model-v1", 2).await;
+    let table = store(&flow);
+    let mut seen = Vec::new();
+    flow.command(&deploy("shared-id", 600)).await;
+    flow.until(&mut seen, |e| {
+        e["detail"]["deploymentId"] == "shared-id" && e["detail"]["state"] == "BAKING"
+    })
+    .await;
+    // The same id on another endpoint: refused, naming the endpoint that has it.
+    let mut other = deploy("shared-id", 600);
+    other["endpointName"] = json!("fraud-b");
+    let (status, answer) = flow.command_as(iam_operator(), &other).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deployment id shared-id was already used on endpoint fraud"),
+        "{answer}"
+    );
+    assert!(table.load("fraud-b").await.unwrap().is_none());
+    let b = flow
+        .admin
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name("fraud-b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.endpoint_config_name(), Some("fraud-b-v1"));
+
+    // Someone else's config under the name Guardrails would create for a new id.
+    flow.admin
+        .sagemaker
+        .create_endpoint_config()
+        .endpoint_config_name("guardrails-squatted-blue-green")
+        .production_variants(
+            aws_sdk_sagemaker::types::ProductionVariant::builder()
+                .variant_name("AllTraffic")
+                .model_name("fraud-model-v1")
+                .instance_type(aws_sdk_sagemaker::types::ProductionVariantInstanceType::MlM5Large)
+                .initial_instance_count(1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut squatted = deploy("squatted", 1);
+    squatted["endpointName"] = json!("fraud-b");
+    flow.command(&squatted).await;
+    let end = flow.outcome(&mut seen, "squatted").await;
+    assert_eq!(end["detail"]["outcome"], "FAILED", "{end:#}");
+    assert!(
+        end["detail"]["causeText"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint config guardrails-squatted-blue-green already exists and is not the one this deployment creates (ProductionVariants differs)"),
+        "{end:#}"
+    );
+    let b = flow
+        .admin
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name("fraud-b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        b.endpoint_config_name(),
+        Some("fraud-b-v1"),
+        "never switched"
+    );
+}

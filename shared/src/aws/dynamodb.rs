@@ -5,7 +5,7 @@
 //! | active deployment (at most one per endpoint) | `ENDPOINT#<endpoint>` | `ACTIVE` | `deployment_id`, `version`, `record` (JSON), `active_endpoint` (the sparse index's key) |
 //! | past deployment | `ENDPOINT#<endpoint>` | `HISTORY#<started ms, 15 digits>#<id>` | `deployment_id`, `phase`, `record` |
 //! | audit entry (append-only) | `ENDPOINT#<endpoint>` | `AUDIT#<id>#<sequence, 6 digits>` | `deployment_id`, `at`, `cause`, `entry` (JSON) |
-//! | deployment id (idempotency) | `ENDPOINT#<endpoint>` | `ID#<id>` | |
+//! | deployment id (unique in the account: a request runs once, and no two endpoints share the names made from an id) | `DEPLOYMENT#<id>` | `ID` | `endpoint` |
 //! | page about the outcome | `ENDPOINT#<endpoint>` | `PAGE#<id>` | `page_status` (`claimed`, `sent`), `claimed_at`, `message_id`, `subject`, `sent_at` |
 //!
 //! Every write is conditional: creating the active item requires that none exists (one active
@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 use super::classify;
 use crate::events::StateChange;
 use crate::ports::{
-    AuditEntry, ErrorKind, PageClaim, PortError, PortResult, SentPage, Store, Stored,
+    AuditEntry, ErrorKind, PageClaim, PortError, PortResult, SentPage, Store, Stored, id_taken,
 };
 use crate::units::Timestamp;
 
@@ -182,6 +182,25 @@ impl DynamoStore {
             .collect()
     }
 
+    /// The endpoint whose deployment holds `id`, if any has.
+    async fn id_owner(&self, id: &str) -> PortResult<Option<String>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("DEPLOYMENT#{id}")))
+            .key("sk", s("ID"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:GetItem", &e))?;
+        Ok(out
+            .item()
+            .and_then(|item| item.get("endpoint"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<()> {
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(invalid(format!(
@@ -228,14 +247,16 @@ impl Store for DynamoStore {
         let plan = &record.deployment.plan;
         let mut put = self.active_put(record)?;
         put.condition_expression = Some("attribute_not_exists(pk)".to_owned());
-        // An id item per deployment, so that a request delivered again after its deployment
-        // ended does not run it twice.
+        // An id item per deployment, keyed by the id alone: a request delivered again after its
+        // deployment ended does not run it twice, and no other endpoint can start a deployment
+        // under the same id (the configs and alarms Guardrails names after it would be shared).
         let id = build(
             Put::builder()
                 .table_name(&self.table)
-                .item("pk", pk(&plan.endpoint_name))
-                .item("sk", s(format!("ID#{}", plan.deployment_id)))
-                .condition_expression("attribute_not_exists(sk)")
+                .item("pk", s(format!("DEPLOYMENT#{}", plan.deployment_id)))
+                .item("sk", s("ID"))
+                .item("endpoint", s(&plan.endpoint_name))
+                .condition_expression("attribute_not_exists(pk)")
                 .build(),
         )?;
         let mut items = vec![
@@ -245,13 +266,20 @@ impl Store for DynamoStore {
         items.extend(self.audit_puts(&plan.endpoint_name, audit)?);
         match self.transact(items).await {
             Err(e) if e.kind == ErrorKind::Conflict => {
-                let active = self.load(&plan.endpoint_name).await?;
-                let kind = if active.is_some() {
-                    ErrorKind::AlreadyActive
-                } else {
-                    ErrorKind::Duplicate
-                };
-                Err(PortError::new(kind, e.message))
+                if self.load(&plan.endpoint_name).await?.is_some() {
+                    return Err(PortError::new(ErrorKind::AlreadyActive, e.message));
+                }
+                match self.id_owner(&plan.deployment_id).await? {
+                    Some(owner) if owner == plan.endpoint_name => {
+                        Err(PortError::new(ErrorKind::Duplicate, e.message))
+                    }
+                    Some(owner) => Err(PortError::new(
+                        ErrorKind::Refused,
+                        id_taken(&plan.deployment_id, &owner),
+                    )),
+                    // Neither is there any more: the write may pass now.
+                    None => Err(e),
+                }
             }
             other => other,
         }

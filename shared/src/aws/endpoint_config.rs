@@ -145,6 +145,56 @@ pub fn variants(
     Ok(built)
 }
 
+/// The first field in which `existing` (a config found under the name Guardrails was about to
+/// create) differs from what it would have created from `source` with `built` variants; `None`
+/// when it is exactly that config. Tags are not compared: ListTags is a separate call, and
+/// the variants name the models.
+pub fn difference(
+    existing: &DescribeEndpointConfigOutput,
+    source: &DescribeEndpointConfigOutput,
+    built: &[ProductionVariant],
+) -> Option<&'static str> {
+    let same = [
+        (
+            "ProductionVariants",
+            existing.production_variants() == built,
+        ),
+        (
+            "DataCaptureConfig",
+            existing.data_capture_config == source.data_capture_config,
+        ),
+        ("KmsKeyId", existing.kms_key_id == source.kms_key_id),
+        (
+            "AsyncInferenceConfig",
+            existing.async_inference_config == source.async_inference_config,
+        ),
+        (
+            "ExplainerConfig",
+            existing.explainer_config == source.explainer_config,
+        ),
+        (
+            "ShadowProductionVariants",
+            existing.shadow_production_variants == source.shadow_production_variants,
+        ),
+        (
+            "ExecutionRoleArn",
+            existing.execution_role_arn == source.execution_role_arn,
+        ),
+        ("VpcConfig", existing.vpc_config == source.vpc_config),
+        (
+            "EnableNetworkIsolation",
+            existing.enable_network_isolation == source.enable_network_isolation,
+        ),
+        (
+            "MetricsConfig",
+            existing.metrics_config == source.metrics_config,
+        ),
+    ];
+    same.into_iter()
+        .find(|(_, same)| !same)
+        .map(|(field, _)| field)
+}
+
 fn weight(w: f64) -> f32 {
     #[allow(clippy::cast_possible_truncation)]
     let w = w as f32;
@@ -243,6 +293,19 @@ mod tests {
                 assert!(copy.contains(&setter), "copy_settings does not set {field}");
             }
         }
+        // ... and compared by `difference`, which decides whether a config found under
+        // Guardrails' name is the one it would have made.
+        let compare =
+            &code[code.find("pub fn difference").unwrap()..code.find("fn weight(").unwrap()];
+        for (field, source) in CONFIG_FIELDS {
+            if *source != Source::Guardrails && *field != "Tags" {
+                let field_name = format!("\"{field}\"");
+                assert!(
+                    compare.contains(&field_name),
+                    "difference does not compare {field}"
+                );
+            }
+        }
         // What DescribeEndpointConfig returns covers what is copied.
         let described = sdk_fields(
             "src/operation/describe_endpoint_config/_describe_endpoint_config_output.rs",
@@ -330,6 +393,39 @@ mod tests {
                 .message
                 .contains("fraud-v1 has no variant nope")
         );
+    }
+
+    #[test]
+    fn a_config_found_under_guardrails_name_is_used_only_if_it_is_the_one_it_makes() {
+        let blue = ProductionVariant::builder()
+            .variant_name("AllTraffic")
+            .model_name("fraud-v1")
+            .instance_type(ProductionVariantInstanceType::MlM5Xlarge)
+            .initial_instance_count(2)
+            .build();
+        let source = DescribeEndpointConfigOutput::builder()
+            .endpoint_config_name("fraud-v1")
+            .production_variants(blue.clone())
+            .kms_key_id("alias/models")
+            .build();
+        let built = vec![blue.clone()];
+        let earlier_try = source.clone();
+        assert_eq!(difference(&earlier_try, &source, &built), None);
+        // Another endpoint's config under the same name: another model.
+        let mut other = blue.clone();
+        other.model_name = Some("someone-elses".to_owned());
+        let theirs = DescribeEndpointConfigOutput::builder()
+            .production_variants(other)
+            .kms_key_id("alias/models")
+            .build();
+        assert_eq!(
+            difference(&theirs, &source, &built),
+            Some("ProductionVariants")
+        );
+        let unencrypted = DescribeEndpointConfigOutput::builder()
+            .production_variants(blue)
+            .build();
+        assert_eq!(difference(&unencrypted, &source, &built), Some("KmsKeyId"));
     }
 
     #[test]

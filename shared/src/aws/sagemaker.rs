@@ -260,14 +260,35 @@ impl Endpoints for SageMakerEndpoints {
         };
         let created = endpoint_config::copy_settings(self.client.create_endpoint_config(), &source)
             .endpoint_config_name(config)
-            .set_production_variants(Some(built))
+            .set_production_variants(Some(built.clone()))
             .set_tags(endpoint_config::copyable_tags(&tags))
             .send()
             .await;
         match created {
             Ok(_) => Ok(()),
-            // Convergent: the config this action wants already exists.
-            Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => Ok(()),
+            // Convergent only when the config that exists is the one this action makes (an
+            // earlier try of it): anything else under this name is someone else's.
+            Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => {
+                let existing = self
+                    .client
+                    .describe_endpoint_config()
+                    .endpoint_config_name(config)
+                    .send()
+                    .await
+                    .map_err(|e| classify("sagemaker:DescribeEndpointConfig", &e))?;
+                match endpoint_config::difference(&existing, &source, &built) {
+                    None => Ok(()),
+                    Some(field) => Err(PortError::new(
+                        ErrorKind::Refused,
+                        format!(
+                            "endpoint config {config} already exists and is not the one this \
+                             deployment creates ({field} differs); Guardrails does not use a \
+                             config it did not make"
+                        ),
+                    )
+                    .from_api("sagemaker:CreateEndpointConfig")),
+                }
+            }
             Err(e) => Err(classify("sagemaker:CreateEndpointConfig", &e)),
         }
     }
@@ -535,7 +556,35 @@ impl Endpoints for SageMakerEndpoints {
             .await;
         match created {
             Ok(_) => Ok(()),
-            Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => Ok(()),
+            // A model under this name is used only if it holds this package (an earlier try):
+            // anyone may have created a model of that name before.
+            Err(e) if e.message().is_some_and(|m| m.contains("already existing")) => {
+                let existing = self
+                    .client
+                    .describe_model()
+                    .model_name(model)
+                    .send()
+                    .await
+                    .map_err(|e| classify("sagemaker:DescribeModel", &e))?;
+                let packages: Vec<&str> = existing
+                    .primary_container()
+                    .into_iter()
+                    .chain(existing.containers())
+                    .map(|c| c.model_package_name().unwrap_or_default())
+                    .collect();
+                if !packages.is_empty() && packages.iter().all(|p| *p == package_arn) {
+                    Ok(())
+                } else {
+                    Err(PortError::new(
+                        ErrorKind::Refused,
+                        format!(
+                            "model {model} already exists and does not hold model package \
+                             {package_arn}; deploy it under another modelName"
+                        ),
+                    )
+                    .from_api("sagemaker:CreateModel"))
+                }
+            }
             Err(e) => Err(classify("sagemaker:CreateModel", &e)),
         }
     }

@@ -230,6 +230,26 @@ impl Plan {
                 None
             }
         };
+        if !is_name(&green.model_name, 63) {
+            problem(
+                "green.model_name",
+                format!(
+                    "\"{}\" is not a SageMaker model name (1 to 63 letters, digits or '-', \
+                     starting and ending with a letter or digit)",
+                    green.model_name
+                ),
+            );
+        }
+        if !green.instance_type.is_empty() && !is_instance_type(&green.instance_type) {
+            problem(
+                "green.instance_type",
+                format!(
+                    "\"{}\" is not an instance type SageMaker endpoints run on \
+                     (ProductionVariantInstanceType, for example ml.m5.xlarge)",
+                    green.instance_type
+                ),
+            );
+        }
         if green.instance_count == 0 {
             problem(
                 "green.instance_count",
@@ -431,6 +451,16 @@ pub fn engine_for(policy: &Policy, fleet: &Fleet, green_instance_type: &str) -> 
 }
 
 /// SageMaker's pattern for endpoint, config and variant names: `[a-zA-Z0-9](-*[a-zA-Z0-9])*`.
+/// Every instance type a production variant may have: the `ProductionVariantInstanceType` enum
+/// of SageMaker's API model (the SDK's `values()`, which a test compares with this list), one
+/// per line, sorted.
+const INSTANCE_TYPES: &str = include_str!("instance_types.txt");
+
+/// Whether SageMaker knows `instance_type` as an endpoint's (a production variant's).
+pub fn is_instance_type(instance_type: &str) -> bool {
+    INSTANCE_TYPES.lines().any(|known| known == instance_type)
+}
+
 fn is_name(text: &str, max_chars: usize) -> bool {
     let chars_ok = text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     !text.is_empty()

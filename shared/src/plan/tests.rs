@@ -251,6 +251,8 @@ fn fleet_problems_are_all_reported() {
     });
     let mut bad_green = green(0);
     bad_green.variant_name = "-bad".to_owned();
+    bad_green.model_name = "fraud_scorer:v2".to_owned();
+    bad_green.instance_type = "ml.m5.xlargee".to_owned();
     let err = Plan::new("no spaces please", &policy("{}"), &two, &bad_green).unwrap_err();
     let messages: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -258,10 +260,23 @@ fn fleet_problems_are_all_reported() {
         vec![
             "deployment id: \"no spaces please\" must be 1 to 32 letters, digits or '-', starting with a letter or digit",
             "fleet: endpoint fraud-scorer has 2 production variants (AllTraffic, Shadow); Guardrails deploys to endpoints with exactly one",
+            "green.model_name: \"fraud_scorer:v2\" is not a SageMaker model name (1 to 63 letters, digits or '-', starting and ending with a letter or digit)",
+            "green.instance_type: \"ml.m5.xlargee\" is not an instance type SageMaker endpoints run on (ProductionVariantInstanceType, for example ml.m5.xlarge)",
             "green.instance_count: 0 instances cannot serve traffic; give at least 1",
             "green.variant_name: \"-bad\" is not a SageMaker variant name (1 to 63 letters, digits or '-')",
         ]
     );
+}
+
+/// The list the plan checks instance types against is SageMaker's API model's, as the SDK
+/// this workspace builds with carries it (regenerate `instance_types.txt` when this fails).
+#[cfg(feature = "aws")]
+#[test]
+fn instance_types_are_the_api_models() {
+    let sdk: Vec<&str> = aws_sdk_sagemaker::types::ProductionVariantInstanceType::values().to_vec();
+    let ours: Vec<&str> = INSTANCE_TYPES.lines().collect();
+    assert_eq!(ours, sdk);
+    assert!(is_instance_type("ml.g5.2xlarge") && !is_instance_type("ml.g5.2xlarge "));
 }
 
 #[test]
