@@ -1,5 +1,9 @@
 //! `guardrails`: check a deployment policy and show the plan (the dry run) of rolling a new
-//! model out to an endpoint under it. Reads files and prints; it calls no AWS API.
+//! model out to an endpoint under it (offline: reads files and prints), and look at and
+//! redrive the failed events of a running Guardrails (`failed-events`, through the standard
+//! AWS credential chain).
+
+mod failed_events;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +34,28 @@ enum Command {
     },
     /// Show the steps a deployment would take: the dry run.
     Plan(PlanArgs),
+    /// List the events that failed every retry (the failed-events queue), or send them to
+    /// their functions again with --redrive.
+    FailedEvents(FailedEventsArgs),
+}
+
+#[derive(Debug, Args)]
+struct FailedEventsArgs {
+    /// The queue (the stack's FailedEventsQueueUrl output).
+    #[arg(long, env = "GUARDRAILS_FAILED_EVENTS_QUEUE_URL")]
+    queue_url: String,
+    /// Invoke each event's function with it again; delete the events it took.
+    #[arg(long)]
+    redrive: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The AWS profile to use [default: the standard credential chain's].
+    #[arg(long)]
+    profile: Option<String>,
+    /// The AWS Region [default: the profile's or AWS_REGION].
+    #[arg(long)]
+    region: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +114,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<String, String> {
     match command {
+        Command::FailedEvents(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?
+            .block_on(failed(args)),
         Command::Validate { policy } => {
             read_policy(&policy)?;
             Ok(format!("{}: valid\n", policy.display()))
@@ -131,6 +162,51 @@ fn run(command: Command) -> Result<String, String> {
             }
         }
     }
+}
+
+async fn failed(args: FailedEventsArgs) -> Result<String, String> {
+    let (sqs, lambda) =
+        failed_events::clients(args.profile.as_deref(), args.region.as_deref()).await;
+    if !args.redrive {
+        let (events, unreadable) = failed_events::list(&sqs, &args.queue_url).await?;
+        let events: Vec<_> = events.into_iter().map(|(e, _)| e).collect();
+        return Ok(failed_events::render(&events, &unreadable, args.json));
+    }
+    let (done, unreadable) = failed_events::redrive(&sqs, &lambda, &args.queue_url).await?;
+    let failed = done.iter().filter(|r| r.failed.is_some()).count();
+    if args.json {
+        let list: Vec<serde_json::Value> = done
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "messageId": r.event.message_id, "function": r.event.function,
+                    "redriven": r.failed.is_none(), "error": r.failed,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({ "redriven": list, "unreadable": unreadable });
+        let text = serde_json::to_string_pretty(&out).unwrap_or_default() + "\n";
+        return if failed == 0 { Ok(text) } else { Err(text) };
+    }
+    let mut out = String::new();
+    for r in &done {
+        let name = failed_events::function_name(&r.event.function);
+        match &r.failed {
+            None => out.push_str(&format!("{}  {name}  redriven\n", r.event.message_id)),
+            Some(e) => out.push_str(&format!(
+                "{}  {name}  still failing: {e}\n",
+                r.event.message_id
+            )),
+        }
+    }
+    for u in &unreadable {
+        out.push_str(&format!("unreadable (left in the queue): {u}\n"));
+    }
+    out.push_str(&format!(
+        "{} redriven, {failed} still failing (left in the queue)\n",
+        done.len() - failed
+    ));
+    if failed == 0 { Ok(out) } else { Err(out) }
 }
 
 fn read_policy(path: &PathBuf) -> Result<Policy, String> {

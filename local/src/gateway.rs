@@ -63,6 +63,19 @@ pub(crate) async fn gateway(
     if uri.path().starts_with(crate::lambda::URL_PATH) {
         return crate::lambda::handle(&shared.functions, authorize, &uri, &body).await;
     }
+    if uri.path().starts_with(crate::lambda::INVOKE_PATH) {
+        let invocation_type = headers
+            .get("x-amz-invocation-type")
+            .and_then(|v| v.to_str().ok());
+        return crate::lambda::invoke_api(
+            &shared.functions,
+            authorize,
+            &uri,
+            invocation_type,
+            &body,
+        )
+        .await;
+    }
     match service_of(signed.as_ref(), &headers, &uri).as_deref() {
         Some("sagemaker") => sagemaker(&shared, authorize, &headers, &body).await,
         Some("monitoring") => cloudwatch(&shared, authorize, &uri, &headers, &body).await,

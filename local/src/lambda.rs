@@ -37,7 +37,7 @@ pub fn url_of(stack: &str, binary: &str) -> String {
 }
 
 /// The function's ARN as the template names it (`<stack>-<binary>`).
-fn function_arn(binary: &str) -> String {
+pub fn function_arn(binary: &str) -> String {
     iam::arn(
         "lambda",
         &format!("function:{}-{binary}", iam::template::STACK),
@@ -172,6 +172,153 @@ pub(crate) async fn handle(
                 .into_response()
         }
     }
+}
+
+/// Where Lambda's Invoke API lives (API reference, "Invoke": `POST
+/// /2015-03-31/functions/FunctionName/invocations`).
+pub const INVOKE_PATH: &str = "/2015-03-31/functions/";
+
+/// The functions of the template, by binary.
+const FUNCTIONS: [&str; 4] = [
+    "start-deployment",
+    "endpoint-events",
+    "bake-watcher",
+    "rollback-notifier",
+];
+
+/// The binary `FunctionName` names: a name (`guardrails-bake-watcher`), a partial ARN
+/// (`123456789012:function:guardrails-bake-watcher`) or an ARN, with or without the `$LATEST`
+/// qualifier (API reference, "Invoke", `FunctionName`).
+fn binary_named(function_name: &str) -> Option<&'static str> {
+    let name = function_name
+        .strip_suffix(":$LATEST")
+        .unwrap_or(function_name);
+    let name = name.rsplit(":function:").next().unwrap_or(name);
+    let binary = name.strip_prefix(&format!("{}-", iam::template::STACK))?;
+    FUNCTIONS.iter().copied().find(|f| *f == binary)
+}
+
+/// Lambda's REST-JSON error: the code in `x-amzn-ErrorType`, `{"Type": "User", "message"}`.
+fn lambda_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "Type": "User", "message": message }).to_string();
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(code) = HeaderValue::from_str(code) {
+        h.insert("x-amzn-errortype", code);
+    }
+    response
+}
+
+/// Lambda's Invoke API, for the functions of the template: IAM asks `lambda:InvokeFunction` on
+/// the function (without `lambda:InvokedViaFunctionUrl`, so the operator's URL-only grant does
+/// not allow it). `RequestResponse` (the default) answers 200 with what the function returned,
+/// with `X-Amz-Function-Error: Unhandled` when it failed; `Event` answers 202 (on AWS the
+/// function runs later; here it has run, once, when the answer comes: the retries and the
+/// on-failure destination of asynchronous invocations are the router's, `wiring::route`);
+/// `DryRun` answers 204 without running it.
+pub(crate) async fn invoke_api(
+    functions: &Functions,
+    authorize: impl FnOnce(&[Ask]) -> Result<String, Denied>,
+    uri: &Uri,
+    invocation_type: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let name = uri
+        .path()
+        .strip_prefix(INVOKE_PATH)
+        .and_then(|rest| rest.strip_suffix("/invocations"))
+        .map(percent_decoded)
+        .unwrap_or_default();
+    let Some(binary) = binary_named(&name) else {
+        return lambda_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!(
+                "Function not found: {}",
+                iam::arn("lambda", &format!("function:{name}"))
+            ),
+        );
+    };
+    let function = Resource::new("lambda:function", function_arn(binary));
+    if let Err(denied) = authorize(&[Ask::new("lambda:InvokeFunction", vec![function])]) {
+        return lambda_error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            &denied.message(),
+        );
+    }
+    let event = match invocation_type.unwrap_or("RequestResponse") {
+        "DryRun" => return StatusCode::NO_CONTENT.into_response(),
+        "Event" => true,
+        "RequestResponse" => false,
+        other => {
+            return lambda_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("Unsupported InvocationType: {other}"),
+            );
+        }
+    };
+    let Some(invoker) = functions.get() else {
+        return lambda_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceException",
+            "the local stack runs no functions (guardrails-local up --lambda)",
+        );
+    };
+    let payload = String::from_utf8_lossy(body);
+    let (failed, answer) = match invoker.invoke(binary, &payload).await {
+        Ok((200..=299, answer)) => (false, answer),
+        Ok((_, answer)) => (
+            true,
+            json!({ "errorType": "Unhandled", "errorMessage": answer }).to_string(),
+        ),
+        Err(e) => (
+            true,
+            json!({ "errorType": "Unhandled", "errorMessage": e }).to_string(),
+        ),
+    };
+    let mut response = if event {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        (StatusCode::OK, answer).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static("$LATEST"),
+    );
+    if failed && !event {
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    response
+}
+
+/// `%3A` and the like in a path segment, decoded (a function ARN's colons).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The HTTP response for what the function returned.

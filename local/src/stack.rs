@@ -117,7 +117,11 @@ pub fn iam_of(template: &Path) -> Result<Iam, String> {
     let names = iam::template::Names::local();
     let roles = iam::template::roles(template, &names)?;
     let mut managed = iam::template::managed_policies(template, &names)?;
-    Ok(Iam::with_roles(&roles).with_people(managed.remove("OperatorPolicy")))
+    let operator = ["OperatorPolicy", "FailedEventsPolicy"]
+        .iter()
+        .filter_map(|name| managed.remove(*name))
+        .collect();
+    Ok(Iam::with_roles(&roles).with_people(operator))
 }
 
 /// What the template gives every function beyond the names of its resources, with the local

@@ -26,6 +26,8 @@ pub struct Wired {
     pub timeline_queue_url: String,
     /// Function name to the queue its rules deliver to.
     pub function_queues: BTreeMap<String, String>,
+    /// The template's `FailedEventsQueue`: the on-failure destination of every function.
+    pub failed_events_queue_url: String,
 }
 
 fn err(what: &str, e: impl std::fmt::Debug) -> String {
@@ -172,6 +174,8 @@ pub async fn provision(sdk: &SdkConfig, template_yaml: &str) -> Result<Wired, St
         "Guardrails Deployment State Change", "Guardrails Deployment Refused"
     ]});
     rule_to_queue(&events, "guardrails-timeline", &timeline, &timeline_arn).await?;
+    let (failed_events_queue_url, _) =
+        queue(&sqs, crate::iam::template::FAILED_EVENTS_QUEUE).await?;
     let mut function_queues = BTreeMap::new();
     for (function, rule, pattern) in template_rules(template_yaml)? {
         let (url, arn) = queue(&sqs, &format!("fn-{function}")).await?;
@@ -184,6 +188,7 @@ pub async fn provision(sdk: &SdkConfig, template_yaml: &str) -> Result<Wired, St
         pages_queue_url,
         timeline_queue_url,
         function_queues,
+        failed_events_queue_url,
     })
 }
 
@@ -351,13 +356,14 @@ pub async fn route(
             };
             for message in out.messages() {
                 let body = as_eventbridge_delivers(message.body().unwrap_or_default());
-                match lambda.invoke(function, &body).await {
-                    Ok((200..=299, _)) => {}
-                    Ok((status, body)) => {
-                        eprintln!("guardrails-local: {function} answered {status}: {body}")
-                    }
-                    Err(e) => eprintln!("guardrails-local: {e}"),
-                }
+                invoke_async(
+                    &sqs,
+                    &wired.failed_events_queue_url,
+                    lambda.as_ref(),
+                    function,
+                    &body,
+                )
+                .await;
                 if let Some(handle) = message.receipt_handle() {
                     let _ = sqs
                         .delete_message()
@@ -384,6 +390,76 @@ pub async fn route(
     }
 }
 
+/// Retries of an asynchronous invocation that failed: the template's
+/// `EventInvokeConfig.MaximumRetryAttempts` (Lambda's default is also 2).
+pub const MAXIMUM_RETRY_ATTEMPTS: u32 = 2;
+
+/// An asynchronous invocation, as Lambda makes one of an event EventBridge delivers (Lambda
+/// Developer Guide, "Asynchronous invocation"): a failed invocation is tried again
+/// `MAXIMUM_RETRY_ATTEMPTS` times (on AWS after about one, then two minutes; here at once),
+/// then its invocation record goes to the on-failure destination, the failed-events queue
+/// ("Capturing records of Lambda asynchronous invocations": `requestContext` with the function
+/// and `condition: RetriesExhausted`, the event as `requestPayload`, the error as
+/// `responsePayload`).
+pub async fn invoke_async(
+    sqs: &aws_sdk_sqs::Client,
+    failed_events_queue_url: &str,
+    lambda: &dyn Invoker,
+    function: &str,
+    payload: &str,
+) {
+    let mut error = String::new();
+    for _ in 0..=MAXIMUM_RETRY_ATTEMPTS {
+        match lambda.invoke(function, payload).await {
+            Ok((200..=299, _)) => return,
+            Ok((status, body)) => {
+                eprintln!("guardrails-local: {function} answered {status}: {body}");
+                error = body;
+            }
+            Err(e) => {
+                eprintln!("guardrails-local: {e}");
+                error = e;
+            }
+        }
+    }
+    let record = invocation_record(function, payload, &error, crate::now_ms());
+    if let Err(e) = sqs
+        .send_message()
+        .queue_url(failed_events_queue_url)
+        .message_body(record.to_string())
+        .send()
+        .await
+    {
+        eprintln!("guardrails-local: the failed-events queue refused a record: {e:?}");
+    }
+}
+
+/// The record of an asynchronous invocation of `function` that failed every try.
+pub fn invocation_record(function: &str, payload: &str, error: &str, now_ms: i64) -> Value {
+    let request: Value =
+        serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
+    json!({
+        "version": "1.0",
+        "timestamp": crate::iso8601(now_ms),
+        "requestContext": {
+            "requestId": crate::protocol::request_id(),
+            "functionArn": format!("{}:$LATEST", crate::lambda::function_arn(function)),
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": MAXIMUM_RETRY_ATTEMPTS + 1,
+        },
+        "requestPayload": request,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": { "errorType": "Unhandled", "errorMessage": error },
+    })
+}
+
+/// Fires the schedules that are due. Their invocations are not retried here: on AWS,
+/// Scheduler's own retry policy and Lambda's asynchronous retries would both apply, and a
+/// missed wake-up is caught by the next (and by the sweep).
 async fn fire_due_wake_ups(scheduler: &aws_sdk_scheduler::Client, lambda: &dyn Invoker) {
     let Ok(list) = scheduler.list_schedules().send().await else {
         return;

@@ -61,6 +61,9 @@ fn calls_of(function: &str) -> BTreeSet<String> {
         "rollback-notifier" => {
             return [
                 "sns:Publish",
+                // SNS uses the pages topic's customer managed key on the publisher's behalf.
+                "kms:GenerateDataKey",
+                "kms:Decrypt",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",

@@ -270,6 +270,63 @@ fn the_table_is_protected_logs_expire_and_the_dead_letter_queue_takes_only_this_
     assert!(policy.contains(":rule/*"), "{policy}");
 }
 
+/// Guardrails pages about itself: an alarm on the failed-events queue and on each function's
+/// errors, through the pages topic, whose customer managed key lets CloudWatch publish (the AWS
+/// managed alias/aws/sns would not); each function may have reserved concurrency; the
+/// failed-events policy redrives to every function but start-deployment.
+#[test]
+fn failures_of_guardrails_itself_page_and_a_flood_of_one_function_cannot_starve_the_others() {
+    let template = template();
+    let resources = &template["Resources"];
+    let text = |v: &Yaml| serde_yaml_ng::to_string(v).unwrap();
+    let alarms: Vec<&Yaml> = resources
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .collect();
+    let watched: Vec<String> = alarms
+        .iter()
+        .map(|a| {
+            let p = &a["Properties"];
+            assert!(
+                text(&p["AlarmActions"]).contains("PagesTopic"),
+                "{}",
+                text(a)
+            );
+            assert_eq!(p["TreatMissingData"].as_str(), Some("notBreaching"));
+            text(&p["Dimensions"])
+        })
+        .collect();
+    assert!(
+        watched
+            .iter()
+            .any(|d| d.contains("FailedEventsQueue.QueueName")),
+        "{watched:?}"
+    );
+    for (name, _) in functions(&template) {
+        assert!(
+            watched.iter().any(|d| d.contains(&format!("!Ref {name}"))),
+            "no errors alarm for {name}: {watched:?}"
+        );
+    }
+    let topic = &resources["PagesTopic"]["Properties"];
+    assert_eq!(text(&topic["KmsMasterKeyId"]).trim(), "!Ref PagesKey");
+    let key = text(&resources["PagesKey"]["Properties"]["KeyPolicy"]);
+    assert!(key.contains("cloudwatch.amazonaws.com"), "{key}");
+    assert!(key.contains("kms:GenerateDataKey*"), "{key}");
+    let reserved = text(&template["Globals"]["Function"]["ReservedConcurrentExecutions"]);
+    assert!(reserved.contains("ReservedConcurrency"), "{reserved}");
+    let redrive = text(&resources["FailedEventsPolicy"]);
+    assert!(!redrive.contains("StartDeploymentFunction"), "{redrive}");
+    for function in ["EndpointEvents", "BakeWatcher", "RollbackNotifier"] {
+        assert!(
+            redrive.contains(&format!("{function}Function.Arn")),
+            "{redrive}"
+        );
+    }
+}
+
 /// Every rule takes only this account's events; commands come only through the function URL,
 /// with IAM auth, and the operator's policy keeps `lambda:InvokeFunction` to the URL.
 #[test]

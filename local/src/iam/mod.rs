@@ -29,8 +29,9 @@ pub const ADMIN_SECRET_KEY: &str = "testing";
 pub const ADMIN_ARN: &str = "arn:aws:iam::123456789012:user/local-admin";
 
 /// The local operator: a session of role `ml-release`, holding the template's `OperatorPolicy`
-/// and named in the local stack's `DeployPrincipals`, `ApprovePrincipals` and `AbortPrincipals`
-/// (what a release pipeline or an on-call engineer is given).
+/// and `FailedEventsPolicy` and named in the local stack's `DeployPrincipals`,
+/// `ApprovePrincipals` and `AbortPrincipals` (what a release pipeline or an on-call engineer is
+/// given).
 pub const OPERATOR_ACCESS_KEY: &str = "ASIALOCALOPERATOR";
 pub const OPERATOR_SECRET_KEY: &str = "local-operator";
 pub const OPERATOR_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ml-release";
@@ -218,14 +219,14 @@ impl Iam {
     }
 
     /// Adds the operator (with `operator_policy`) and the intruder.
-    pub fn with_people(mut self, operator_policy: Option<Policy>) -> Iam {
-        if let Some(policy) = operator_policy {
+    pub fn with_people(mut self, operator_policies: Vec<Policy>) -> Iam {
+        if !operator_policies.is_empty() {
             self.principals.insert(
                 OPERATOR_ACCESS_KEY.to_owned(),
                 Principal {
                     arn: OPERATOR_ARN.to_owned(),
                     admin: false,
-                    policies: vec![policy],
+                    policies: operator_policies,
                 },
             );
         }

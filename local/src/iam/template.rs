@@ -40,6 +40,8 @@ pub struct Names {
 pub const TABLE: &str = "guardrails";
 pub const TOPIC: &str = "guardrails-pages";
 pub const FAILED_EVENTS_QUEUE: &str = "guardrails-failed-events";
+/// The pages topic's key (its id: a UUID on AWS).
+pub const PAGES_KEY: &str = "0f1c2d3e-4a5b-4c6d-8e7f-a1b2c3d4e5f6";
 /// The stack name of the local world (functions are `guardrails-<binary>` in ARNs).
 pub const STACK: &str = "guardrails";
 pub const SCHEDULER_ROLE: &str = "guardrails-scheduler";
@@ -59,6 +61,12 @@ impl Names {
             ("PagesTopic", "TopicName", TOPIC.to_owned()),
             ("PagesTopic", "TopicArn", topic_arn.clone()),
             ("FailedEventsQueue", "Arn", queue_arn),
+            (
+                "FailedEventsQueue",
+                "QueueName",
+                FAILED_EVENTS_QUEUE.to_owned(),
+            ),
+            ("PagesKey", "Arn", arn("kms", &format!("key/{PAGES_KEY}"))),
             ("SchedulerRole", "Arn", role_arn(SCHEDULER_ROLE)),
             (
                 "DeploymentsTable",
