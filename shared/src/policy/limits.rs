@@ -85,12 +85,26 @@ pub(super) fn text(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a parsed document is shallow and small enough to read.
+/// Whether a parsed document is shallow and small enough to read: as a text would be, at most
+/// `MAX_POLICY_BYTES` of strings and keys (a document handed over parsed, as a package
+/// target's or a request's JSON policy is, is bounded as its text is).
 pub(super) fn value(value: &Value) -> Result<(), String> {
     let mut count = 0usize;
+    let mut bytes = 0usize;
     let mut stack = vec![(value, 1usize)];
     while let Some((v, depth)) = stack.pop() {
         count += 1;
+        bytes += match v {
+            Value::String(s) => s.len(),
+            Value::Object(members) => members.keys().map(String::len).sum(),
+            _ => 0,
+        };
+        if bytes > MAX_POLICY_BYTES {
+            return Err(format!(
+                "the policy holds more than {MAX_POLICY_BYTES} bytes of text; a policy needs \
+                 under 4,000"
+            ));
+        }
         if count > MAX_VALUES {
             return Err(format!(
                 "the policy holds more than {MAX_VALUES} values; a policy needs under 1,000"
@@ -158,6 +172,8 @@ mod tests {
             deep = Value::Array(vec![deep]);
         }
         assert!(value(&deep).unwrap_err().contains("nested more than 16"));
+        let long = serde_json::json!({ "Guardrails": { "Engine": "é".repeat(MAX_POLICY_BYTES) } });
+        assert!(value(&long).unwrap_err().contains("bytes of text"));
         let wide = Value::Array(vec![Value::Null; MAX_VALUES + 1]);
         assert!(value(&wide).unwrap_err().contains("more than 10000 values"));
     }

@@ -701,9 +701,7 @@ fn huge_deep_or_wide_policies_are_refused_before_parsing() {
         "{e}"
     );
     // A parsed document with too many values (the request's JSON).
-    let alarms: Vec<serde_json::Value> = (0..20_000)
-        .map(|i| serde_json::json!({ "AlarmName": format!("a{i}") }))
-        .collect();
+    let alarms = vec![serde_json::Value::Null; 20_000];
     let wide = serde_json::json!({ "AutoRollbackConfiguration": { "Alarms": alarms } });
     let e = Policy::from_value(&wide).unwrap_err();
     assert!(
