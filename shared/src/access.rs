@@ -23,6 +23,9 @@ pub enum Verb {
     Deploy,
     Approve,
     Abort,
+    /// `status`, `history`, `show`: reading deployments, allowed to `ReadPrincipals` and to
+    /// whoever may send any other command.
+    Read,
 }
 
 impl Verb {
@@ -32,6 +35,7 @@ impl Verb {
             Verb::Deploy => "DeployPrincipals",
             Verb::Approve => "ApprovePrincipals",
             Verb::Abort => "AbortPrincipals",
+            Verb::Read => "ReadPrincipals",
         }
     }
 }
@@ -42,6 +46,7 @@ impl fmt::Display for Verb {
             Verb::Deploy => "deploy",
             Verb::Approve => "approve",
             Verb::Abort => "abort",
+            Verb::Read => "read deployments",
         })
     }
 }
@@ -52,6 +57,7 @@ pub struct Principals {
     pub deploy: Vec<String>,
     pub approve: Vec<String>,
     pub abort: Vec<String>,
+    pub read: Vec<String>,
 }
 
 /// Comma-separated patterns (the template joins each parameter this way); blanks dropped.
@@ -83,11 +89,19 @@ pub fn role_of(caller: &str) -> Option<String> {
 }
 
 impl Principals {
-    fn of(&self, verb: Verb) -> &[String] {
+    fn of(&self, verb: Verb) -> Vec<&String> {
         match verb {
-            Verb::Deploy => &self.deploy,
-            Verb::Approve => &self.approve,
-            Verb::Abort => &self.abort,
+            Verb::Deploy => self.deploy.iter().collect(),
+            Verb::Approve => self.approve.iter().collect(),
+            Verb::Abort => self.abort.iter().collect(),
+            // Who may act on deployments may see them.
+            Verb::Read => self
+                .read
+                .iter()
+                .chain(&self.deploy)
+                .chain(&self.approve)
+                .chain(&self.abort)
+                .collect(),
         }
     }
 
@@ -95,7 +109,7 @@ impl Principals {
     /// to grant it.
     pub fn allow(&self, verb: Verb, caller: &str) -> Result<(), String> {
         let role = role_of(caller);
-        let allowed = self.of(verb).iter().any(|pattern| {
+        let allowed = self.of(verb).into_iter().any(|pattern| {
             let pattern = WildMatch::new(pattern);
             pattern.matches(caller) || role.as_deref().is_some_and(|r| pattern.matches(r))
         });
@@ -122,6 +136,7 @@ mod tests {
             ),
             approve: patterns("arn:aws:sts::123456789012:assumed-role/ml-leads/alice"),
             abort: Vec::new(),
+            read: patterns("arn:aws:iam::123456789012:role/auditors"),
         }
     }
 
@@ -162,6 +177,22 @@ mod tests {
         assert!(
             p.allow(Verb::Deploy, "arn:aws:iam::123456789012:role/ML-release")
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn whoever_may_act_may_read_and_readers_may_only_read() {
+        let p = principals();
+        let auditor = "arn:aws:sts::123456789012:assumed-role/auditors/bob";
+        assert!(p.allow(Verb::Read, auditor).is_ok());
+        assert!(p.allow(Verb::Abort, auditor).is_err());
+        let alice = "arn:aws:sts::123456789012:assumed-role/ml-leads/alice";
+        assert!(p.allow(Verb::Read, alice).is_ok());
+        let stranger = "arn:aws:sts::123456789012:assumed-role/other/eve";
+        assert!(
+            p.allow(Verb::Read, stranger)
+                .unwrap_err()
+                .contains("may not read deployments: the stack's ReadPrincipals parameter")
         );
     }
 

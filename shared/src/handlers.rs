@@ -23,6 +23,7 @@ use crate::policy::Policy;
 use crate::ports::{
     Clock, ErrorKind, PackageTargets, PageClaim, Pager, PortError, SentPage, Store,
 };
+use crate::status;
 
 pub use crate::ports::PackageTarget;
 
@@ -74,6 +75,16 @@ pub enum Handled {
         text: String,
         plan: Box<Plan>,
     },
+    /// The active deployments (`status`).
+    Status { deployments: Vec<status::Status> },
+    /// The endpoint's past deployments, newest first (`history`).
+    History {
+        endpoint: String,
+        deployments: Vec<status::Summary>,
+    },
+    /// One deployment: its summary, its status while active, its plan and its audit trail as
+    /// our events (`show`).
+    Shown(Box<status::Shown>),
     /// On-call was paged.
     Paged {
         endpoint: String,
@@ -368,7 +379,101 @@ pub async fn command(
             };
             person(driver, &c, command, Verb::Abort, &caller).await
         }
+        Sent::Status(r) => read_status(driver, r.endpoint_name.as_deref()).await,
+        Sent::History(r) => {
+            let endpoint = r.endpoint_name.unwrap_or_default();
+            let limit = r.limit.unwrap_or(crate::inbound::DEFAULT_HISTORY);
+            let mut deployments = Vec::new();
+            for stored in driver.store.history(&endpoint, limit).await? {
+                let id = &stored.deployment.plan.deployment_id;
+                let audit = driver.store.audit(&endpoint, id).await?;
+                deployments.push(status::summary(&stored, &audit));
+            }
+            Ok(Answer::of(&Handled::History {
+                endpoint,
+                deployments,
+            }))
+        }
+        Sent::Show(r) => read_one(driver, &r).await,
     }
+}
+
+/// `status`: every active deployment (or the endpoint's), with its watched alarms' states read
+/// in one batched call.
+async fn read_status(driver: &Driver, endpoint: Option<&str>) -> Result<Answer, HandlerError> {
+    let endpoints = match endpoint {
+        Some(e) => vec![e.to_owned()],
+        None => driver.store.active_endpoints().await?,
+    };
+    let mut active = Vec::new();
+    for e in &endpoints {
+        if let Some(stored) = driver.store.load(e).await? {
+            let audit = driver
+                .store
+                .audit(e, &stored.deployment.plan.deployment_id)
+                .await?;
+            active.push((stored, audit.last().cloned()));
+        }
+    }
+    let names: Vec<&str> = active
+        .iter()
+        .flat_map(|(s, _)| s.deployment.plan.watched_alarm_names())
+        .collect();
+    let states = if names.is_empty() {
+        BTreeMap::new()
+    } else {
+        driver.alarms.states(&names).await?
+    };
+    let now = driver.clock.now();
+    let deployments = active
+        .iter()
+        .map(|(s, last)| status::status(s, last.as_ref(), &states, now))
+        .collect();
+    Ok(Answer::of(&Handled::Status { deployments }))
+}
+
+/// `show`: one deployment by id, active or past.
+async fn read_one(driver: &Driver, r: &crate::inbound::ReadBody) -> Result<Answer, HandlerError> {
+    let id = r.deployment_id.clone().unwrap_or_default();
+    let found = driver.store.find(&id).await?;
+    let record = match &found {
+        Some((endpoint, started)) if r.endpoint_name.as_ref().is_none_or(|e| e == endpoint) => {
+            driver.store.record(endpoint, &id, *started).await?
+        }
+        _ => None,
+    };
+    let Some(stored) = record else {
+        let endpoint = r.endpoint_name.clone().unwrap_or_default();
+        return Ok(Answer::refused(
+            404,
+            &endpoint,
+            format!("no deployment {id}"),
+        ));
+    };
+    let endpoint = stored.deployment.plan.endpoint_name.clone();
+    let audit = driver.store.audit(&endpoint, &id).await?;
+    let live = if stored.deployment.phase.is_final() {
+        None
+    } else {
+        let names: Vec<&str> = stored.deployment.plan.watched_alarm_names().collect();
+        let states = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            driver.alarms.states(&names).await?
+        };
+        Some(status::status(
+            &stored,
+            audit.last(),
+            &states,
+            driver.clock.now(),
+        ))
+    };
+    Ok(Answer::of(&Handled::Shown(Box::new(status::Shown {
+        summary: status::summary(&stored, &audit),
+        status: live,
+        plan: stored.deployment.plan.clone(),
+        timeline: status::timeline(&stored, &audit),
+    }))))
 }
 
 /// An approval or abort of the endpoint's active deployment (the one named, if named).

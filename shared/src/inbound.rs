@@ -69,13 +69,38 @@ pub struct CommandBody {
     pub reason: Option<String>,
 }
 
-/// A command as sent to the function URL: `{"command": "deploy" | "approve" | "abort", ...}`.
+/// The body of a read: `status` (every active deployment, or the endpoint's), `history` (the
+/// endpoint's past deployments, newest first), `show` (one deployment, by id).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadBody {
+    #[serde(default)]
+    pub endpoint_name: Option<String>,
+    #[serde(default)]
+    pub deployment_id: Option<String>,
+    /// `history`: how many, newest first (1 to `MAX_HISTORY`, default `DEFAULT_HISTORY`).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The most past deployments one `history` returns, and how many by default.
+pub const MAX_HISTORY: usize = 100;
+pub const DEFAULT_HISTORY: usize = 20;
+
+/// A command as sent to the function URL: `{"command": "deploy" | "approve" | "abort" |
+/// "status" | "history" | "show", ...}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sent {
     Deploy(Box<DeploymentRequest>),
     Approve(CommandBody),
     Abort(CommandBody),
+    Status(ReadBody),
+    History(ReadBody),
+    Show(ReadBody),
 }
+
+/// The commands, as the `command` field names them.
+const COMMANDS: &str = "\"deploy\", \"approve\", \"abort\", \"status\", \"history\", \"show\"";
 
 impl Sent {
     pub fn verb(&self) -> Verb {
@@ -83,6 +108,7 @@ impl Sent {
             Sent::Deploy(_) => Verb::Deploy,
             Sent::Approve(_) => Verb::Approve,
             Sent::Abort(_) => Verb::Abort,
+            Sent::Status(_) | Sent::History(_) | Sent::Show(_) => Verb::Read,
         }
     }
 
@@ -90,6 +116,9 @@ impl Sent {
         match self {
             Sent::Deploy(r) => &r.endpoint_name,
             Sent::Approve(c) | Sent::Abort(c) => &c.endpoint_name,
+            Sent::Status(r) | Sent::History(r) | Sent::Show(r) => {
+                r.endpoint_name.as_deref().unwrap_or_default()
+            }
         }
     }
 }
@@ -156,13 +185,13 @@ pub fn command(body: &str) -> Result<Sent, CommandError> {
         Some(other) => {
             return Err(command_error(
                 endpoint,
-                format!("command: {other} is not one of \"deploy\", \"approve\", \"abort\""),
+                format!("command: {other} is not one of {COMMANDS}"),
             ));
         }
         None => {
             return Err(command_error(
                 endpoint,
-                "command: missing: \"deploy\", \"approve\" or \"abort\"".to_owned(),
+                format!("command: missing: one of {COMMANDS}"),
             ));
         }
     };
@@ -180,11 +209,32 @@ pub fn command(body: &str) -> Result<Sent, CommandError> {
             Sent::Approve(c)
         }
         "abort" => Sent::Abort(body_of(rest, &verb, endpoint)?),
+        "status" => Sent::Status(read_body(rest, &verb, endpoint)?),
+        "history" => {
+            let r = read_body(rest, &verb, endpoint)?;
+            if r.endpoint_name.is_none() {
+                return Err(command_error(
+                    None,
+                    "endpointName: missing: history is of one endpoint".to_owned(),
+                ));
+            }
+            Sent::History(r)
+        }
+        "show" => {
+            let r = read_body(rest, &verb, endpoint)?;
+            if r.deployment_id.is_none() {
+                return Err(command_error(
+                    endpoint,
+                    "deploymentId: missing: show names the deployment".to_owned(),
+                ));
+            }
+            Sent::Show(r)
+        }
         other => {
             let other = crate::units::cut(other, 40);
             return Err(command_error(
                 endpoint,
-                format!("command: {other:?} is not one of \"deploy\", \"approve\", \"abort\""),
+                format!("command: {other:?} is not one of {COMMANDS}"),
             ));
         }
     };
@@ -202,6 +252,36 @@ pub fn command(body: &str) -> Result<Sent, CommandError> {
         }
     }
     Ok(sent)
+}
+
+/// A read's body, its names and limit checked.
+fn read_body(value: Value, verb: &str, endpoint: Option<&str>) -> Result<ReadBody, CommandError> {
+    let r: ReadBody = body_of(value, verb, endpoint)?;
+    if let Some(limit) = r.limit
+        && !(1..=MAX_HISTORY).contains(&limit)
+    {
+        return Err(command_error(
+            endpoint,
+            format!("limit: {limit}; from 1 to {MAX_HISTORY}"),
+        ));
+    }
+    for (field, name) in [
+        ("endpointName", &r.endpoint_name),
+        ("deploymentId", &r.deployment_id),
+    ] {
+        if let Some(name) = name
+            && (name.is_empty() || name.chars().count() > 63)
+        {
+            return Err(command_error(
+                endpoint,
+                format!(
+                    "{field}: {} characters; 1 to 63 are accepted",
+                    name.chars().count()
+                ),
+            ));
+        }
+    }
+    Ok(r)
 }
 
 fn body_of<T: DeserializeOwned>(

@@ -18,4 +18,5 @@ pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod preflight;
+pub mod status;
 pub mod units;

@@ -29,8 +29,8 @@ struct Tables {
     active: BTreeMap<String, Stored>,
     history: Vec<Stored>,
     audit: BTreeMap<(String, String), Vec<AuditEntry>>,
-    /// Every deployment id ever created, with its endpoint (unique in the account).
-    ids: BTreeMap<String, String>,
+    /// Every deployment id ever created, with its endpoint and start (unique in the account).
+    ids: BTreeMap<String, (String, Timestamp)>,
     /// Page claims: claimed at, and what was sent once sent.
     pages: BTreeMap<(String, String), (Timestamp, Option<SentPage>)>,
 }
@@ -79,7 +79,7 @@ impl Store for MemoryStore {
             ));
         }
         let id = &record.deployment.plan.deployment_id;
-        match tables.ids.get(id) {
+        match tables.ids.get(id).map(|(owner, _)| owner) {
             Some(owner) if owner == endpoint => {
                 return Err(PortError::new(
                     ErrorKind::Duplicate,
@@ -89,7 +89,9 @@ impl Store for MemoryStore {
             Some(owner) => return Err(PortError::new(ErrorKind::Refused, id_taken(id, owner))),
             None => {}
         }
-        tables.ids.insert(id.clone(), endpoint.clone());
+        tables
+            .ids
+            .insert(id.clone(), (endpoint.clone(), record.deployment.started_at));
         tables.active.insert(endpoint.clone(), record.clone());
         append_audit(&mut tables, endpoint, audit);
         Ok(())
@@ -140,6 +142,19 @@ impl Store for MemoryStore {
 
     async fn active_endpoints(&self) -> PortResult<Vec<String>> {
         Ok(lock(&self.tables).active.keys().cloned().collect())
+    }
+
+    async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {
+        Ok(self
+            .history(endpoint)
+            .into_iter()
+            .rev()
+            .take(limit)
+            .collect())
+    }
+
+    async fn find(&self, deployment_id: &str) -> PortResult<Option<(String, Timestamp)>> {
+        Ok(lock(&self.tables).ids.get(deployment_id).cloned())
     }
 
     async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>> {

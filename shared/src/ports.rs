@@ -349,6 +349,11 @@ pub trait Store: Send + Sync {
         deployment_id: &str,
         sent: &SentPage,
     ) -> PortResult<()>;
+    /// The endpoint's past deployments, newest first, at most `limit`.
+    async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>>;
+    /// Which endpoint ran deployment `deployment_id`, and when it started (ids are unique in
+    /// the account).
+    async fn find(&self, deployment_id: &str) -> PortResult<Option<(String, Timestamp)>>;
     /// A deployment's record, active or past, by its id and the time it started.
     async fn record(
         &self,

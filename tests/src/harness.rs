@@ -412,6 +412,12 @@ impl<H: SaveHook> Store for HookedStore<H> {
     async fn record(&self, endpoint: &str, id: &str, at: Timestamp) -> PortResult<Option<Stored>> {
         self.inner.record(endpoint, id, at).await
     }
+    async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {
+        self.inner.history(endpoint, limit).await
+    }
+    async fn find(&self, id: &str) -> PortResult<Option<(String, Timestamp)>> {
+        self.inner.find(id).await
+    }
 }
 
 /// Fails the n-th save (from 1) without writing: the invocation dies there.

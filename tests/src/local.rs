@@ -109,6 +109,18 @@ pub fn next_update(stack: &LocalStack, endpoint: &str, outcome: Outcome) {
     });
 }
 
+/// Creates `model` (no container: the emulator serves any model), as a pipeline would before
+/// a deployment names it.
+pub async fn model(c: &Clients, model: &str) {
+    c.sagemaker
+        .create_model()
+        .model_name(model)
+        .execution_role_arn("arn:aws:iam::123456789012:role/local")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateModel {model}: {e:?}"));
+}
+
 /// Creates `model` and an endpoint serving it as variant `AllTraffic` on `config`, and waits
 /// until it is in service.
 pub async fn endpoint_serving(

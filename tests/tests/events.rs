@@ -37,6 +37,7 @@ fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
         ("command-deploy-invalid-policy.json", Some("deploy")),
         ("command-deploy-native-dry-run.json", Some("deploy")),
         ("command-deploy.json", Some("deploy")),
+        ("command-status.json", Some("status")),
         // Not a command any function takes (and from another account: refused there).
         ("forged-deployment-requested.json", Some("Other")),
         (
@@ -100,6 +101,9 @@ fn every_sample_is_read_as_what_it_means() {
                     Sent::Deploy(_) => "deploy",
                     Sent::Approve(_) => "approve",
                     Sent::Abort(_) => "abort",
+                    Sent::Status(_) => "status",
+                    Sent::History(_) => "history",
+                    Sent::Show(_) => "show",
                 })
                 .map_err(|e| e.to_string())
         } else {
@@ -227,8 +231,23 @@ fn malformed_commands_name_their_field() {
     let err = read(&serde_json::json!({ "command": "Approve", "endpointName": "e" })).unwrap_err();
     assert_eq!(
         err.message,
-        "command: \"Approve\" is not one of \"deploy\", \"approve\", \"abort\""
+        "command: \"Approve\" is not one of \"deploy\", \"approve\", \"abort\", \"status\", \"history\", \"show\""
     );
+    // The reads name what they lack.
+    let err = read(&serde_json::json!({ "command": "history" })).unwrap_err();
+    assert_eq!(
+        err.message,
+        "endpointName: missing: history is of one endpoint"
+    );
+    let err = read(&serde_json::json!({ "command": "show", "endpointName": "e" })).unwrap_err();
+    assert_eq!(
+        err.message,
+        "deploymentId: missing: show names the deployment"
+    );
+    let err =
+        read(&serde_json::json!({ "command": "history", "endpointName": "e", "limit": 1000 }))
+            .unwrap_err();
+    assert_eq!(err.message, "limit: 1000; from 1 to 100");
     let err = read(&serde_json::json!({ "endpointName": "e" })).unwrap_err();
     assert!(err.message.starts_with("command: missing"), "{err}");
     let err = guardrails::inbound::command("not json").unwrap_err();

@@ -53,6 +53,9 @@ fn calls_of(function: &str) -> BTreeSet<String> {
             "servicequotas:ListServiceQuotas",
             "sagemaker:DescribeModelPackage",
             "ssm:GetParameter",
+            // The read commands: history and audit trails, the active deployments.
+            "dynamodb:Query",
+            "dynamodb:Scan",
             "application-autoscaling:DescribeScalableTargets",
             "application-autoscaling:DescribeScalingPolicies",
         ],

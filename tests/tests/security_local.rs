@@ -14,7 +14,7 @@ use guardrails::ports::Store;
 use guardrails_local::iam;
 use guardrails_local::stack::default_template;
 use guardrails_tests::flow::Flow;
-use guardrails_tests::local::endpoint_serving;
+use guardrails_tests::local::{endpoint_serving, model};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud";
@@ -39,14 +39,7 @@ fn deploy(id: &str, bake_secs: u32) -> Value {
 async fn start() -> Flow {
     let flow = Flow::start(&default_template()).await;
     endpoint_serving(&flow.admin, ENDPOINT, "fraud-v1", "fraud-model-v1", 2).await;
-    flow.admin
-        .sagemaker
-        .create_model()
-        .model_name("fraud-model-v2")
-        .execution_role_arn("arn:aws:iam::123456789012:role/local")
-        .send()
-        .await
-        .unwrap();
+    model(&flow.admin, "fraud-model-v2").await;
     flow
 }
 

@@ -5,7 +5,7 @@
 //! | active deployment (at most one per endpoint) | `ENDPOINT#<endpoint>` | `ACTIVE` | `deployment_id`, `version`, `record` (JSON), `active_endpoint` (the sparse index's key) |
 //! | past deployment | `ENDPOINT#<endpoint>` | `HISTORY#<started ms, 15 digits>#<id>` | `deployment_id`, `phase`, `record` |
 //! | audit entry (append-only) | `ENDPOINT#<endpoint>` | `AUDIT#<id>#<sequence, 6 digits>` | `deployment_id`, `at`, `cause`, `entry` (JSON) |
-//! | deployment id (unique in the account: a request runs once, and no two endpoints share the names made from an id) | `DEPLOYMENT#<id>` | `ID` | `endpoint` |
+//! | deployment id (unique in the account: a request runs once, and no two endpoints share the names made from an id) | `DEPLOYMENT#<id>` | `ID` | `endpoint`, `started_at` (epoch ms) |
 //! | page about the outcome | `ENDPOINT#<endpoint>` | `PAGE#<id>` | `page_status` (`claimed`, `sent`), `claimed_at`, `message_id`, `subject`, `sent_at` |
 //!
 //! Every write is conditional: creating the active item requires that none exists (one active
@@ -182,25 +182,6 @@ impl DynamoStore {
             .collect()
     }
 
-    /// The endpoint whose deployment holds `id`, if any has.
-    async fn id_owner(&self, id: &str) -> PortResult<Option<String>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("DEPLOYMENT#{id}")))
-            .key("sk", s("ID"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb:GetItem", &e))?;
-        Ok(out
-            .item()
-            .and_then(|item| item.get("endpoint"))
-            .and_then(|v| v.as_s().ok())
-            .cloned())
-    }
-
     async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<()> {
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(invalid(format!(
@@ -256,6 +237,10 @@ impl Store for DynamoStore {
                 .item("pk", s(format!("DEPLOYMENT#{}", plan.deployment_id)))
                 .item("sk", s("ID"))
                 .item("endpoint", s(&plan.endpoint_name))
+                .item(
+                    "started_at",
+                    AttributeValue::N(record.deployment.started_at.epoch_ms().to_string()),
+                )
                 .condition_expression("attribute_not_exists(pk)")
                 .build(),
         )?;
@@ -269,7 +254,11 @@ impl Store for DynamoStore {
                 if self.load(&plan.endpoint_name).await?.is_some() {
                     return Err(PortError::new(ErrorKind::AlreadyActive, e.message));
                 }
-                match self.id_owner(&plan.deployment_id).await? {
+                match self
+                    .find(&plan.deployment_id)
+                    .await?
+                    .map(|(owner, _)| owner)
+                {
                     Some(owner) if owner == plan.endpoint_name => {
                         Err(PortError::new(ErrorKind::Duplicate, e.message))
                     }
@@ -385,6 +374,57 @@ impl Store for DynamoStore {
         }
         endpoints.sort();
         Ok(endpoints)
+    }
+
+    async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {
+        let mut records = Vec::new();
+        let mut start = None;
+        while records.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", pk(endpoint))
+                .expression_attribute_values(":prefix", s("HISTORY#"))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb:Query", &e))?;
+            for item in out.items() {
+                records.push(record_of(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(records)
+    }
+
+    async fn find(&self, deployment_id: &str) -> PortResult<Option<(String, Timestamp)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("DEPLOYMENT#{deployment_id}")))
+            .key("sk", s("ID"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:GetItem", &e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let endpoint = item.get("endpoint").and_then(|v| v.as_s().ok()).cloned();
+        let started = item
+            .get("started_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .map(Timestamp::from_epoch_ms);
+        Ok(endpoint.map(|e| (e, started.unwrap_or(Timestamp::from_epoch_ms(0)))))
     }
 
     async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>> {

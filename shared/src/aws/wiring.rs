@@ -14,7 +14,7 @@
 //! | `GUARDRAILS_TOPIC_ARN` | the SNS topic pages go to (rollback-notifier) | required there |
 //! | `GUARDRAILS_NOTIFY_SUCCESSES` | `true` to page on successes too | `false` |
 //! | `GUARDRAILS_ACCOUNT_ID` | this stack's account: events from others are refused | required |
-//! | `GUARDRAILS_DEPLOY_PRINCIPALS`, `..._APPROVE_...`, `..._ABORT_...` | who may send each command (comma-separated IAM ARN patterns; `access`) | nobody |
+//! | `GUARDRAILS_DEPLOY_PRINCIPALS`, `..._APPROVE_...`, `..._ABORT_...`, `..._READ_...` | who may send each command, and read deployments (comma-separated IAM ARN patterns; `access`) | nobody |
 
 use std::sync::Arc;
 
@@ -105,6 +105,7 @@ pub fn event_settings_from(var: impl Fn(&str) -> Option<String>) -> Result<Setti
             deploy: list("GUARDRAILS_DEPLOY_PRINCIPALS"),
             approve: list("GUARDRAILS_APPROVE_PRINCIPALS"),
             abort: list("GUARDRAILS_ABORT_PRINCIPALS"),
+            read: list("GUARDRAILS_READ_PRINCIPALS"),
         },
         ..Settings::default()
     })

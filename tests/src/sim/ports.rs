@@ -592,6 +592,12 @@ impl Store for Sim {
     async fn record(&self, endpoint: &str, id: &str, at: Timestamp) -> PortResult<Option<Stored>> {
         self.store.record(endpoint, id, at).await
     }
+    async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {
+        Store::history(self.store.as_ref(), endpoint, limit).await
+    }
+    async fn find(&self, id: &str) -> PortResult<Option<(String, Timestamp)>> {
+        self.store.find(id).await
+    }
 }
 
 #[async_trait]
