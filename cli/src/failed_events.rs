@@ -149,14 +149,7 @@ pub async fn clients(
     profile: Option<&str>,
     region: Option<&str>,
 ) -> (aws_sdk_sqs::Client, aws_sdk_lambda::Client) {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(profile) = profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_owned()));
-    }
-    let config = loader.load().await;
+    let config = crate::remote::sdk_config(profile, region).await;
     (
         aws_sdk_sqs::Client::new(&config),
         aws_sdk_lambda::Client::new(&config),

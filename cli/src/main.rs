@@ -1,9 +1,12 @@
 //! `guardrails`: check a deployment policy and show the plan (the dry run) of rolling a new
-//! model out to an endpoint under it (offline: reads files and prints), and look at and
-//! redrive the failed events of a running Guardrails (`failed-events`, through the standard
-//! AWS credential chain).
+//! model out to an endpoint under it (offline: reads files and prints); deploy, watch, approve
+//! and abort through a running Guardrails' function URL (`operate`, `remote`); look at and
+//! redrive its failed events (`failed-events`). Everything that talks to AWS uses the standard
+//! credential chain.
 
 mod failed_events;
+mod operate;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +40,106 @@ enum Command {
     /// List the events that failed every retry (the failed-events queue), or send them to
     /// their functions again with --redrive.
     FailedEvents(FailedEventsArgs),
+    /// Plan (with the live preflight checks), then start a deployment; --wait follows it and
+    /// exits 0 on success, 2 on rollback, 3 on failure, 1 on refusal.
+    Deploy(DeployCommand),
+    /// Every active deployment, or the endpoint's: step, green's share, bake left, alarms.
+    Status {
+        /// Only this endpoint's.
+        endpoint: Option<String>,
+        /// Redraw in place until no deployment is left.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// The endpoint's past deployments, newest first.
+    History {
+        endpoint: String,
+        /// How many (1 to 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// One deployment: who asked, how it ended, and its audit trail as a timeline.
+    Show {
+        deployment: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Approve the endpoint's deployment waiting before its last shift.
+    Approve {
+        endpoint: String,
+        /// The deployment meant (refused if another is active).
+        #[arg(long)]
+        deployment_id: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Abort the endpoint's deployment: it rolls back.
+    Abort {
+        endpoint: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        deployment_id: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// Where a running Guardrails is, and as whom to talk to it.
+#[derive(Debug, Args)]
+struct RemoteArgs {
+    /// The commands URL (the stack's CommandsUrl output) [env: GUARDRAILS_COMMANDS_URL].
+    #[arg(long)]
+    url: Option<String>,
+    /// The AWS profile [default: the standard credential chain's].
+    #[arg(long)]
+    profile: Option<String>,
+    /// The AWS Region [default: the profile's or AWS_REGION].
+    #[arg(long)]
+    region: Option<String>,
+    /// `text` for people, `json` (the answer as Guardrails gives it) for scripts.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    output: String,
+}
+
+#[derive(Debug, Args)]
+struct DeployCommand {
+    /// The endpoint to deploy to.
+    #[arg(long)]
+    endpoint: String,
+    /// The new model (or, with --model-package, the name to create it under).
+    #[arg(long)]
+    model: Option<String>,
+    /// A model package version to deploy (it must be Approved).
+    #[arg(long)]
+    model_package: Option<String>,
+    /// The policy file (JSON or YAML).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Green's instance type [default: blue's].
+    #[arg(long)]
+    instance_type: Option<String>,
+    /// Green's instances at full traffic [default: blue's].
+    #[arg(long)]
+    instances: Option<u32>,
+    /// The deployment's id [default: derived from the request].
+    #[arg(long)]
+    deployment_id: Option<String>,
+    /// Show the plan and the preflight checks; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask before starting.
+    #[arg(long)]
+    yes: bool,
+    /// Follow the deployment to its end; the exit status says how it ended.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -102,8 +205,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
+            print!("{}", output.text);
+            ExitCode::from(output.code)
         }
         Err(message) => {
             eprintln!("{message}");
@@ -112,13 +215,109 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<String, String> {
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+async fn connect(r: &RemoteArgs) -> Result<remote::Remote, String> {
+    remote::Remote::new(r.url.clone(), r.profile.as_deref(), r.region.as_deref()).await
+}
+
+/// The subcommands that talk to a running Guardrails.
+async fn operate_on(command: Command) -> Result<operate::Output, String> {
     match command {
-        Command::FailedEvents(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the runtime: {e}"))?
-            .block_on(failed(args)),
+        Command::Deploy(d) => {
+            let policy_text = std::fs::read_to_string(&d.policy)
+                .map_err(|e| format!("{}: cannot read: {e}", d.policy.display()))?;
+            let remote = connect(&d.remote).await?;
+            let args = operate::DeployArgs {
+                endpoint: d.endpoint,
+                model: d.model,
+                package: d.model_package,
+                policy_text,
+                instance_type: d.instance_type,
+                instance_count: d.instances,
+                deployment_id: d.deployment_id,
+                dry_run: d.dry_run,
+                yes: d.yes,
+                wait: d.wait,
+                json: d.remote.output == "json",
+            };
+            operate::deploy(&remote, &args).await
+        }
+        Command::Status {
+            endpoint,
+            watch,
+            remote,
+        } => {
+            let json = remote.output == "json";
+            operate::status(&connect(&remote).await?, endpoint.as_deref(), watch, json).await
+        }
+        Command::History {
+            endpoint,
+            limit,
+            remote,
+        } => {
+            let json = remote.output == "json";
+            operate::history(&connect(&remote).await?, &endpoint, limit, json).await
+        }
+        Command::Show { deployment, remote } => {
+            let json = remote.output == "json";
+            operate::show(&connect(&remote).await?, &deployment, json).await
+        }
+        Command::Approve {
+            endpoint,
+            deployment_id,
+            remote,
+        } => {
+            let r = connect(&remote).await?;
+            operate::person(&r, "approve", &endpoint, deployment_id.as_deref(), None).await
+        }
+        Command::Abort {
+            endpoint,
+            reason,
+            deployment_id,
+            remote,
+        } => {
+            let r = connect(&remote).await?;
+            operate::person(
+                &r,
+                "abort",
+                &endpoint,
+                deployment_id.as_deref(),
+                Some(&reason),
+            )
+            .await
+        }
+        other => offline(other).map(|text| operate::Output { text, code: 0 }),
+    }
+}
+
+fn run(command: Command) -> Result<operate::Output, String> {
+    match command {
+        Command::Validate { .. } | Command::Plan(_) => {
+            offline(command).map(|text| operate::Output { text, code: 0 })
+        }
+        Command::FailedEvents(args) => runtime()?
+            .block_on(failed(args))
+            .map(|text| operate::Output { text, code: 0 }),
+        remote => runtime()?.block_on(operate_on(remote)),
+    }
+}
+
+/// The subcommands that read files only.
+fn offline(command: Command) -> Result<String, String> {
+    match command {
+        Command::FailedEvents(_)
+        | Command::Deploy(_)
+        | Command::Status { .. }
+        | Command::History { .. }
+        | Command::Show { .. }
+        | Command::Approve { .. }
+        | Command::Abort { .. } => Err("this subcommand talks to a running Guardrails".to_owned()),
         Command::Validate { policy } => {
             read_policy(&policy)?;
             Ok(format!("{}: valid\n", policy.display()))
