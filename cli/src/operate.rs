@@ -92,8 +92,14 @@ pub fn render_status(answer: &Value) -> String {
             .unwrap_or_default()
             .iter()
             .map(|a| {
-                let state = a["state"].as_str().unwrap_or("unknown");
-                format!("{} {}", text(a, "alarmName"), state.to_uppercase())
+                // CloudWatch's words for the states.
+                let state = match a["state"].as_str() {
+                    Some("Ok") => "OK",
+                    Some("Alarm") => "ALARM",
+                    Some("InsufficientData") => "INSUFFICIENT_DATA",
+                    _ => "UNKNOWN",
+                };
+                format!("{} {state}", text(a, "alarmName"))
             })
             .collect();
         t.add_row(vec![
@@ -109,7 +115,7 @@ pub fn render_status(answer: &Value) -> String {
             if alarms.is_empty() {
                 "-".to_owned()
             } else {
-                alarms.join(", ")
+                alarms.join("\n")
             },
         ]);
     }
@@ -433,6 +439,28 @@ mod tests {
         assert_eq!(duration(245), "4m05s");
         assert_eq!(duration(3_720), "1h02m");
         assert_eq!(utc(1_796_223_741_979), "2026-12-02T15:02:21Z");
+    }
+
+    /// `status` of a canary mid-bake, as the function answers it (the answer's shape is the
+    /// one `cli/tests/operator_local.rs` reads from the real function).
+    #[test]
+    fn a_canary_mid_bake_shows_its_step_share_bake_and_alarms() {
+        let answer = json!({ "handled": "status", "deployments": [{
+            "deploymentId": "d-6a7e8febb491", "endpointName": "fraud-scorer",
+            "modelName": "fraud-scorer-v2", "engine": "variant", "state": "BAKING",
+            "step": 1, "stepCount": 2, "greenPercent": 10.0,
+            "bakeEndsAt": 1_796_223_741_979_i64, "bakeSecondsLeft": 245,
+            "startedAt": 1_796_223_000_000_i64, "deadline": 1_796_226_600_000_i64,
+            "requestedBy": "arn:aws:sts::123456789012:assumed-role/ml-release/alice",
+            "approvedBy": null,
+            "alarms": [
+                { "alarmName": "fraud-scorer-5xx", "state": "Ok" },
+                { "alarmName": "guardrails-d-6a7e8febb491-green-errors", "state": "InsufficientData" },
+                { "alarmName": "guardrails-d-6a7e8febb491-green-errors-final", "state": null }
+            ],
+            "lastChange": "green serves 10% (step 1)", "at": 1_796_223_496_979_i64
+        }]});
+        insta::assert_snapshot!(render_status(&answer));
     }
 
     #[test]
