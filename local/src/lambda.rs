@@ -198,9 +198,11 @@ fn binary_named(function_name: &str) -> Option<&'static str> {
     FUNCTIONS.iter().copied().find(|f| *f == binary)
 }
 
-/// Lambda's REST-JSON error: the code in `x-amzn-ErrorType`, `{"Type": "User", "message"}`.
+/// Lambda's REST-JSON error, as Lambda sends it: the code in `x-amzn-ErrorType`, the body
+/// `{"Type": "User", "Message": ...}` (API reference, "Invoke", Errors; botocore reads the
+/// message from `Message` or `message`).
 fn lambda_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "Type": "User", "message": message }).to_string();
+    let body = json!({ "Type": "User", "Message": message }).to_string();
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(

@@ -182,6 +182,45 @@ impl DynamoStore {
             .collect()
     }
 
+    /// The endpoint's items whose sort key starts with `prefix`, every page (consistent reads),
+    /// in key order or, `newest_first`, the reverse; at most `limit`.
+    async fn items(
+        &self,
+        endpoint: &str,
+        prefix: &str,
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> PortResult<Vec<std::collections::HashMap<String, AttributeValue>>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let left = limit.map(|l| l.saturating_sub(items.len()));
+            if left == Some(0) {
+                break;
+            }
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", pk(endpoint))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .scan_index_forward(!newest_first)
+                .set_limit(left.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb:Query", &e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<()> {
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(invalid(format!(
@@ -377,31 +416,8 @@ impl Store for DynamoStore {
     }
 
     async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {
-        let mut records = Vec::new();
-        let mut start = None;
-        while records.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", pk(endpoint))
-                .expression_attribute_values(":prefix", s("HISTORY#"))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("dynamodb:Query", &e))?;
-            for item in out.items() {
-                records.push(record_of(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
-        Ok(records)
+        let items = self.items(endpoint, "HISTORY#", true, Some(limit)).await?;
+        items.iter().map(record_of).collect()
     }
 
     async fn find(&self, deployment_id: &str) -> PortResult<Option<(String, Timestamp)>> {
@@ -428,37 +444,19 @@ impl Store for DynamoStore {
     }
 
     async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>> {
-        let mut entries = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", pk(endpoint))
-                .expression_attribute_values(":prefix", s(format!("AUDIT#{deployment_id}#")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("dynamodb:Query", &e))?;
-            for item in out.items() {
+        let prefix = format!("AUDIT#{deployment_id}#");
+        let items = self.items(endpoint, &prefix, false, None).await?;
+        items
+            .iter()
+            .map(|item| {
                 let text = item
                     .get("entry")
                     .and_then(|v| v.as_s().ok())
                     .ok_or_else(|| invalid("an audit item has no entry".to_owned()))?;
-                entries.push(
-                    serde_json::from_str(text)
-                        .map_err(|e| invalid(format!("an audit entry does not parse: {e}")))?,
-                );
-            }
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
-        Ok(entries)
+                serde_json::from_str(text)
+                    .map_err(|e| invalid(format!("an audit entry does not parse: {e}")))
+            })
+            .collect()
     }
 
     async fn claim_page(
