@@ -37,3 +37,17 @@ if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('carg
 fi
 echo "setup: .venv has cargo-lambda $CARGO_LAMBDA_VERSION"
 echo "setup: .venv has moto $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')"
+# Debian's headless Chromium: the report test (cli/tests/report_local.rs) opens the HTML report
+# in it and checks the chart from its DOM and a screenshot.
+if [ ! -x /usr/bin/chromium ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: apt-get not found: install Debian's chromium package (/usr/bin/chromium) first" >&2
+    exit 1
+  fi
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $as_root apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { $as_root apt-get update -q >/dev/null && $as_root apt-get install -y -q chromium >/dev/null; }
+fi
+echo "setup: $(/usr/bin/chromium --version 2>/dev/null | head -1)"

@@ -4,9 +4,11 @@
 //! redrive its failed events (`failed-events`). Everything that talks to AWS uses the standard
 //! credential chain.
 
+mod chart;
 mod failed_events;
 mod operate;
 mod remote;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +67,19 @@ enum Command {
     /// One deployment: who asked, how it ended, and its audit trail as a timeline.
     Show {
         deployment: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Write one deployment's timeline chart (green's share, each variant's errors and
+    /// latency, alarm bands, every transition) as a self-contained HTML page.
+    Report {
+        deployment: String,
+        /// The HTML file to write.
+        #[arg(long)]
+        html: PathBuf,
+        /// The metrics' period in seconds [default: from the deployment's length and age].
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=86_400))]
+        period: Option<i32>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -215,6 +230,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Now, in epoch milliseconds: the report reads up to it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the command reads the clock of the person using it"
+)]
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -268,6 +294,24 @@ async fn operate_on(command: Command) -> Result<operate::Output, String> {
             let json = remote.output == "json";
             operate::show(&connect(&remote).await?, &deployment, json).await
         }
+        Command::Report {
+            deployment,
+            html,
+            period,
+            remote,
+        } => {
+            let r = connect(&remote).await?;
+            let config =
+                remote::sdk_config(remote.profile.as_deref(), remote.region.as_deref()).await;
+            let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+            let report = report::read(&r, &cloudwatch, &deployment, period, now_ms()).await?;
+            std::fs::write(&html, chart::html(&report))
+                .map_err(|e| format!("{}: cannot write: {e}", html.display()))?;
+            Ok(operate::Output {
+                text: format!("{}: report of {deployment} written\n", html.display()),
+                code: 0,
+            })
+        }
         Command::Approve {
             endpoint,
             deployment_id,
@@ -316,6 +360,7 @@ fn offline(command: Command) -> Result<String, String> {
         | Command::Status { .. }
         | Command::History { .. }
         | Command::Show { .. }
+        | Command::Report { .. }
         | Command::Approve { .. }
         | Command::Abort { .. } => Err("this subcommand talks to a running Guardrails".to_owned()),
         Command::Validate { policy } => {

@@ -8,37 +8,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
+use common::{OPERATOR, guardrails};
 use guardrails_local::iam;
 use guardrails_local::stack::default_template;
 use guardrails_tests::flow::Flow;
 use guardrails_tests::local::{endpoint_serving, model, set_model};
 use serde_json::Value;
 
-const OPERATOR: (&str, &str) = (iam::OPERATOR_ACCESS_KEY, iam::OPERATOR_SECRET_KEY);
 const ENDPOINT: &str = "fraud";
-
-/// `guardrails <args>` signed with `key` against the flow's commands URL: the exit code,
-/// stdout and stderr.
-fn guardrails(flow: &Flow, key: (&str, &str), args: &[&str]) -> (i32, String, String) {
-    let url = guardrails_local::lambda::url_of(&flow.stack.emulator.url(), "start-deployment");
-    let out = Command::new(env!("CARGO_BIN_EXE_guardrails"))
-        .args(args)
-        .env("GUARDRAILS_COMMANDS_URL", url)
-        .env("AWS_ACCESS_KEY_ID", key.0)
-        .env("AWS_SECRET_ACCESS_KEY", key.1)
-        .env("AWS_REGION", iam::REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `guardrails deploy` of `model` to the endpoint under the policy at `policy`, as the operator.
 fn deploy(

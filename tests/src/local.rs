@@ -87,17 +87,22 @@ fn with<T>(stack: &LocalStack, f: impl FnOnce(&mut Emulator) -> T) -> T {
     f(&mut emulator)
 }
 
-/// Sets how `model` behaves under the emulator's synthetic traffic.
+/// Sets how `model` behaves under the emulator's synthetic traffic: its 5xx rate, at the
+/// default latency.
 pub fn set_model(stack: &LocalStack, model: &str, error_rate: f64) {
-    with(stack, |e| {
-        e.behaviours.insert(
-            model.to_owned(),
-            Behaviour {
-                error_rate,
-                latency_ms: 20.0,
-            },
-        )
-    });
+    set_behaviour(
+        stack,
+        model,
+        Behaviour {
+            error_rate,
+            ..Behaviour::default()
+        },
+    );
+}
+
+/// Sets how `model` behaves under the emulator's synthetic traffic.
+pub fn set_behaviour(stack: &LocalStack, model: &str, behaviour: Behaviour) {
+    with(stack, |e| e.behaviours.insert(model.to_owned(), behaviour));
 }
 
 /// Makes the next update of `endpoint` end as `outcome`.

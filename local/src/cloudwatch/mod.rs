@@ -40,6 +40,10 @@ pub struct CloudWatch {
     pub metrics: BTreeMap<MetricKey, Vec<Datapoint>>,
     pub alarms: BTreeMap<String, Alarm>,
     pub composites: BTreeMap<String, Composite>,
+    /// The state changes of deleted alarms: "CloudWatch retains the history of an alarm even
+    /// if you delete the alarm" (API reference, DescribeAlarmHistory). By alarm name, with the
+    /// alarm's type (`MetricAlarm`, `CompositeAlarm`).
+    pub retired_history: Vec<(String, &'static str, alarm::StateUpdate)>,
 }
 
 fn dimensions(value: Option<&Value>) -> Vec<(String, String)> {

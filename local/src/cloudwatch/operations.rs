@@ -179,8 +179,20 @@ impl CloudWatch {
             .flatten()
             .filter_map(Value::as_str)
         {
-            self.alarms.remove(name);
-            self.composites.remove(name);
+            if let Some(a) = self.alarms.remove(name) {
+                let kept = a
+                    .history
+                    .into_iter()
+                    .map(|u| (a.name.clone(), "MetricAlarm", u));
+                self.retired_history.extend(kept);
+            }
+            if let Some(c) = self.composites.remove(name) {
+                let kept = c
+                    .history
+                    .into_iter()
+                    .map(|u| (c.name.clone(), "CompositeAlarm", u));
+                self.retired_history.extend(kept);
+            }
         }
         Ok(map(vec![]))
     }
@@ -222,6 +234,21 @@ impl CloudWatch {
                     );
                 }
             }
+        }
+        if kind.is_none_or(|k| k == "StateUpdate") {
+            updates.extend(
+                self.retired_history
+                    .iter()
+                    .filter(|(n, _, _)| name.is_none_or(|name| n == name))
+                    .filter(|(_, t, _)| {
+                        if *t == "MetricAlarm" {
+                            metric_types
+                        } else {
+                            composite_types
+                        }
+                    })
+                    .map(|(n, t, u)| (n.as_str(), *t, u)),
+            );
         }
         updates.retain(|(_, _, u)| u.at >= start && u.at <= end);
         updates.sort_by_key(|(_, _, u)| u.at);
