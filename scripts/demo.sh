@@ -16,8 +16,8 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== building the functions and the local stack"
-cargo build --locked -q -p guardrails-local -p start-deployment -p endpoint-events \
-  -p bake-watcher -p rollback-notifier
+cargo build --locked -q -p guardrails-local -p guardrails-cli -p start-deployment \
+  -p endpoint-events -p bake-watcher -p rollback-notifier
 target="${CARGO_TARGET_DIR:-target}"
 
 work=$(mktemp -d)
@@ -49,6 +49,11 @@ set -a
 source "$work/stack.env"
 set +a
 export GUARDRAILS_LAMBDA_URL="http://127.0.0.1:$lambda_port"
+# The person's tool, and where the demo leaves the rollback's report (kept after it ends).
+export GUARDRAILS_CLI="$target/debug/guardrails"
+mkdir -p "$target/demo"
+GUARDRAILS_DEMO_OUT="$(cd "$target/demo" && pwd)"
+export GUARDRAILS_DEMO_OUT
 if ! "$target/debug/guardrails-demo"; then
   echo "---- local stack log" >&2; tail -n 40 "$work/stack.log" >&2
   echo "---- functions log" >&2; tail -n 60 "$work/watch.log" >&2

@@ -324,7 +324,7 @@ pub fn html(report: &Report) -> String {
             || "still running".to_owned(),
             |d| format!("took {}", duration(d))
         ),
-        cause = esc(&s.cause),
+        cause = esc(s.cause.trim_end_matches('.')),
         blue = esc(&plan.blue.variant_name),
         blue_model = esc(&plan.blue.model_name),
         green = esc(&plan.green.variant_name),
@@ -353,6 +353,7 @@ svg .panel-title { font-weight: 600; }
 section { padding: 0 80px 24px; max-width: 990px; }
 table { border-collapse: collapse; }
 td, th { padding: 2px 10px 2px 0; text-align: left; vertical-align: top; }
+td:nth-child(-n+4) { white-space: nowrap; }
 code { font-size: 13px; }
 ";
 

@@ -189,4 +189,48 @@ async fn the_operator_deploys_watches_aborts_and_reads_the_history_through_the_c
     let (code, _, err) = guardrails(&flow, OPERATOR, &["show", "d-nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("refused (404): no deployment d-nope"), "{err}");
+
+    // A deployment that waits for a person before its last shift: approve lets it finish.
+    model(&flow.admin, "fraud-model-v5").await;
+    let held = std::fs::read_to_string(policy(1)).unwrap().replace(
+        "Guardrails:\n",
+        "Guardrails:\n  ApproveBeforeFinalShift: true\n",
+    );
+    let held_path = policy(1).with_file_name("held.yaml");
+    std::fs::write(&held_path, held).unwrap();
+    let flags = ["--deployment-id", "d-held", "--yes"];
+    let (code, out, err) = deploy(&flow, "fraud-model-v5", &held_path, &flags);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut state = Value::Null;
+    for _ in 0..60 {
+        let (_, out, _) = guardrails(&flow, OPERATOR, &["status", ENDPOINT, "--output", "json"]);
+        state = serde_json::from_str::<Value>(&out).unwrap()["deployments"][0]["state"].clone();
+        if state == "AWAITING_APPROVAL" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(state, "AWAITING_APPROVAL");
+    let (code, out, err) = guardrails(&flow, OPERATOR, &["approve", ENDPOINT]);
+    assert_eq!(code, 0, "{err}");
+    println!("$ guardrails approve fraud\n{out}");
+    assert!(
+        out.contains("approve: deployment d-held on fraud is now"),
+        "{out}"
+    );
+    let mut shown = Value::Null;
+    for _ in 0..60 {
+        let (_, out, _) = guardrails(&flow, OPERATOR, &["show", "d-held", "--output", "json"]);
+        shown = serde_json::from_str(&out).unwrap();
+        if shown["summary"]["state"] == "SUCCEEDED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(shown["summary"]["state"], "SUCCEEDED", "{shown:#}");
+    let (_, text, _) = guardrails(&flow, OPERATOR, &["show", "d-held"]);
+    assert!(
+        text.contains(&format!("approved by {}", iam::OPERATOR_ARN)),
+        "{text}"
+    );
 }

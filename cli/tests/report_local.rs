@@ -3,7 +3,9 @@
 //! 5xx (and three times slower) that its alarm rolls back, WHEN the operator writes its report,
 //! THEN the page, with no network, draws green's share as steps, each variant's error rate and
 //! latency from CloudWatch, the alarm's band and a marker for every transition with its cause;
-//! a page missing a series is caught, in the DOM and on screen.
+//! a page missing a series is caught, in the DOM and on screen. And the functions' output,
+//! as CloudWatch Logs extracts its embedded metrics, counts the rollback by engine and
+//! outcome, its seconds back to blue, and a refused command.
 
 // Tests fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -131,7 +133,7 @@ fn missing_on_screen(dom: &Html, screen: &Screen) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_report_of_a_rollback_draws_every_series_alarm_band_and_transition() {
+async fn a_rollback_is_reported_drawn_and_counted() {
     let flow = Flow::start(&default_template()).await;
     endpoint_serving(&flow.admin, ENDPOINT, "fraud-v1", "fraud-model-v1", 2).await;
     model(&flow.admin, "fraud-model-v3").await;
@@ -249,6 +251,45 @@ Guardrails:
     screenshot(&broken, &profile, 1_100, height, &png);
     let missing = missing_on_screen(&dom, &Screen::read(&png));
     assert_eq!(missing, ["green in the errors panel"]);
+
+    // Guardrails' own metrics, from the functions' output as CloudWatch Logs extracts them:
+    // the rollback by engine and outcome, its seconds back to blue, and a refused command.
+    let (code, _, err) = guardrails(
+        &flow,
+        OPERATOR,
+        &[
+            "deploy",
+            "--endpoint",
+            "nowhere",
+            "--model",
+            "fraud-model-v3",
+            "--policy",
+            policy,
+        ],
+    );
+    assert_eq!(code, 1, "refused: {err}");
+    let sum = |metric, dims| guardrails_sum(&flow.admin.cloudwatch, metric, dims);
+    let rolled_back = [("Engine", "variant"), ("Outcome", "ROLLED_BACK")];
+    assert_eq!(sum("Deployments", &rolled_back).await, 1.0);
+    assert_eq!(
+        sum(
+            "Deployments",
+            &[("Engine", "variant"), ("Outcome", "SUCCEEDED")]
+        )
+        .await,
+        0.0
+    );
+    let to_blue = sum("SecondsToBlue", &[("Engine", "variant")]).await;
+    assert!(
+        to_blue > 0.0 && to_blue < 60.0,
+        "seconds to blue: {to_blue}"
+    );
+    let refused = sum("EventsRefused", &[("Function", "start-deployment")]).await;
+    assert!(refused >= 1.0, "{refused}");
+    assert_eq!(
+        sum("FunctionErrors", &[("Function", "bake-watcher")]).await,
+        0.0
+    );
 }
 
 /// The page without the path and legend of one series.
@@ -257,4 +298,38 @@ fn regex_free_remove(html: &str, id: &str) -> String {
         .filter(|l| !l.contains(&format!("data-series=\"{id}\"")))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The sum of Guardrails' metric `metric` with `dims` over the last hour.
+async fn guardrails_sum(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    metric: &str,
+    dims: &[(&str, &str)],
+) -> f64 {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let now = i64::try_from(std::time::UNIX_EPOCH.elapsed().unwrap().as_secs()).unwrap();
+    let mut m = Metric::builder()
+        .namespace("Guardrails")
+        .metric_name(metric);
+    for (n, v) in dims {
+        m = m.dimensions(Dimension::builder().name(*n).value(*v).build());
+    }
+    let stat = MetricStat::builder()
+        .metric(m.build())
+        .period(3_600)
+        .stat("Sum");
+    let query = MetricDataQuery::builder()
+        .id("m")
+        .metric_stat(stat.build())
+        .build();
+    let out = cloudwatch
+        .get_metric_data()
+        .metric_data_queries(query)
+        .start_time(DateTime::from_secs(now - 3_000))
+        .end_time(DateTime::from_secs(now + 600))
+        .send()
+        .await
+        .unwrap();
+    out.metric_data_results()[0].values().iter().sum()
 }

@@ -36,6 +36,22 @@ pub fn url_of(stack: &str, binary: &str) -> String {
     format!("{}{URL_PATH}{binary}/", stack.trim_end_matches('/'))
 }
 
+/// The log group Lambda writes function `binary`'s output to (`/aws/lambda/<function name>`).
+pub fn log_group(binary: &str) -> String {
+    format!("/aws/lambda/{}-{binary}", iam::template::STACK)
+}
+
+/// What function `binary` wrote, line by line, as Lambda sends it to CloudWatch Logs: each
+/// line is a log event of its log group, and CloudWatch extracts the metrics of the EMF ones.
+pub fn function_output(emulator: &Mutex<crate::Emulator>, binary: &str, lines: &[String]) {
+    let group = log_group(binary);
+    let now = crate::now_ms();
+    let mut e = crate::lock(emulator);
+    for line in lines {
+        e.cloudwatch.log_event(&group, line, now);
+    }
+}
+
 /// The function's ARN as the template names it (`<stack>-<binary>`).
 pub fn function_arn(binary: &str) -> String {
     iam::arn(

@@ -89,6 +89,8 @@ pub struct Report {
     pub wake_at: Option<Timestamp>,
     /// Why a command was not acted on.
     pub ignored: Option<String>,
+    /// How the deployment ended, when one of these transitions ended it.
+    pub ended: Option<crate::metrics::Ended>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -691,10 +693,29 @@ fn report(
         deployment_id: stored.deployment.plan.deployment_id.clone(),
         endpoint_name: stored.deployment.plan.endpoint_name.clone(),
         phase: stored.deployment.phase.clone(),
+        ended: ended(stored, &transitions),
         transitions,
         actions_performed,
         deferred,
         wake_at,
         ignored: None,
     }
+}
+
+/// How `stored` ended, if one of `transitions` (just saved) ended it.
+fn ended(stored: &Stored, transitions: &[Transition]) -> Option<crate::metrics::Ended> {
+    let last = transitions.iter().rev().find(|t| t.to.is_final())?;
+    let d = &stored.deployment;
+    let outcome = crate::events::PhaseKind::of(&last.to);
+    let secs_to_blue = match (d.rollback_started_at, d.traffic_restored_at) {
+        (Some(started), Some(restored)) if matches!(last.to, Phase::RolledBack { .. }) => {
+            Some((restored.epoch_ms() - started.epoch_ms()).max(0) as f64 / 1_000.0)
+        }
+        _ => None,
+    };
+    Some(crate::metrics::Ended {
+        engine: d.plan.engine,
+        outcome,
+        secs_to_blue,
+    })
 }

@@ -17,6 +17,7 @@ use crate::driver::{Driver, DriverError, Outcome, Report};
 use crate::events::PhaseKind;
 use crate::events::Refusal;
 use crate::inbound::{CommandBody, DeploymentRequest, Inbound, Sent, parse};
+use crate::metrics::Measure;
 use crate::page;
 use crate::plan::{GreenSpec, Plan};
 use crate::policy::Policy;
@@ -63,7 +64,12 @@ impl Default for Settings {
 #[serde(tag = "handled", rename_all = "camelCase")]
 pub enum Handled {
     /// Nothing to do (not ours, not for this function, or malformed); the reason is logged.
-    Ignored { reason: String },
+    Ignored {
+        reason: String,
+        /// The event could not be read (counted as refused in Guardrails' metrics).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        malformed: bool,
+    },
     /// A request that changed nothing; published as a "Guardrails Deployment Refused" event.
     Refused { endpoint: String, reason: String },
     /// Deployments moved on, one entry per endpoint reconciled.
@@ -102,6 +108,41 @@ pub struct Decided {
     pub deployment_id: String,
     pub phase: String,
     pub causes: Vec<String>,
+    /// How the deployment ended, when this invocation ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<crate::metrics::Ended>,
+}
+
+/// What one invocation counts in Guardrails' metrics: its outcome's, or a function error.
+pub fn measures_of(result: Result<&Handled, &HandlerError>) -> Vec<Measure> {
+    match result {
+        Ok(handled) => handled.measures(),
+        Err(_) => vec![Measure::FunctionError],
+    }
+}
+
+impl Handled {
+    /// What this outcome counts in Guardrails' metrics.
+    pub fn measures(&self) -> Vec<Measure> {
+        match self {
+            Handled::Reconciled { deployments } => deployments
+                .iter()
+                .filter_map(|d| {
+                    d.ended.clone().map(|ended| Measure::Ended {
+                        deployment_id: d.deployment_id.clone(),
+                        ended,
+                    })
+                })
+                .collect(),
+            Handled::Refused { .. }
+            | Handled::Ignored {
+                malformed: true, ..
+            } => {
+                vec![Measure::Refused]
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// An error worth retrying the invocation for.
@@ -123,7 +164,10 @@ impl From<PortError> for HandlerError {
 
 fn ignored(reason: String) -> Handled {
     info!(reason = %reason, "ignored");
-    Handled::Ignored { reason }
+    Handled::Ignored {
+        reason,
+        malformed: false,
+    }
 }
 
 fn decided(report: &Report) -> Decided {
@@ -146,6 +190,7 @@ fn decided(report: &Report) -> Decided {
         deployment_id: report.deployment_id.clone(),
         phase: report.phase.label(),
         causes,
+        ended: report.ended.clone(),
     }
 }
 
@@ -155,6 +200,7 @@ fn read(event: &Value, settings: &Settings) -> Result<Inbound, Handled> {
         warn!(error = %e, "malformed event acknowledged without retry");
         Handled::Ignored {
             reason: e.to_string(),
+            malformed: true,
         }
     })
 }

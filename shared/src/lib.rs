@@ -13,6 +13,7 @@ pub mod handlers;
 #[cfg(feature = "aws")]
 pub mod inbound;
 pub mod memory;
+pub mod metrics;
 pub mod page;
 pub mod plan;
 pub mod policy;

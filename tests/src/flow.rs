@@ -33,6 +33,17 @@ struct InProcess {
     notifier_store: DynamoStore,
     pager: SnsTopic,
     settings: Settings,
+    /// Where each function's output goes, as Lambda sends it to CloudWatch Logs.
+    emulator: Arc<std::sync::Mutex<guardrails_local::Emulator>>,
+}
+
+impl InProcess {
+    /// What `main.rs` writes after each invocation: its metrics, as EMF lines of its output.
+    fn output(&self, function: &str, measures: &[guardrails::metrics::Measure]) {
+        let now = self.start.clock.now().epoch_ms();
+        let lines = guardrails::metrics::lines(function, measures, now);
+        guardrails_local::lambda::function_output(&self.emulator, function, &lines);
+    }
 }
 
 #[async_trait]
@@ -41,7 +52,12 @@ impl Invoker for InProcess {
         let event: Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
         // What `start-deployment`'s `main.rs` does: a function URL request is a command.
         if function == "start-deployment" && event.get("requestContext").is_some() {
-            return match handlers::command(&self.start, &self.settings, &event).await {
+            let answer = handlers::command(&self.start, &self.settings, &event).await;
+            self.output(
+                function,
+                &handlers::measures_of(answer.as_ref().map(|a| &a.handled)),
+            );
+            return match answer {
                 Ok(answer) => Ok((200, serde_json::to_string(&answer).unwrap_or_default())),
                 Err(e) => Ok((500, e.to_string())),
             };
@@ -65,6 +81,7 @@ impl Invoker for InProcess {
             }
             other => return Err(format!("no function {other}")),
         };
+        self.output(function, &handlers::measures_of(handled.as_ref()));
         match handled {
             Ok(h) => Ok((200, serde_json::to_string(&h).unwrap_or_default())),
             Err(e) => Ok((500, e.to_string())),
@@ -164,6 +181,7 @@ impl Flow {
                 table: wired.table.clone(),
                 ..local_settings()
             },
+            emulator: stack.emulator.emulator.clone(),
         };
         let invoker: Arc<dyn Invoker> = Arc::new(invoker);
         stack.emulator.serve_functions(invoker.clone());

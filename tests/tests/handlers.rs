@@ -109,7 +109,7 @@ async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published
         .await
         .unwrap();
     assert!(
-        matches!(&again, Handled::Ignored { reason } if reason.starts_with("duplicate request")),
+        matches!(&again, Handled::Ignored { reason, .. } if reason.starts_with("duplicate request")),
         "{again:?}"
     );
     let mut other = request.clone();
@@ -169,7 +169,7 @@ async fn a_duplicated_request_is_recognised_and_another_is_refused_and_published
         .await
         .unwrap();
     assert!(
-        matches!(&again, Handled::Ignored { reason } if reason.starts_with("duplicate request")),
+        matches!(&again, Handled::Ignored { reason, .. } if reason.starts_with("duplicate request")),
         "{again:?}"
     );
 }
@@ -239,7 +239,7 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
         .await
         .unwrap();
     assert!(
-        matches!(&unmapped, Handled::Ignored { reason } if reason.contains("has no package target")),
+        matches!(&unmapped, Handled::Ignored { reason, .. } if reason.contains("has no package target")),
         "{unmapped:?}"
     );
     let policy = body("command-deploy.json")["policy"].clone();
@@ -263,7 +263,7 @@ async fn an_approved_model_package_deploys_to_its_mapped_endpoint() {
         .await
         .unwrap();
     assert!(
-        matches!(&repeated, Handled::Ignored { reason } if reason.contains("duplicate request")),
+        matches!(&repeated, Handled::Ignored { reason, .. } if reason.contains("duplicate request")),
         "{repeated:?}"
     );
 }
@@ -311,7 +311,7 @@ async fn only_an_approval_of_a_completed_version_deploys_it() {
             .await
             .unwrap();
         assert!(
-            matches!(&handled, Handled::Ignored { reason } if reason.contains(expected)),
+            matches!(&handled, Handled::Ignored { reason, .. } if reason.contains(expected)),
             "{expected}: {handled:?}"
         );
     }
@@ -362,7 +362,7 @@ async fn an_approved_version_the_endpoint_already_serves_is_not_deployed_again()
         .await
         .unwrap();
     assert!(
-        matches!(&handled, Handled::Ignored { reason } if reason == "endpoint fraud-scorer already serves model versionedmp-p-idy6c3e1fiqj-2 (variant AllTraffic): nothing to deploy"),
+        matches!(&handled, Handled::Ignored { reason, .. } if reason == "endpoint fraud-scorer already serves model versionedmp-p-idy6c3e1fiqj-2 (variant AllTraffic): nothing to deploy"),
         "{handled:?}"
     );
     assert!(h.store.load("fraud-scorer").await.unwrap().is_none());
@@ -381,7 +381,8 @@ async fn endpoint_events_reconcile_managed_endpoints_and_ignore_the_rest() {
     assert_eq!(
         unmanaged,
         Handled::Ignored {
-            reason: "no active deployment for endpoint MyEndpoint".to_owned()
+            reason: "no active deployment for endpoint MyEndpoint".to_owned(),
+            malformed: false,
         }
     );
     start_deployment(
@@ -458,7 +459,8 @@ async fn the_bake_watcher_reconciles_on_wake_ups_alarms_and_the_sweep_and_aborts
     assert_eq!(
         unwatched,
         Handled::Ignored {
-            reason: "no active deployment watches alarm ServerCpuTooHigh".to_owned()
+            reason: "no active deployment watches alarm ServerCpuTooHigh".to_owned(),
+            malformed: false,
         }
     );
     alarm["detail"]["alarmName"] = json!("fraud-scorer-5xx");
@@ -577,7 +579,7 @@ async fn a_rollback_pages_on_call_exactly_once_with_what_they_need() {
     .await
     .unwrap();
     assert!(
-        matches!(&again, Handled::Ignored { reason } if reason.ends_with("already paged")),
+        matches!(&again, Handled::Ignored { reason, .. } if reason.ends_with("already paged")),
         "{again:?}"
     );
     let pages = pager.pages();
@@ -656,7 +658,7 @@ async fn an_outcome_event_the_table_does_not_back_neither_pages_nor_claims_the_p
     .await
     .unwrap();
     assert!(
-        matches!(&forged, Handled::Ignored { reason } if reason.contains("has no outcome in the table")),
+        matches!(&forged, Handled::Ignored { reason, .. } if reason.contains("has no outcome in the table")),
         "{forged:?}"
     );
     // The same forgery about a real deployment, before it has ended.
@@ -722,7 +724,7 @@ async fn a_request_delivered_again_after_its_deployment_ended_does_not_run_it_tw
         .await
         .unwrap();
     assert!(
-        matches!(&again, Handled::Ignored { reason } if reason.starts_with("duplicate request: deployment d-6a7e8febb491 already ran")),
+        matches!(&again, Handled::Ignored { reason, .. } if reason.starts_with("duplicate request: deployment d-6a7e8febb491 already ran")),
         "{again:?}"
     );
     assert!(

@@ -369,3 +369,53 @@ fn rules_take_this_accounts_events_and_commands_come_only_through_the_signed_url
         "{operator}"
     );
 }
+
+/// The dashboard draws each of Guardrails' own metrics (`guardrails::metrics`), the
+/// failed-events queue and every function, from a body CloudWatch can read (JSON once `!Sub`
+/// has replaced its references).
+#[test]
+fn the_dashboard_shows_guardrails_metrics_failed_events_and_every_function() {
+    let template = template();
+    let dashboard = &template["Resources"]["Dashboard"]["Properties"];
+    let body = serde_yaml_ng::to_string(&dashboard["DashboardBody"]).unwrap();
+    let body = body.trim_start_matches("!Sub").trim();
+    let body: String = serde_yaml_ng::from_str::<String>(body).unwrap();
+    let mut replaced = body.clone();
+    while let Some(start) = replaced.find("${") {
+        let end = start + replaced[start..].find('}').unwrap();
+        replaced.replace_range(start..=end, "x");
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&replaced)
+        .unwrap_or_else(|e| panic!("the dashboard body is not JSON: {e}\n{replaced}"));
+    let metrics: Vec<String> = parsed["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["properties"]["metrics"].as_array().unwrap().clone())
+        .map(|m| m.to_string())
+        .collect();
+    for name in [
+        "Deployments",
+        "SecondsToBlue",
+        "FunctionErrors",
+        "EventsRefused",
+    ] {
+        let drawn = format!("[\"{}\",\"{name}\"", guardrails::metrics::NAMESPACE);
+        assert!(
+            metrics.iter().any(|m| m.starts_with(&drawn)),
+            "{name}: {metrics:?}"
+        );
+    }
+    assert!(body.contains("${FailedEventsQueue.QueueName}"), "{body}");
+    for (name, f) in functions(&template) {
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        assert!(
+            body.contains(&format!("\"Function\", \"{binary}\"")),
+            "{name}'s errors: {body}"
+        );
+        assert!(
+            body.contains(&format!("${{AWS::StackName}}-{binary}")),
+            "{name}'s Lambda metrics: {body}"
+        );
+    }
+}

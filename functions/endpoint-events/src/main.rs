@@ -12,7 +12,13 @@ async fn main() -> Result<(), Error> {
     let settings = guardrails::aws::wiring::event_settings()?;
     let (driver, settings) = (&driver, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let handled = endpoint_events(driver, settings, &event.payload).await?;
+        let result = endpoint_events(driver, settings, &event.payload).await;
+        guardrails::aws::wiring::emit(
+            "endpoint-events",
+            driver.clock.as_ref(),
+            &guardrails::handlers::measures_of(result.as_ref()),
+        );
+        let handled = result?;
         Ok::<Value, Error>(serde_json::to_value(handled)?)
     }))
     .await

@@ -15,8 +15,13 @@ async fn main() -> Result<(), Error> {
     let pager = guardrails::aws::wiring::pager().await?;
     let (settings, store, pager) = (&settings, &store, &pager);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let handled =
-            rollback_notifier(store, pager, &SystemClock, settings, &event.payload).await?;
+        let result = rollback_notifier(store, pager, &SystemClock, settings, &event.payload).await;
+        guardrails::aws::wiring::emit(
+            "rollback-notifier",
+            &SystemClock,
+            &guardrails::handlers::measures_of(result.as_ref()),
+        );
+        let handled = result?;
         Ok::<Value, Error>(serde_json::to_value(handled)?)
     }))
     .await

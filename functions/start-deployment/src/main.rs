@@ -3,7 +3,8 @@
 //! refusal answered and published. Builds the clients once, then hands each invocation to
 //! `guardrails::handlers`.
 
-use guardrails::handlers::{command, start_deployment};
+use guardrails::aws::wiring::emit;
+use guardrails::handlers::{command, measures_of, start_deployment};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -17,10 +18,18 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         // A function URL invocation carries `requestContext`; an EventBridge event does not.
         if event.payload.get("requestContext").is_some() {
-            let answer = command(driver, settings, &event.payload).await?;
-            return Ok::<Value, Error>(serde_json::to_value(answer)?);
+            let result = command(driver, settings, &event.payload).await;
+            let measures = measures_of(result.as_ref().map(|a| &a.handled));
+            emit("start-deployment", driver.clock.as_ref(), &measures);
+            return Ok::<Value, Error>(serde_json::to_value(result?)?);
         }
-        let handled = start_deployment(driver, settings, &event.payload).await?;
+        let result = start_deployment(driver, settings, &event.payload).await;
+        emit(
+            "start-deployment",
+            driver.clock.as_ref(),
+            &measures_of(result.as_ref()),
+        );
+        let handled = result?;
         Ok::<Value, Error>(serde_json::to_value(handled)?)
     }))
     .await

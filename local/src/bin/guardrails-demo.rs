@@ -36,6 +36,10 @@ struct Demo {
     pages_queue: String,
     control: String,
     started: Instant,
+    /// The `guardrails` command.
+    cli: String,
+    /// Where the demo writes its policies and the report.
+    out: String,
 }
 
 fn env(name: &str) -> Result<String, String> {
@@ -160,18 +164,117 @@ impl Demo {
         Ok((status, answer))
     }
 
-    /// A dry run; returns the plan text it answers.
-    async fn dry_run(&self, model: &str, policy: Value) -> Result<String, String> {
-        let body = json!({
-            "command": "deploy", "endpointName": ENDPOINT, "modelName": model,
-            "policy": policy, "dryRun": true
-        });
-        let (status, answer) = self.command(body).await?;
-        answer
-            .get("text")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("start-deployment answered {status} without a plan: {answer}"))
+    /// `guardrails <args>` as the operator (the demo's person), against this stack.
+    fn cli_command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.cli);
+        c.args(args)
+            .env("GUARDRAILS_COMMANDS_URL", &self.commands)
+            .env(
+                "AWS_ACCESS_KEY_ID",
+                guardrails_local::iam::OPERATOR_ACCESS_KEY,
+            )
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                guardrails_local::iam::OPERATOR_SECRET_KEY,
+            )
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+        c
+    }
+
+    /// `guardrails <args>`: its exit status and what it printed.
+    fn guardrails(&self, args: &[&str]) -> Result<(i32, String), String> {
+        let out = self
+            .cli_command(args)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.cli))?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.code().unwrap_or(-1), text))
+    }
+
+    /// Runs `guardrails <args>` and prints it as a person sees it in a terminal.
+    fn shown(&self, args: &[&str]) -> Result<(i32, String), String> {
+        let (code, text) = self.guardrails(args)?;
+        println!("$ guardrails {}", args.join(" "));
+        print!("{text}");
+        if code != 0 {
+            println!("(exit status {code})");
+        }
+        Ok((code, text))
+    }
+
+    /// A policy file for the command.
+    fn policy_file(&self, name: &str, policy: &Value) -> Result<String, String> {
+        let path = std::path::Path::new(&self.out).join(name);
+        let text = serde_json::to_string_pretty(policy).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path.display().to_string())
+    }
+
+    /// A deployment through `guardrails deploy --wait`; while it runs, `guardrails status`
+    /// once it bakes (when `watch` says so). Returns how it ended, as the exit status says.
+    async fn deploy(
+        &self,
+        model: &str,
+        policy: &str,
+        id: &str,
+        watch: bool,
+    ) -> Result<String, String> {
+        let mut deploy = self.cli_command(&[
+            "deploy",
+            "--endpoint",
+            ENDPOINT,
+            "--model",
+            model,
+            "--policy",
+            policy,
+            "--deployment-id",
+            id,
+            "--yes",
+            "--wait",
+        ]);
+        let running = tokio::task::spawn_blocking(move || deploy.output());
+        if watch {
+            let deadline = Instant::now() + STORY_LIMIT;
+            loop {
+                let (_, json) = self.guardrails(&["status", ENDPOINT, "--output", "json"])?;
+                let status: Value = serde_json::from_str(&json).unwrap_or_default();
+                if status["deployments"][0]["state"] == "BAKING" {
+                    println!("{}  while green bakes:", self.clock());
+                    self.shown(&["status", ENDPOINT])?;
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{id} never baked: {json}"));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let out = running
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot run guardrails deploy: {e}"))?;
+        println!(
+            "$ guardrails deploy --endpoint {ENDPOINT} --model {model} --policy {policy} \\\n    --deployment-id {id} --yes --wait"
+        );
+        // The plan it shows first is the dry run's, above: the rest is the deployment.
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.find("\ndeployment ").map(|at| at + 1) {
+            Some(start) if text[..start].contains("Preflight") => {
+                println!("(the plan and its preflight, as in the dry run above)");
+                print!("{}", &text[start..]);
+            }
+            _ => print!("{text}"),
+        }
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        Ok(match out.status.code() {
+            Some(0) => "SUCCEEDED",
+            Some(2) => "ROLLED_BACK",
+            Some(3) => "FAILED",
+            _ => "REFUSED",
+        }
+        .to_owned())
     }
 
     /// Sanity of the door: someone who may only put events cannot reach it.
@@ -378,7 +481,11 @@ async fn story() -> Result<(), String> {
         pages_queue: env("GUARDRAILS_PAGES_QUEUE_URL")?,
         control: env("GUARDRAILS_LOCAL_CONTROL")?,
         started: Instant::now(),
+        cli: env("GUARDRAILS_CLI")?,
+        out: env("GUARDRAILS_DEMO_OUT")?,
     };
+    std::fs::create_dir_all(&demo.out).map_err(|e| format!("{}: {e}", demo.out))?;
+    let canary = demo.policy_file("canary.json", &policy())?;
     println!("== An endpoint serves model v1");
     demo.endpoint_serving_v1().await?;
     demo.intruder_is_refused().await?;
@@ -389,7 +496,22 @@ async fn story() -> Result<(), String> {
     );
 
     println!("\n== The plan and its preflight checks (dry runs: nothing changes)");
-    print!("{}", demo.dry_run("fraud-scorer-v2", policy()).await?);
+    let dry = [
+        "deploy",
+        "--endpoint",
+        ENDPOINT,
+        "--model",
+        "fraud-scorer-v2",
+        "--policy",
+        &canary,
+        "--dry-run",
+    ];
+    let (code, plan) = demo.shown(&dry)?;
+    if code != 0 || !plan.contains("Preflight, before any change:") {
+        return Err(format!(
+            "the dry run did not show the plan ({code}): {plan}"
+        ));
+    }
     // AWS's example threshold, Average >= 1: it only fires when every request fails.
     let example = ErrorAlarm {
         name: "fraud-scorer-5xx",
@@ -420,8 +542,18 @@ async fn story() -> Result<(), String> {
     println!(
         "\nA native request with a typo in an alarm name, an alarm that only fires at 100% errors and a timeout too short for 2 linear steps:"
     );
-    let refused = demo.dry_run("fraud-scorer-v2", native).await?;
-    print!("{refused}");
+    let typo = demo.policy_file("native-typo.json", &native)?;
+    let dry = [
+        "deploy",
+        "--endpoint",
+        ENDPOINT,
+        "--model",
+        "fraud-scorer-v2",
+        "--policy",
+        &typo,
+        "--dry-run",
+    ];
+    let (_, refused) = demo.shown(&dry)?;
     if !refused.contains("BLOCKING  alarms-exist")
         || !refused.contains("warning   alarm-thresholds-can-fire")
     {
@@ -432,9 +564,10 @@ async fn story() -> Result<(), String> {
 
     println!("\n== A canary deployment of v2");
     let v2_started = Instant::now();
-    demo.request("fraud-scorer-v2", policy(), VARIANT_CANARY)
+    println!("{}  {VARIANT_CANARY}, through the command", demo.clock());
+    let v2 = demo
+        .deploy("fraud-scorer-v2", &canary, "d-fraud-v2", true)
         .await?;
-    let v2 = demo.follow("fraud-scorer-v2").await?;
     let v2_secs = v2_started.elapsed().as_secs();
     let after_v2 = demo.serving().await?;
     println!("{}  {ENDPOINT} now serves {after_v2}", demo.clock());
@@ -444,22 +577,32 @@ async fn story() -> Result<(), String> {
         demo.clock()
     );
 
-    println!("\n== A deployment of a faulty v3 (half of its responses are errors)");
+    println!(
+        "\n== A deployment of a faulty v3 (half of its responses are errors, three times slower)"
+    );
     let (status, body) = post(
         &demo.control,
         "/control/models/fraud-scorer-v3",
-        r#"{"error_rate":0.5}"#,
+        r#"{"error_rate":0.5,"latency_ms":60}"#,
     )
     .await?;
     if status != 204 {
         return Err(format!("control API answered {status}: {body}"));
     }
-    demo.request("fraud-scorer-v3", policy(), VARIANT_CANARY)
+    let v3 = demo
+        .deploy("fraud-scorer-v3", &canary, "d-fraud-v3", false)
         .await?;
-    let v3 = demo.follow("fraud-scorer-v3").await?;
     let (subject, message) = demo.page().await?;
     let after_v3 = demo.serving().await?;
     println!("\n== The page on-call received\nSubject: {subject}\n\n{message}");
+    println!("\n== The rollback's report: share, errors, latency, the alarm, every transition");
+    let report = std::path::Path::new(&demo.out).join("rollback-report.html");
+    let report = report.display().to_string();
+    let (code, _) = demo.shown(&["report", "d-fraud-v3", "--html", &report])?;
+    if code != 0 {
+        return Err("the report was not written".to_owned());
+    }
+    println!("open {report} in a browser (it needs no network)");
 
     println!("\n== SageMaker runs a canary of v4 itself (native engine); Guardrails follows it");
     let serving_variant = demo.variant().await?;
@@ -497,6 +640,8 @@ async fn story() -> Result<(), String> {
     let after_v4 = demo.serving().await?;
     println!("{}  {ENDPOINT} now serves {after_v4}", demo.clock());
 
+    println!("\n== What happened on {ENDPOINT}, newest first");
+    let (_, history) = demo.shown(&["history", ENDPOINT])?;
     let iam = demo.iam().await?;
     println!("== Summary");
     println!("  {iam}");
@@ -515,6 +660,7 @@ async fn story() -> Result<(), String> {
         || !name_kept
         || v4 != "SUCCEEDED"
         || !on_v4
+        || !history.contains("d-fraud-v3")
     {
         return Err(format!(
             "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: \

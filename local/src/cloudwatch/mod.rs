@@ -9,6 +9,7 @@
 
 pub mod alarm;
 pub mod composite;
+pub mod emf;
 pub mod iam;
 pub mod math;
 pub mod metrics;
@@ -105,6 +106,27 @@ impl CloudWatch {
                 format!("the local CloudWatch does not implement {other}"),
             )),
         }
+    }
+
+    /// One log event of `log_group`, as CloudWatch Logs takes it: an EMF document's metrics
+    /// are recorded; a broken one counts in `AWS/Logs` instead (`emf`).
+    pub fn log_event(&mut self, log_group: &str, event: &str, now: Ms) {
+        let rejected = match emf::extract(event) {
+            None => return,
+            Some(Ok(points)) => {
+                for (key, point) in points {
+                    self.record(key, point);
+                }
+                return;
+            }
+            Some(Err(emf::Rejected::Parsing(_))) => "EMFParsingErrors",
+            Some(Err(emf::Rejected::Validation(_))) => "EMFValidationErrors",
+        };
+        let dims = vec![("LogGroupName".to_owned(), log_group.to_owned())];
+        self.record(
+            ("AWS/Logs".to_owned(), rejected.to_owned(), dims),
+            Datapoint::values(now, &[1.0]),
+        );
     }
 
     /// Records one datapoint.

@@ -55,6 +55,19 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Writes what one invocation counts as EMF lines on stdout, which Lambda sends to CloudWatch
+/// Logs, where they become metrics (`crate::metrics`).
+pub fn emit(function: &str, clock: &dyn crate::ports::Clock, measures: &[crate::metrics::Measure]) {
+    use std::io::Write;
+    if measures.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    for line in crate::metrics::lines(function, measures, clock.now().epoch_ms()) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
 /// Where the package targets are in Parameter Store, unless `GUARDRAILS_PACKAGE_TARGETS_PATH`
 /// says otherwise.
 pub const PACKAGE_TARGETS_PATH: &str = "/guardrails/package-targets/";
