@@ -145,6 +145,7 @@ async fn the_operator_deploys_watches_aborts_and_reads_the_history_through_the_c
         &["abort", ENDPOINT, "--reason", "seen enough"],
     );
     assert_eq!(code, 0, "{err}");
+    println!("$ guardrails abort fraud --reason \"seen enough\"\n{out}");
     assert!(
         out.contains("abort: deployment d-long on fraud is now"),
         "{out}"
