@@ -12,6 +12,7 @@ pub mod events;
 pub mod handlers;
 #[cfg(feature = "aws")]
 pub mod inbound;
+pub mod judge;
 pub mod memory;
 pub mod metrics;
 pub mod page;
