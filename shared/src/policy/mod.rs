@@ -21,6 +21,7 @@
 
 pub mod limits;
 mod read;
+mod read_analysis;
 mod read_guardrails;
 mod reader;
 mod rules;
@@ -206,6 +207,90 @@ pub struct GuardrailsSection {
     /// watched, before the deployment succeeds; the last step's bake when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_fleet_bake_in_seconds: Option<u32>,
+    /// How the judge compares green with blue (`Guardrails.Analysis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+/// `Guardrails.Analysis`: how the judge compares green with blue while both serve (README,
+/// "The judge"). Absent, the defaults apply: green's 5xx rate against blue's, a 50% worse
+/// green worth acting on, a 1% false-rollback rate, 1,000 green requests before any verdict,
+/// and an inconclusive bake extended by up to 600 s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Analysis {
+    /// What is compared; each comparison gets an equal share of the false-rollback rate.
+    pub compare: Vec<Comparison>,
+    /// The most deployments of a green identical to blue that may be rolled back, 0 to 0.2.
+    pub false_rollback_rate: f64,
+    /// Green requests a step must have served before the judge says anything.
+    pub minimum_green_requests: u32,
+    pub when_inconclusive: WhenInconclusive,
+    /// With `Extend`: how much longer an inconclusive bake may run, then it holds for
+    /// approval.
+    pub extend_up_to_seconds: u32,
+}
+
+impl Default for Analysis {
+    fn default() -> Analysis {
+        Analysis {
+            compare: vec![Comparison {
+                metric: ComparedMetric::ErrorRate { include_4xx: false },
+                minimum_degradation_percent: 50.0,
+            }],
+            false_rollback_rate: 0.01,
+            minimum_green_requests: 1_000,
+            when_inconclusive: WhenInconclusive::Extend,
+            extend_up_to_seconds: 600,
+        }
+    }
+}
+
+/// One thing the judge compares, and how much worse green must be for it to matter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Comparison {
+    #[serde(flatten)]
+    pub metric: ComparedMetric,
+    /// Green's rate of bad requests this many percent above blue's is worth a rollback.
+    pub minimum_degradation_percent: f64,
+}
+
+/// What counts as a bad request, per variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "Metric")]
+pub enum ComparedMetric {
+    /// `Invocation5XXErrors` (and `Invocation4XXErrors`) over `Invocations`.
+    ErrorRate {
+        #[serde(rename = "Include4XX")]
+        include_4xx: bool,
+    },
+    /// Requests slower than blue's `ModelLatency` at this percentile, counted with
+    /// CloudWatch's percentile rank of that latency on each side.
+    Latency {
+        #[serde(rename = "Percentile")]
+        percentile: f64,
+    },
+    /// A count the user's code publishes per variant (`EndpointName`, `VariantName`), its
+    /// `Sum` over `Invocations`.
+    Custom {
+        #[serde(rename = "Namespace")]
+        namespace: String,
+        #[serde(rename = "MetricName")]
+        metric_name: String,
+    },
+}
+
+/// What a bake that ends without a verdict does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WhenInconclusive {
+    /// Bake longer, up to `ExtendUpToSeconds`, then hold for approval.
+    Extend,
+    /// Wait for a person (`guardrails approve` or `abort`).
+    HoldForApproval,
+    RollBack,
+    /// Go on, and say in the record and the page that it passed without a verdict.
+    Pass,
 }
 
 /// An alarm that Guardrails creates for the green variant only (dimensions `EndpointName` and

@@ -217,6 +217,7 @@ pub(super) fn guardrails(
             "ApproveBeforeFinalShift",
             "PollIntervalInSeconds",
             "FinalFleetBakeInSeconds",
+            "Analysis",
         ],
         problems,
     )?;
@@ -245,6 +246,9 @@ pub(super) fn guardrails(
     let final_bake = obj
         .get("FinalFleetBakeInSeconds")
         .map(|(v, p)| whole_number(v, &p, 0, FINAL_BAKE_MAX_SECS, "seconds", problems));
+    let analysis = obj
+        .get("Analysis")
+        .map(|(v, p)| super::read_analysis::analysis(v, &p, problems));
     obj.finish(problems);
     Some(GuardrailsSection {
         engine: engine?,
@@ -253,6 +257,7 @@ pub(super) fn guardrails(
         approve_before_final_shift: approve?,
         poll_interval_in_seconds: transpose(poll)?,
         final_fleet_bake_in_seconds: transpose(final_bake)?,
+        analysis: transpose(analysis)?,
     })
 }
 

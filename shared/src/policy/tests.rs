@@ -717,3 +717,104 @@ fn huge_deep_or_wide_policies_are_refused_before_parsing() {
     assert_eq!(e.problems.len(), limits::MAX_PROBLEMS + 1, "{e}");
     assert!(e.problems[50].message.contains("more problems"), "{e}");
 }
+
+#[test]
+fn the_analysis_section_reads_what_to_compare_and_defaults_the_rest() {
+    let policy = parses(
+        r#"Guardrails:
+  Analysis:
+    Compare:
+      - Metric: ErrorRate
+        Include4XX: true
+        MinimumDegradationPercent: 25
+      - Metric: Latency
+        Percentile: 99.5
+      - Metric: Custom
+        Namespace: FraudScorer
+        MetricName: BadPredictions
+    FalseRollbackRate: 0.005
+    WhenInconclusive: HoldForApproval
+"#,
+    );
+    let analysis = policy.guardrails.analysis.clone().unwrap();
+    assert_eq!(
+        analysis.compare,
+        vec![
+            Comparison {
+                metric: ComparedMetric::ErrorRate { include_4xx: true },
+                minimum_degradation_percent: 25.0,
+            },
+            Comparison {
+                metric: ComparedMetric::Latency { percentile: 99.5 },
+                minimum_degradation_percent: 50.0,
+            },
+            Comparison {
+                metric: ComparedMetric::Custom {
+                    namespace: "FraudScorer".to_owned(),
+                    metric_name: "BadPredictions".to_owned(),
+                },
+                minimum_degradation_percent: 50.0,
+            },
+        ]
+    );
+    assert_eq!(analysis.false_rollback_rate, 0.005);
+    assert_eq!(analysis.minimum_green_requests, 1_000);
+    assert_eq!(
+        analysis.when_inconclusive,
+        WhenInconclusive::HoldForApproval
+    );
+    // An empty section is the defaults; no section at all is none (the judge off, for now).
+    let empty = parses("Guardrails:\n  Analysis: {}\n");
+    assert_eq!(empty.guardrails.analysis, Some(Analysis::default()));
+    assert_eq!(parses("Guardrails: {}\n").guardrails.analysis, None);
+    // It serializes back as written.
+    let back = serde_json::to_value(&analysis).unwrap();
+    assert_eq!(back["Compare"][0]["Metric"], "ErrorRate");
+    assert_eq!(back["Compare"][0]["Include4XX"], true);
+    assert_eq!(back["Compare"][2]["MetricName"], "BadPredictions");
+    let again: Analysis = serde_json::from_value(back).unwrap();
+    assert_eq!(again, analysis);
+}
+
+#[test]
+fn invalid_analyses_say_what_and_where() {
+    let found = problems(
+        r#"Guardrails:
+  Analysis:
+    Compare:
+      - Metric: ErrorRates
+      - Metric: Latency
+        Percentile: 100
+        Include4XX: true
+      - Metric: Custom
+        Namespace: FraudScorer
+      - Metric: Latency
+        MinimumDegradationPercent: 0
+      - Metric: Latency
+    FalseRollbackRate: 0.5
+    MinimumGreenRequests: 0
+    WhenInconclusive: Pass
+    ExtendUpToSeconds: 60
+"#,
+    );
+    let expect = [
+        "Guardrails.Analysis.Compare[0].Metric: \"ErrorRates\" is not one of ErrorRate, Latency or Custom (did you mean ErrorRate?)",
+        "Guardrails.Analysis.Compare[1].Include4XX: only an ErrorRate comparison takes Include4XX",
+        "Guardrails.Analysis.Compare[1].Percentile: 100 is out of range; allowed: from 50 to 99.9",
+        "Guardrails.Analysis.Compare[2].MetricName: is required",
+        "Guardrails.Analysis.Compare[3].MinimumDegradationPercent: 0 is out of range; allowed: more than 0 to 1000 percent",
+        "Guardrails.Analysis.FalseRollbackRate: 0.5 is out of range; allowed: more than 0 to 0.2",
+        "Guardrails.Analysis.MinimumGreenRequests: 0 is out of range; allowed: 1 to 10000000 requests",
+        "Guardrails.Analysis.ExtendUpToSeconds: only WhenInconclusive: Extend takes ExtendUpToSeconds",
+    ];
+    for e in expect {
+        assert!(found.iter().any(|f| f == e), "missing {e:?} in {found:#?}");
+    }
+    let twice = problems(
+        "Guardrails:\n  Analysis:\n    Compare:\n      - Metric: Latency\n      - Metric: Latency\n        MinimumDegradationPercent: 20\n",
+    );
+    assert_eq!(
+        twice,
+        ["Guardrails.Analysis.Compare[1].Metric: compares what another entry already compares"]
+    );
+}
