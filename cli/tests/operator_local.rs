@@ -44,28 +44,7 @@ fn deploy(
 
 /// A policy file: a 50% canary baking `bake` seconds, green's error alarm watched.
 fn policy(bake: u32) -> PathBuf {
-    let text = format!(
-        r#"BlueGreenUpdatePolicy:
-  TrafficRoutingConfiguration:
-    Type: CANARY
-    CanarySize: {{ Type: CAPACITY_PERCENT, Value: 50 }}
-    WaitIntervalInSeconds: {bake}
-  TerminationWaitInSeconds: 1
-  MaximumExecutionTimeoutInSeconds: 900
-Guardrails:
-  PollIntervalInSeconds: 1
-  Alarms:
-    - Name: errors
-      MetricName: Invocation5XXErrors
-      Statistic: Average
-      ComparisonOperator: GreaterThanThreshold
-      Threshold: 0.05
-      PeriodInSeconds: 10
-      EvaluationPeriods: 1
-      DatapointsToAlarm: 1
-      TreatMissingData: notBreaching
-"#
-    );
+    let text = common::canary_policy(bake);
     let dir = std::env::temp_dir().join(format!("guardrails-cli-{}-{bake}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("policy.yaml");

@@ -147,30 +147,7 @@ async fn a_rollback_is_reported_drawn_and_counted() {
     );
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(
-        &policy,
-        r#"BlueGreenUpdatePolicy:
-  TrafficRoutingConfiguration:
-    Type: CANARY
-    CanarySize: { Type: CAPACITY_PERCENT, Value: 50 }
-    WaitIntervalInSeconds: 60
-  TerminationWaitInSeconds: 1
-  MaximumExecutionTimeoutInSeconds: 900
-Guardrails:
-  PollIntervalInSeconds: 1
-  Alarms:
-    - Name: errors
-      MetricName: Invocation5XXErrors
-      Statistic: Average
-      ComparisonOperator: GreaterThanThreshold
-      Threshold: 0.05
-      PeriodInSeconds: 10
-      EvaluationPeriods: 1
-      DatapointsToAlarm: 1
-      TreatMissingData: notBreaching
-"#,
-    )
-    .unwrap();
+    std::fs::write(&policy, common::canary_policy(60)).unwrap();
     let policy = policy.to_str().unwrap();
     let args = [
         "deploy",

@@ -32,6 +32,33 @@ pub fn guardrails(flow: &Flow, key: (&str, &str), args: &[&str]) -> (i32, String
     )
 }
 
+/// A policy: a 50% canary baking `bake` seconds, green's error alarm (5xx Average above 5%
+/// over 10 s) watched.
+pub fn canary_policy(bake: u32) -> String {
+    format!(
+        r#"BlueGreenUpdatePolicy:
+  TrafficRoutingConfiguration:
+    Type: CANARY
+    CanarySize: {{ Type: CAPACITY_PERCENT, Value: 50 }}
+    WaitIntervalInSeconds: {bake}
+  TerminationWaitInSeconds: 1
+  MaximumExecutionTimeoutInSeconds: 900
+Guardrails:
+  PollIntervalInSeconds: 1
+  Alarms:
+    - Name: errors
+      MetricName: Invocation5XXErrors
+      Statistic: Average
+      ComparisonOperator: GreaterThanThreshold
+      Threshold: 0.05
+      PeriodInSeconds: 10
+      EvaluationPeriods: 1
+      DatapointsToAlarm: 1
+      TreatMissingData: notBreaching
+"#
+    )
+}
+
 /// Debian's Chromium.
 fn chromium() -> PathBuf {
     let path = PathBuf::from("/usr/bin/chromium");
