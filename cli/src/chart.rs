@@ -208,10 +208,7 @@ fn band_svg(out: &mut String, band: &Band, f: &Frame, top: i64) {
 
 /// A value's name as our events spell it (`ROLLED_BACK`, `variant`).
 fn word<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "-".to_owned(),
-    }
+    guardrails::units::wire_name(value).unwrap_or_else(|| "-".to_owned())
 }
 
 /// `12`, `0.5`, `1.25`: no trailing zeros.

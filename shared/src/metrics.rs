@@ -40,10 +40,7 @@ pub enum Measure {
 
 /// A value's name as our events spell it (`ROLLED_BACK`, `variant`).
 fn word<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(s)) => s,
-        _ => String::new(),
-    }
+    crate::units::wire_name(value).unwrap_or_default()
 }
 
 fn directive(dimensions: &[&str], metrics: &[(&str, &str)]) -> Value {

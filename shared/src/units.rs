@@ -189,6 +189,15 @@ pub fn cut(text: &str, max: usize) -> String {
     }
 }
 
+/// A unit enum's name as it is spelt on the wire, where serde writes it as a string
+/// (`ROLLED_BACK`, `variant`): for labels in metrics and pages that must match our events.
+pub fn wire_name<T: Serialize>(value: &T) -> Option<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,10 @@ pub mod rules {
     /// 1-255): the specification refers to them.
     pub const MAX_NAME_CHARS: usize = 255;
     pub const MAX_DIMENSION_VALUE_CHARS: usize = 1_024;
+    /// "You cannot specify a namespace that begins with 'AWS/'. Namespaces that begin with
+    /// 'AWS/' are reserved for use by Amazon Web Services products" (API reference,
+    /// PutMetricData): the specification says nothing, so its neighbour's rule is kept.
+    pub const RESERVED_NAMESPACE_PREFIX: &str = "AWS/";
     /// `StorageResolution`: 1 (high resolution) or 60, the default (specification).
     pub const STORAGE_RESOLUTIONS: [i64; 2] = [1, 60];
     /// `Unit`: the `StandardUnit` values of the API model (specification: "MUST be a valid
@@ -132,7 +136,7 @@ fn points(root: &Map<String, Value>, aws: &Value) -> Result<Vec<(MetricKey, Data
         let namespace = directive
             .get("Namespace")
             .and_then(Value::as_str)
-            .filter(|n| name_ok(n) && !n.starts_with("AWS/"))
+            .filter(|n| name_ok(n) && !n.starts_with(rules::RESERVED_NAMESPACE_PREFIX))
             .ok_or_else(|| {
                 invalid(format!(
                     "{}: required, 1-255 characters, not AWS/",
