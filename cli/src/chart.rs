@@ -27,6 +27,8 @@ pub const ALARM: &str = "#dc2626";
 struct Frame {
     from: i64,
     to: i64,
+    /// The metrics' period, in ms.
+    period_ms: i64,
 }
 
 impl Frame {
@@ -84,7 +86,19 @@ fn tick_secs(span_secs: i64) -> i64 {
     .unwrap_or(86_400)
 }
 
+/// A series' SVG path. A line joins the points at their periods' middles; a series with one
+/// point (green served for a single period before a rollback) is drawn across that period, so
+/// that it shows as a line rather than an invisible lone point.
 fn path(series: &Series, f: &Frame, y: &dyn Fn(f64) -> f64) -> String {
+    if let ([(at, v)], false) = (series.points.as_slice(), series.steps) {
+        let half = f.period_ms / 2;
+        let py = y(*v);
+        return format!(
+            "M{:.1},{py:.1} L{:.1},{py:.1}",
+            f.x(at - half),
+            f.x(at + half)
+        );
+    }
     let mut d = String::new();
     let mut last_y = None;
     for (i, (at, v)) in series.points.iter().enumerate() {
@@ -222,6 +236,7 @@ pub fn html(report: &Report) -> String {
     let f = Frame {
         from: report.from,
         to: report.to,
+        period_ms: i64::from(report.period_secs) * 1_000,
     };
     let s = &report.shown.summary;
     let plan = &report.shown.plan;
@@ -368,5 +383,27 @@ mod tests {
         assert_eq!(trim(25.0), "25");
         assert_eq!(tick_secs(60), 10);
         assert_eq!(tick_secs(3_600), 600);
+    }
+
+    #[test]
+    fn a_lone_datapoint_is_drawn_across_its_period() {
+        let f = Frame {
+            from: 0,
+            to: 10_000,
+            period_ms: 1_000,
+        };
+        let mut lone = Series {
+            id: "green-error-rate".to_owned(),
+            label: String::new(),
+            panel: Panel::Errors,
+            side: Side::Green,
+            steps: false,
+            points: vec![(5_500, 30.0)],
+        };
+        let y = |v: f64| 100.0 - v;
+        // 99 px a second from x = 80: the period [5 s, 6 s).
+        assert_eq!(path(&lone, &f, &y), "M575.0,70.0 L674.0,70.0");
+        lone.points.push((6_500, 10.0));
+        assert_eq!(path(&lone, &f, &y), "M624.5,70.0 L723.5,90.0");
     }
 }

@@ -41,7 +41,9 @@ fn select<'a>(dom: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
     dom.select(&Selector::parse(css).unwrap()).collect()
 }
 
-/// The series the DOM does not draw (absent, or with fewer than two points).
+/// The series the DOM does not draw (absent, with no data, or with no line to see). How many
+/// periods green served before the rollback depends on how the second boundaries fall; one is
+/// enough, as the chart draws a lone datapoint across its period.
 fn missing_series(dom: &Html) -> Vec<&'static str> {
     SERIES
         .into_iter()
@@ -50,7 +52,7 @@ fn missing_series(dom: &Html) -> Vec<&'static str> {
             drawn.first().is_none_or(|p| {
                 let points: usize = p.attr("data-points").unwrap().parse().unwrap();
                 let d = p.attr("d").unwrap_or_default();
-                points < 2 || !d.contains('L')
+                points < 1 || !d.contains('L')
             })
         })
         .collect()
