@@ -127,6 +127,8 @@ pub struct Emulator {
     /// Every event sent, oldest first.
     pub events: Vec<Outgoing>,
     pub requests_per_tick: u32,
+    /// The traffic's seeded noise.
+    pub noise: traffic::Noise,
     /// Who may call what (`iam`): the administrator, and each function's role.
     pub iam: Iam,
 }
@@ -274,6 +276,7 @@ pub async fn start(addr: SocketAddr, config: Config) -> std::io::Result<Running>
                     &mut emulator.cloudwatch,
                     &emulator.behaviours,
                     emulator.requests_per_tick,
+                    &mut emulator.noise,
                     now,
                 );
                 emulator.cloudwatch.evaluate(now, &mut events);

@@ -1,9 +1,19 @@
 //! Synthetic traffic: while an endpoint serves, every tick records per-variant `Invocations`,
 //! `Invocation5XXErrors` and `ModelLatency` (namespace `AWS/SageMaker`, dimensions
 //! `EndpointName` and `VariantName`) in proportion to the variant weights, with the error rate
-//! and latency set per model, so alarms fire from data as on AWS.
+//! and latency set per model, so alarms fire and the judge compares from data as on AWS.
+//!
+//! The counts are noisy as real traffic is: each variant's requests in a tick are Poisson with
+//! the weight's share of the tick's rate as mean, its 5xx responses binomial over those
+//! requests at the model's error rate, and its latencies log-normal around the model's typical
+//! latency (a spread of 25%, the usual shape of service latencies). The noise is seeded, so a
+//! run's numbers follow from its ticks.
 
 use std::collections::BTreeMap;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Binomial, Distribution, LogNormal, Poisson};
 
 use crate::Ms;
 use crate::cloudwatch::{CloudWatch, Datapoint, MetricKey};
@@ -33,6 +43,51 @@ impl Default for Behaviour {
     }
 }
 
+/// The seeded randomness of the traffic.
+#[derive(Debug, Clone)]
+pub struct Noise(StdRng);
+
+impl Default for Noise {
+    fn default() -> Noise {
+        Noise::seeded(0x5eed)
+    }
+}
+
+impl Noise {
+    pub fn seeded(seed: u64) -> Noise {
+        Noise(StdRng::seed_from_u64(seed))
+    }
+
+    fn poisson(&mut self, mean: f64) -> f64 {
+        match Poisson::new(mean) {
+            Ok(p) if mean > 0.0 => p.sample(&mut self.0),
+            _ => 0.0,
+        }
+    }
+
+    fn binomial(&mut self, n: f64, p: f64) -> f64 {
+        // n is a whole count of requests, far below u64::MAX.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let trials = n.max(0.0) as u64;
+        match Binomial::new(trials, p.clamp(0.0, 1.0)) {
+            Ok(b) => b.sample(&mut self.0) as f64,
+            Err(_) => 0.0,
+        }
+    }
+
+    fn latencies(&mut self, typical: f64, n: usize) -> Vec<f64> {
+        match LogNormal::new(typical.max(f64::MIN_POSITIVE).ln(), LATENCY_SPREAD) {
+            Ok(d) => (0..n).map(|_| d.sample(&mut self.0)).collect(),
+            Err(_) => vec![typical; n],
+        }
+    }
+}
+
+/// The log-normal's sigma: latencies mostly within 25% of the typical value.
+const LATENCY_SPREAD: f64 = 0.25;
+/// Latency samples recorded per variant and tick (CloudWatch computes percentiles from them).
+const LATENCY_SAMPLES: f64 = 100.0;
+
 /// The series a datapoint goes to: per variant (`EndpointName`, `VariantName`) and, as
 /// CloudWatch adds it for deployments, per fleet (`EndpointConfigName` as well).
 fn keys(metric: &str, endpoint: &str, variant: &str, config: &str) -> [MetricKey; 2] {
@@ -57,16 +112,17 @@ pub fn tick(
     cloudwatch: &mut CloudWatch,
     behaviours: &BTreeMap<String, Behaviour>,
     requests: u32,
+    noise: &mut Noise,
     now: Ms,
 ) {
     for (endpoint, variants) in sagemaker.serving() {
         for (variant, model, share, config) in variants {
-            let n = (f64::from(requests) * share).round();
+            let n = noise.poisson(f64::from(requests) * share);
             if n < 1.0 {
                 continue;
             }
             let behaviour = behaviours.get(&model).copied().unwrap_or_default();
-            let errors = (n * behaviour.error_rate.clamp(0.0, 1.0)).round();
+            let errors = noise.binomial(n, behaviour.error_rate);
             record(
                 cloudwatch,
                 keys("Invocations", &endpoint, &variant, &config),
@@ -84,12 +140,10 @@ pub fn tick(
                     samples: Vec::new(),
                 },
             );
-            // Latency in microseconds, as SageMaker reports it, spread +-20% around the typical
-            // value so that percentiles differ from the average.
-            let typical_us = behaviour.latency_ms * 1_000.0;
-            let samples: Vec<f64> = (0..20)
-                .map(|i| typical_us * (0.8 + 0.4 * f64::from(i) / 19.0))
-                .collect();
+            // Latency in microseconds, as SageMaker reports it.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let kept = n.min(LATENCY_SAMPLES) as usize;
+            let samples = noise.latencies(behaviour.latency_ms * 1_000.0, kept);
             record(
                 cloudwatch,
                 keys("ModelLatency", &endpoint, &variant, &config),

@@ -48,6 +48,10 @@ pub enum Stat {
     Minimum,
     Maximum,
     Percentile(f64),
+    /// `PR(low:high)`: the percentage of values above `low` and at most `high`, either bound
+    /// optional ("the lower bound is exclusive and the upper bound is inclusive": CloudWatch
+    /// User Guide, "CloudWatch statistics definitions", Percentile rank).
+    PercentileRank(Option<f64>, Option<f64>),
 }
 
 impl Stat {
@@ -58,6 +62,22 @@ impl Stat {
             "SampleCount" => Stat::SampleCount,
             "Minimum" => Stat::Minimum,
             "Maximum" => Stat::Maximum,
+            rank if rank.starts_with("PR(") => {
+                let inner = rank.strip_prefix("PR(")?.strip_suffix(')')?;
+                let (low, high) = inner.split_once(':')?;
+                let bound = |b: &str| -> Option<Option<f64>> {
+                    if b.is_empty() {
+                        Some(None)
+                    } else {
+                        b.parse().ok().map(Some)
+                    }
+                };
+                let (low, high) = (bound(low)?, bound(high)?);
+                if low.is_none() && high.is_none() {
+                    return None;
+                }
+                Stat::PercentileRank(low, high)
+            }
             p => Stat::Percentile(p.strip_prefix('p')?.parse().ok()?),
         })
     }
@@ -70,6 +90,10 @@ impl Stat {
             Stat::Minimum => "Minimum".to_owned(),
             Stat::Maximum => "Maximum".to_owned(),
             Stat::Percentile(p) => format!("p{p}"),
+            Stat::PercentileRank(low, high) => {
+                let show = |b: &Option<f64>| b.map(|v| v.to_string()).unwrap_or_default();
+                format!("PR({}:{})", show(low), show(high))
+            }
         }
     }
 
@@ -100,6 +124,20 @@ impl Stat {
                 all.sort_by(f64::total_cmp);
                 let rank = ((p / 100.0) * all.len() as f64).ceil() as usize;
                 all[rank.clamp(1, all.len()) - 1]
+            }
+            Stat::PercentileRank(low, high) => {
+                let all: Vec<f64> = points
+                    .iter()
+                    .flat_map(|d| d.samples.iter().copied())
+                    .collect();
+                if all.is_empty() {
+                    return None;
+                }
+                let within = all
+                    .iter()
+                    .filter(|v| low.is_none_or(|l| **v > l) && high.is_none_or(|h| **v <= h))
+                    .count();
+                within as f64 / all.len() as f64 * 100.0
             }
         })
     }
@@ -221,5 +259,22 @@ impl CloudWatch {
                 expr.value(&|name| self.query_value(queries, name, from, to, depth + 1))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_rank_counts_values_above_the_low_bound_and_at_most_the_high_one() {
+        let point = Datapoint::values(0, &[100.0, 200.0, 300.0, 400.0]);
+        let rank = |name: &str| Stat::parse(name).unwrap().of(&[&point]).unwrap();
+        assert_eq!(rank("PR(:300)"), 75.0);
+        assert_eq!(rank("PR(100:300)"), 50.0);
+        assert_eq!(rank("PR(300:)"), 25.0);
+        assert_eq!(Stat::parse("PR(:300)").unwrap().name(), "PR(:300)");
+        assert_eq!(Stat::parse("PR(:)"), None);
+        assert_eq!(Stat::parse("PR(a:3)"), None);
     }
 }
