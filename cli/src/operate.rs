@@ -119,7 +119,15 @@ pub fn render_status(answer: &Value) -> String {
             },
         ]);
     }
-    format!("{t}\n")
+    // The judge's verdict so far, under the table: it is a sentence, not a cell.
+    let verdicts: String = deployments
+        .iter()
+        .filter_map(|d| {
+            let verdict = d["verdict"].as_str()?;
+            Some(format!("{} judge: {verdict}\n", text(d, "endpointName")))
+        })
+        .collect();
+    format!("{t}\n{verdicts}")
 }
 
 /// The `history` answer as a table, newest first.
@@ -461,6 +469,26 @@ mod tests {
             "lastChange": "green serves 10% (step 1)", "at": 1_796_223_496_979_i64
         }]});
         insta::assert_snapshot!(render_status(&answer));
+    }
+
+    #[test]
+    fn a_judged_canary_says_the_judges_verdict_so_far_under_the_table() {
+        let answer = json!({ "handled": "status", "deployments": [{
+            "deploymentId": "d-1", "endpointName": "fraud-scorer", "engine": "variant",
+            "state": "BAKING", "step": 1, "stepCount": 2, "greenPercent": 10.0,
+            "bakeSecondsLeft": 245, "alarms": [],
+            "verdict": "no verdict yet at step 1: 5xx error rate: green 0.52% of 4,210 requests \
+                        against blue 0.49% of 37,890; inconclusive (evidence 0.31, decides at 100)"
+        }]});
+        let shown = render_status(&answer);
+        assert!(
+            shown.ends_with(
+                "\nfraud-scorer judge: no verdict yet at step 1: 5xx error rate: green 0.52% of \
+                 4,210 requests against blue 0.49% of 37,890; inconclusive (evidence 0.31, \
+                 decides at 100)\n"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

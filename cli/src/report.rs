@@ -109,9 +109,10 @@ pub fn planned_share(timeline: &[StateChange], end: i64) -> Vec<(i64, f64)> {
     let mut points: Vec<(i64, f64)> = Vec::new();
     for e in timeline {
         let share = match e.state {
-            PhaseKind::Shifting | PhaseKind::Baking | PhaseKind::AwaitingApproval => {
-                e.planned_green_percent.or(e.observed_green_percent)
-            }
+            PhaseKind::Shifting
+            | PhaseKind::Baking
+            | PhaseKind::AwaitingApproval
+            | PhaseKind::HeldInconclusive => e.planned_green_percent.or(e.observed_green_percent),
             PhaseKind::RemovingBlue | PhaseKind::BakingFinalFleet | PhaseKind::Succeeded => {
                 Some(100.0)
             }

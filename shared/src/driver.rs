@@ -19,8 +19,8 @@ use crate::events::StateChange;
 use crate::plan::{Fleet, Plan};
 use crate::policy::Engine;
 use crate::ports::{
-    Alarms, AuditEntry, Clock, Endpoints, ErrorKind, EventBus, GreenAlarm, Outbox, PortError,
-    PortResult, Store, Stored, Waker,
+    Alarms, AuditEntry, Clock, CountsQuery, Endpoints, ErrorKind, EventBus, GreenAlarm, Metrics,
+    Outbox, PortError, PortResult, Store, Stored, Waker,
 };
 use crate::preflight::{self, Look, Preflight, RECENT_DATA_SECS};
 use crate::units::{Share, Timestamp};
@@ -53,6 +53,8 @@ impl Default for Limits {
 pub struct Driver {
     pub endpoints: Arc<dyn Endpoints>,
     pub alarms: Arc<dyn Alarms>,
+    /// The judge's counts (CloudWatch's per-variant metrics).
+    pub metrics: Arc<dyn Metrics>,
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn EventBus>,
     pub waker: Arc<dyn Waker>,
@@ -151,6 +153,7 @@ impl Driver {
             sequence: 0,
             transition: started.clone(),
             observed_green_percent: None,
+            judgement: None,
         }];
         let event = StateChange::new(&deployment, &started, 0, None);
         let record = Stored {
@@ -210,7 +213,7 @@ impl Driver {
                 return Ok(Outcome::Reconciled(Box::new(done)));
             }
             let now = self.clock.now();
-            let observation = self.observe(&stored.deployment).await;
+            let observation = self.observe(&stored.deployment, now).await;
             let looked = match &observation.unseen {
                 Some(u) if u.permanent => stored.deployment.refused(&u.api, &u.message),
                 Some(u) => stored.deployment.call_failed(&u.api, &u.message, now),
@@ -362,7 +365,7 @@ impl Driver {
 
     /// DescribeEndpoint and the watched alarms' states; a call that fails makes the look
     /// `unseen`, with the API and AWS's answer, instead of an error.
-    async fn observe(&self, deployment: &Deployment) -> Observation {
+    async fn observe(&self, deployment: &Deployment, now: Timestamp) -> Observation {
         let plan = &deployment.plan;
         let unseen = |e: PortError, api: &str| {
             let api = if e.api.is_empty() { api } else { &e.api };
@@ -401,12 +404,44 @@ impl Driver {
             } else {
                 BTreeMap::new()
             };
+        let judged = match deployment.judging_window(now) {
+            Some((from, to, period_secs)) => match self.counts(plan, from, to, period_secs).await {
+                Ok(series) => Some(series),
+                Err(e) => return unseen(e, "cloudwatch:GetMetricData"),
+            },
+            None => None,
+        };
         Observation {
             endpoint,
             alarms,
             alarms_fired,
+            judged,
             unseen: None,
         }
+    }
+
+    /// The judge's counts of every comparison of the plan's analysis, in its order.
+    async fn counts(
+        &self,
+        plan: &Plan,
+        from: Timestamp,
+        to: Timestamp,
+        period_secs: u32,
+    ) -> PortResult<Vec<Vec<crate::core::Sample>>> {
+        let mut series = Vec::new();
+        for comparison in plan.analysis.iter().flat_map(|a| &a.compare) {
+            let query = CountsQuery {
+                endpoint_name: &plan.endpoint_name,
+                blue_variant: &plan.blue.variant_name,
+                green_variant: &plan.green.variant_name,
+                metric: &comparison.metric,
+                period_secs,
+                from,
+                to,
+            };
+            series.push(self.throttled(|| self.metrics.counts(&query)).await?);
+        }
+        Ok(series)
     }
 
     /// Performs the outbox and saves the record without it. An action SageMaker refuses as in
@@ -651,6 +686,10 @@ fn next_record(
             sequence,
             transition: transition.clone(),
             observed_green_percent: green.map(|g| g.fraction() * 100.0),
+            judgement: deployment
+                .judgement
+                .clone()
+                .filter(|j| j.at == transition.at),
         });
     }
     let next = Stored {

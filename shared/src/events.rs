@@ -57,6 +57,9 @@ pub struct StateChange {
     /// When every request was seen back on blue during the rollback (epoch ms).
     #[serde(default)]
     pub traffic_restored_at: Option<i64>,
+    /// The judge's latest answer when the transition was decided, if it compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<crate::core::Judgement>,
 }
 
 /// The kind of a phase, without its data: the `state` of our events.
@@ -67,6 +70,8 @@ pub enum PhaseKind {
     Shifting,
     Baking,
     AwaitingApproval,
+    /// The judge was inconclusive at a bake's end; a person approves or aborts.
+    HeldInconclusive,
     RemovingBlue,
     /// The fleet that keeps serving bakes, watched (variant engine).
     BakingFinalFleet,
@@ -85,6 +90,7 @@ impl PhaseKind {
             Phase::Shifting { .. } => PhaseKind::Shifting,
             Phase::Baking { .. } => PhaseKind::Baking,
             Phase::AwaitingApproval { .. } => PhaseKind::AwaitingApproval,
+            Phase::HeldInconclusive { .. } => PhaseKind::HeldInconclusive,
             Phase::RemovingBlue { .. } => PhaseKind::RemovingBlue,
             Phase::BakingFinalFleet { .. } => PhaseKind::BakingFinalFleet,
             Phase::RollingBack { .. } => PhaseKind::RollingBack,
@@ -100,7 +106,8 @@ fn step_of(phase: &Phase) -> Option<usize> {
     match phase {
         Phase::Shifting { step }
         | Phase::Baking { step, .. }
-        | Phase::AwaitingApproval { step } => Some(*step),
+        | Phase::AwaitingApproval { step }
+        | Phase::HeldInconclusive { step, .. } => Some(*step),
         _ => None,
     }
 }
@@ -141,6 +148,10 @@ impl StateChange {
             elapsed_ms: transition.at.epoch_ms() - deployment.started_at.epoch_ms(),
             rollback_started_at: deployment.rollback_started_at.map(|t| t.epoch_ms()),
             traffic_restored_at: deployment.traffic_restored_at.map(|t| t.epoch_ms()),
+            judgement: deployment
+                .judgement
+                .clone()
+                .filter(|j| j.at == transition.at),
         }
     }
 }

@@ -32,7 +32,8 @@
 //! blind). The metric reads live behind a port; everything here is arithmetic on counts.
 
 /// What one period showed on each side: requests and bad requests (5xx errors, or slow ones).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Period {
     pub green_requests: f64,
     pub green_bad: f64,
@@ -70,7 +71,7 @@ fn rate(bad: f64, requests: f64) -> f64 {
 }
 
 /// The judge's answer so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     /// Green is worse than blue: roll back.
     Worse,

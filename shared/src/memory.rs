@@ -348,3 +348,43 @@ impl Clock for VirtualClock {
         *now = Timestamp::from_epoch_ms(now.epoch_ms().saturating_add(ms));
     }
 }
+
+/// The judge's counts in memory: per compared metric, the samples a test sets; a read returns
+/// those of its window, as CloudWatch would.
+#[derive(Debug, Default)]
+pub struct MemoryMetrics {
+    series: Mutex<Vec<(crate::policy::ComparedMetric, Vec<crate::core::Sample>)>>,
+    reads: std::sync::atomic::AtomicU32,
+}
+
+impl MemoryMetrics {
+    /// Sets what `metric` reads.
+    pub fn set(&self, metric: crate::policy::ComparedMetric, samples: Vec<crate::core::Sample>) {
+        let mut series = lock(&self.series);
+        series.retain(|(m, _)| *m != metric);
+        series.push((metric, samples));
+    }
+
+    /// How many reads were made.
+    pub fn reads(&self) -> u32 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl crate::ports::Metrics for MemoryMetrics {
+    async fn counts(
+        &self,
+        query: &crate::ports::CountsQuery<'_>,
+    ) -> PortResult<Vec<crate::core::Sample>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(lock(&self.series)
+            .iter()
+            .filter(|(m, _)| m == query.metric)
+            .flat_map(|(_, samples)| samples.iter())
+            .filter(|s| s.at >= query.from && s.at < query.to)
+            .copied()
+            .collect())
+    }
+}

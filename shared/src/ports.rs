@@ -10,10 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Transition};
+use crate::core::{AlarmView, ConfigVariant, Deployment, EndpointView, Sample, Transition};
 use crate::events::{Refusal, StateChange};
 use crate::plan::{Fleet, ScalableTarget, Suspended};
-use crate::policy::{AlarmTemplate, DeploymentConfig};
+use crate::policy::{AlarmTemplate, ComparedMetric, DeploymentConfig};
 use crate::preflight::AlarmDefinition;
 use crate::units::{Share, Timestamp};
 
@@ -266,6 +266,27 @@ pub trait Alarms: Send + Sync {
     ) -> PortResult<bool>;
 }
 
+/// What the judge reads: one comparison's counts on each side, per period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountsQuery<'a> {
+    pub endpoint_name: &'a str,
+    pub blue_variant: &'a str,
+    pub green_variant: &'a str,
+    pub metric: &'a ComparedMetric,
+    pub period_secs: u32,
+    /// Complete periods from `from` up to `to` (both on period boundaries).
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// CloudWatch's per-variant metrics, for the judge.
+#[async_trait]
+pub trait Metrics: Send + Sync {
+    /// Each period's requests and bad requests on both sides, oldest first; periods where
+    /// neither side has data are left out.
+    async fn counts(&self, query: &CountsQuery<'_>) -> PortResult<Vec<Sample>>;
+}
+
 /// What the store keeps for an endpoint's active deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stored {
@@ -301,6 +322,9 @@ pub struct AuditEntry {
     /// Green's share of requests (percent) as observed when the transition was decided.
     #[serde(default)]
     pub observed_green_percent: Option<f64>,
+    /// The judge's answer when the transition was decided, if it compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<crate::core::Judgement>,
 }
 
 /// The deployments table.

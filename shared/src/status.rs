@@ -43,6 +43,12 @@ pub struct Status {
     pub last_change: String,
     /// When this status was read (epoch ms).
     pub at: i64,
+    /// The judge's latest answer, when the policy asks for the judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<crate::core::Judgement>,
+    /// The judge's latest answer in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
 }
 
 /// A watched alarm and its state.
@@ -94,7 +100,8 @@ fn green_share(stored: &Stored) -> Share {
     match &d.phase {
         Phase::Shifting { step }
         | Phase::Baking { step, .. }
-        | Phase::AwaitingApproval { step } => step_share(*step),
+        | Phase::AwaitingApproval { step }
+        | Phase::HeldInconclusive { step, .. } => step_share(*step),
         Phase::RemovingBlue { .. } | Phase::BakingFinalFleet { .. } | Phase::Succeeded => {
             Share::FULL
         }
@@ -113,7 +120,9 @@ pub fn status(
     let d = &stored.deployment;
     let plan = &d.plan;
     let (step, bake_until) = match &d.phase {
-        Phase::Shifting { step } | Phase::AwaitingApproval { step } => (Some(*step), None),
+        Phase::Shifting { step }
+        | Phase::AwaitingApproval { step }
+        | Phase::HeldInconclusive { step, .. } => (Some(*step), None),
         Phase::Baking { step, until } => (Some(*step), Some(*until)),
         Phase::BakingFinalFleet { until } => (None, Some(*until)),
         _ => (None, None),
@@ -145,6 +154,15 @@ pub fn status(
             .map(|e| e.transition.cause.to_string())
             .unwrap_or_default(),
         at: now.epoch_ms(),
+        judgement: d.judgement.clone(),
+        verdict: d.judgement.as_ref().map(|j| {
+            let word = match j.verdict {
+                crate::judge::Verdict::Worse => "green is worse than blue",
+                crate::judge::Verdict::NoWorse => "green is no worse than blue",
+                crate::judge::Verdict::Inconclusive => "no verdict yet",
+            };
+            format!("{word} at step {}: {}", j.step + 1, j.summary())
+        }),
     }
 }
 

@@ -180,6 +180,19 @@ impl fmt::Display for Utc {
     }
 }
 
+/// `12,340`: a count for people.
+pub fn count(n: f64) -> String {
+    let whole = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `text` cut to at most `max` characters, at a character boundary (people's words and AWS's
 /// messages are not ASCII), with `...` when something was cut.
 pub fn cut(text: &str, max: usize) -> String {
@@ -201,6 +214,14 @@ pub fn wire_name<T: Serialize>(value: &T) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_with_thousands_separators() {
+        assert_eq!(count(0.0), "0");
+        assert_eq!(count(999.0), "999");
+        assert_eq!(count(12_340.0), "12,340");
+        assert_eq!(count(1_234_567.0), "1,234,567");
+    }
 
     #[test]
     fn percentages_convert_exactly_to_basis_points() {

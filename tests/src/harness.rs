@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use guardrails::core::{Action, AlarmView, ConfigVariant, EndpointView, Phase};
 use guardrails::driver::{Driver, DriverError, Limits, Outcome};
 use guardrails::events::StateChange;
-use guardrails::memory::{MemoryBus, MemoryStore, MemoryWaker, VirtualClock};
+use guardrails::memory::{MemoryBus, MemoryMetrics, MemoryStore, MemoryWaker, VirtualClock};
 use guardrails::plan::{Fleet, ScalableTarget, Suspended};
 use guardrails::policy::DeploymentConfig;
 use guardrails::ports::{
@@ -465,6 +465,8 @@ impl CrashingStore {
 /// The driver and everything it talks to.
 pub struct Harness {
     pub ports: Arc<WorldPorts>,
+    /// The judge's counts, as a test sets them.
+    pub metrics: Arc<MemoryMetrics>,
     /// The store under the crash switch, for reading history in assertions.
     pub memory: Arc<MemoryStore>,
     pub store: Arc<CrashingStore>,
@@ -491,9 +493,11 @@ impl Harness {
         let store = Arc::new(CrashingStore::new(memory.clone()));
         let bus = Arc::new(MemoryBus::default());
         let waker = Arc::new(MemoryWaker::default());
+        let metrics = Arc::new(MemoryMetrics::default());
         let driver = Driver {
             endpoints: ports.clone(),
             alarms: ports.clone(),
+            metrics: metrics.clone(),
             store: store.clone(),
             bus: bus.clone(),
             waker: waker.clone(),
@@ -502,6 +506,7 @@ impl Harness {
         };
         Harness {
             ports,
+            metrics,
             memory,
             store,
             bus,

@@ -259,7 +259,8 @@ impl OnStack {
         let function = Clients::for_function(&self.stack, "bake-watcher");
         Driver {
             endpoints: Arc::new(SageMakerEndpoints::new(function.sagemaker)),
-            alarms: Arc::new(CloudWatchAlarms::new(function.cloudwatch)),
+            alarms: Arc::new(CloudWatchAlarms::new(function.cloudwatch.clone())),
+            metrics: Arc::new(CloudWatchAlarms::new(function.cloudwatch)),
             store: Arc::new(DynamoStore::new(function.dynamodb, "guardrails")),
             bus,
             waker: self.waker.clone(),

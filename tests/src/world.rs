@@ -285,6 +285,7 @@ impl World {
             endpoint,
             alarms,
             alarms_fired: BTreeMap::new(),
+            judged: None,
             unseen: None,
         }
     }

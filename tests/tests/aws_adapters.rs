@@ -316,6 +316,7 @@ fn audit(record: &Stored, sequence: u64) -> AuditEntry {
         sequence,
         transition: started,
         observed_green_percent: Some(10.0),
+        judgement: None,
     }
 }
 

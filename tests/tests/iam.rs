@@ -18,7 +18,7 @@ use guardrails_tests::repo_root;
 
 /// What each function's code calls, as IAM names it: the driver's calls for the three that
 /// reconcile deployments, plus what each does besides.
-const RECONCILE: [&str; 21] = [
+const RECONCILE: [&str; 22] = [
     "sagemaker:DescribeEndpoint",
     "sagemaker:DescribeEndpointConfig",
     // The configs Guardrails creates copy the user's, tags and KMS key included.
@@ -35,6 +35,8 @@ const RECONCILE: [&str; 21] = [
     "cloudwatch:DescribeAlarmHistory",
     "cloudwatch:PutMetricAlarm",
     "cloudwatch:DeleteAlarms",
+    // The judge's per-variant counts (and the preflight's recent-data check).
+    "cloudwatch:GetMetricData",
     "events:PutEvents",
     "scheduler:CreateSchedule",
     "scheduler:UpdateSchedule",
@@ -47,7 +49,6 @@ const RECONCILE: [&str; 21] = [
 fn calls_of(function: &str) -> BTreeSet<String> {
     let extra: &[&str] = match function {
         "start-deployment" => &[
-            "cloudwatch:GetMetricData",
             "sagemaker:CreateModel",
             "sagemaker:DescribeModel",
             "servicequotas:ListServiceQuotas",

@@ -152,6 +152,7 @@ fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
                     endpoint,
                     alarms,
                     alarms_fired: BTreeMap::new(),
+                    judged: None,
                     unseen: None,
                 }
             },

@@ -14,9 +14,10 @@ use aws_sdk_cloudwatch::types::{
 };
 
 use super::classify;
-use crate::core::{AlarmState, AlarmView};
-use crate::policy::{ComparisonOperator, Statistic, TreatMissingData};
-use crate::ports::{Alarms, ErrorKind, GreenAlarm, PortError, PortResult};
+use crate::core::{AlarmState, AlarmView, Sample};
+use crate::judge::{self, Period};
+use crate::policy::{ComparedMetric, ComparisonOperator, Statistic, TreatMissingData};
+use crate::ports::{Alarms, CountsQuery, ErrorKind, GreenAlarm, Metrics, PortError, PortResult};
 use crate::preflight::{AlarmDefinition, AlarmMetric};
 use crate::units::Timestamp;
 
@@ -366,5 +367,185 @@ impl Alarms for CloudWatchAlarms {
                 .map_err(|e| classify("cloudwatch:DeleteAlarms", &e))?;
         }
         Ok(())
+    }
+}
+
+/// One series GetMetricData returns for the judge: `id`, and what it reads.
+struct Wanted<'a> {
+    id: &'static str,
+    namespace: &'a str,
+    metric: &'a str,
+    variant: &'a str,
+    stat: String,
+}
+
+impl CloudWatchAlarms {
+    /// Each wanted series per period of `[from, to)`, by id and period start (epoch ms). One
+    /// call: the judge's queries are at most six, and the deployment's periods are bounded
+    /// (`plan::MAX_JUDGED_PERIODS`) far below GetMetricData's 100,800 datapoints a call.
+    async fn per_period(
+        &self,
+        endpoint: &str,
+        wanted: &[Wanted<'_>],
+        period_secs: u32,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> PortResult<BTreeMap<&'static str, BTreeMap<i64, f64>>> {
+        let queries = wanted.iter().map(|w| {
+            let metric = Metric::builder()
+                .namespace(w.namespace)
+                .metric_name(w.metric)
+                .dimensions(dimension("EndpointName", endpoint))
+                .dimensions(dimension("VariantName", w.variant))
+                .build();
+            MetricDataQuery::builder()
+                .id(w.id)
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(metric)
+                        .period(i32::try_from(period_secs).unwrap_or(i32::MAX))
+                        .stat(&w.stat)
+                        .build(),
+                )
+                .build()
+        });
+        let out = self
+            .client
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries.collect()))
+            .start_time(DateTime::from_millis(from.epoch_ms()))
+            .end_time(DateTime::from_millis(to.epoch_ms()))
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:GetMetricData", &e))?;
+        let mut found: BTreeMap<&'static str, BTreeMap<i64, f64>> = BTreeMap::new();
+        for result in out.metric_data_results() {
+            let Some(w) = wanted.iter().find(|w| Some(w.id) == result.id()) else {
+                continue;
+            };
+            let series = found.entry(w.id).or_default();
+            for (t, v) in result.timestamps().iter().zip(result.values()) {
+                if let Ok(ms) = t.to_millis() {
+                    series.insert(ms, *v);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl Metrics for CloudWatchAlarms {
+    async fn counts(&self, q: &CountsQuery<'_>) -> PortResult<Vec<Sample>> {
+        const SAGEMAKER: &str = "AWS/SageMaker";
+        let sum = |id, namespace, metric, variant| Wanted {
+            id,
+            namespace,
+            metric,
+            variant,
+            stat: "Sum".to_owned(),
+        };
+        let (g, b) = (q.green_variant, q.blue_variant);
+        let mut wanted = Vec::new();
+        // Requests, and bad requests, on each side: (green requests, green bad, blue requests,
+        // blue bad) as ids; "bad" may be the sum of two series (4xx and 5xx).
+        match q.metric {
+            ComparedMetric::ErrorRate { include_4xx } => {
+                wanted.push(sum("ng", SAGEMAKER, "Invocations", g));
+                wanted.push(sum("nb", SAGEMAKER, "Invocations", b));
+                wanted.push(sum("bg", SAGEMAKER, "Invocation5XXErrors", g));
+                wanted.push(sum("bb", SAGEMAKER, "Invocation5XXErrors", b));
+                if *include_4xx {
+                    wanted.push(sum("cg", SAGEMAKER, "Invocation4XXErrors", g));
+                    wanted.push(sum("cb", SAGEMAKER, "Invocation4XXErrors", b));
+                }
+            }
+            ComparedMetric::Custom {
+                namespace,
+                metric_name,
+            } => {
+                wanted.push(sum("ng", SAGEMAKER, "Invocations", g));
+                wanted.push(sum("nb", SAGEMAKER, "Invocations", b));
+                wanted.push(sum("bg", namespace, metric_name, g));
+                wanted.push(sum("bb", namespace, metric_name, b));
+            }
+            ComparedMetric::Latency { percentile } => {
+                // Blue's latency at the percentile over the whole window is the line; each
+                // period's requests over it, on each side, come from CloudWatch's percentile
+                // rank of that line (`PR(:x)`: the percentage of values at or under x).
+                let window = u32::try_from(q.to.secs_since(q.from).max(1)).unwrap_or(u32::MAX);
+                let whole = window.div_ceil(60).saturating_mul(60).max(60);
+                let line = self
+                    .per_period(
+                        q.endpoint_name,
+                        &[Wanted {
+                            id: "line",
+                            namespace: SAGEMAKER,
+                            metric: "ModelLatency",
+                            variant: b,
+                            stat: format!("p{percentile}"),
+                        }],
+                        whole,
+                        q.from,
+                        q.from.plus_secs(whole),
+                    )
+                    .await?;
+                let Some(x) = line.get("line").and_then(|s| s.values().next().copied()) else {
+                    return Ok(Vec::new());
+                };
+                for (id, variant) in [("ng", g), ("nb", b)] {
+                    wanted.push(Wanted {
+                        id,
+                        namespace: SAGEMAKER,
+                        metric: "ModelLatency",
+                        variant,
+                        stat: "SampleCount".to_owned(),
+                    });
+                }
+                for (id, variant) in [("rg", g), ("rb", b)] {
+                    wanted.push(Wanted {
+                        id,
+                        namespace: SAGEMAKER,
+                        metric: "ModelLatency",
+                        variant,
+                        stat: format!("PR(:{x})"),
+                    });
+                }
+            }
+        }
+        let found = self
+            .per_period(q.endpoint_name, &wanted, q.period_secs, q.from, q.to)
+            .await?;
+        let at = |id: &str, t: i64| found.get(id).and_then(|s| s.get(&t)).copied();
+        let mut times: Vec<i64> = found
+            .iter()
+            .filter(|(id, _)| matches!(**id, "ng" | "nb"))
+            .flat_map(|(_, s)| s.keys().copied())
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        let samples = times
+            .into_iter()
+            .map(|t| {
+                let n = |id| at(id, t).unwrap_or(0.0).max(0.0);
+                let (green_bad, blue_bad) = match q.metric {
+                    ComparedMetric::Latency { .. } => (
+                        judge::slow_requests(n("ng"), at("rg", t).unwrap_or(100.0)),
+                        judge::slow_requests(n("nb"), at("rb", t).unwrap_or(100.0)),
+                    ),
+                    _ => (n("bg") + n("cg"), n("bb") + n("cb")),
+                };
+                Sample {
+                    at: Timestamp::from_epoch_ms(t),
+                    counts: Period {
+                        green_requests: n("ng"),
+                        green_bad: green_bad.min(n("ng")),
+                        blue_requests: n("nb"),
+                        blue_bad: blue_bad.min(n("nb")),
+                    },
+                }
+            })
+            .collect();
+        Ok(samples)
     }
 }

@@ -165,13 +165,15 @@ pub fn driver_with(sdk: &SdkConfig, names: &Names) -> Result<Driver, ConfigError
         .scheduler_role_arn
         .clone()
         .ok_or_else(|| ConfigError("GUARDRAILS_SCHEDULER_ROLE_ARN is not set".to_owned()))?;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(sdk);
     Ok(Driver {
         endpoints: Arc::new(
             SageMakerEndpoints::new(aws_sdk_sagemaker::Client::new(sdk))
                 .with_quotas(aws_sdk_servicequotas::Client::new(sdk))
                 .with_scaling(aws_sdk_applicationautoscaling::Client::new(sdk)),
         ),
-        alarms: Arc::new(CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(sdk))),
+        alarms: Arc::new(CloudWatchAlarms::new(cloudwatch.clone())),
+        metrics: Arc::new(CloudWatchAlarms::new(cloudwatch)),
         store: Arc::new(store_with(sdk, names)),
         bus: Arc::new(EventBridgeBus::new(
             aws_sdk_eventbridge::Client::new(sdk),

@@ -141,6 +141,28 @@ pub enum Cause {
     WeightsChanged {
         green_share: Share,
     },
+    /// The judge found green worse than blue (`step` is the step being judged).
+    GreenWorse {
+        step: usize,
+        summary: String,
+    },
+    /// The bake after `step` passed: the judge found green no worse than blue.
+    JudgedNoWorse {
+        step: usize,
+        summary: String,
+    },
+    /// The bake after `step` ended and the judge could not tell (the policy's
+    /// `WhenInconclusive` says what follows: a hold, or a rollback).
+    Inconclusive {
+        step: usize,
+        summary: String,
+    },
+    /// The bake after `step` ended with no verdict, and the policy says to go on
+    /// (`WhenInconclusive: Pass`).
+    PassedWithoutVerdict {
+        step: usize,
+        summary: String,
+    },
     /// A watched alarm is in ALARM.
     AlarmFired {
         alarm_name: String,
@@ -248,6 +270,26 @@ impl fmt::Display for Cause {
             Cause::WeightsChanged { green_share } => write!(
                 f,
                 "weights changed outside Guardrails (green at {green_share}); shifting again"
+            ),
+            Cause::GreenWorse { step, summary } => write!(
+                f,
+                "the judge found green worse than blue at step {}: {summary}",
+                step + 1
+            ),
+            Cause::JudgedNoWorse { step, summary } => write!(
+                f,
+                "bake after step {} passed; the judge found green no worse: {summary}",
+                step + 1
+            ),
+            Cause::Inconclusive { step, summary } => write!(
+                f,
+                "the judge could not tell after step {}'s bake: {summary}",
+                step + 1
+            ),
+            Cause::PassedWithoutVerdict { step, summary } => write!(
+                f,
+                "bake after step {} passed without a verdict (WhenInconclusive: Pass): {summary}",
+                step + 1
             ),
             Cause::AlarmFired { alarm_name, reason } => {
                 write!(f, "alarm {alarm_name} in ALARM: {reason}")

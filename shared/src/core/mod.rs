@@ -19,6 +19,7 @@
 //! runs the rollout; it ends in Succeeded, RolledBack or Failed.
 
 mod action;
+mod judging;
 mod native;
 mod observation;
 mod phases;
@@ -28,6 +29,7 @@ mod trouble;
 use serde::{Deserialize, Serialize};
 
 pub use action::{Action, Cause, ConfigVariant};
+pub use judging::{Compared, Judgement, Sample};
 pub use observation::{
     AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, Progress, Unseen, VariantView,
 };
@@ -65,6 +67,16 @@ pub struct Deployment {
     /// What AWS refused and how often calls failed (`trouble`).
     #[serde(default, skip_serializing_if = "Trouble::is_empty")]
     pub trouble: Trouble,
+    /// When green was first asked to serve: the judge's counts start here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_since: Option<Timestamp>,
+    /// The judge's latest answer (`judging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<Judgement>,
+    /// The counts the latest judgement was made on, per comparison: kept with the deployment
+    /// so that another analysis can be replayed on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Vec<Sample>>,
 }
 
 /// Where a deployment is. Steps are indexes into `plan.steps`.
@@ -87,6 +99,12 @@ pub enum Phase {
     /// The bake before the last shift passed; a person must approve it.
     AwaitingApproval {
         step: usize,
+    },
+    /// The bake of `step` (begun at `bake_from`) ended and the judge could not tell whether
+    /// green is worse: a person approves or aborts, while alarms and the judge keep watching.
+    HeldInconclusive {
+        step: usize,
+        bake_from: Timestamp,
     },
     /// The final bake passed; the endpoint moves to the config with the new model alone under
     /// blue's variant name (a new fleet).
@@ -143,6 +161,9 @@ impl Phase {
             Phase::Shifting { step } => format!("shifting step {}", step + 1),
             Phase::Baking { step, .. } => format!("baking step {}", step + 1),
             Phase::AwaitingApproval { step } => format!("awaiting approval of step {}", step + 1),
+            Phase::HeldInconclusive { step, .. } => {
+                format!("held after step {}: the judge is inconclusive", step + 1)
+            }
             Phase::RemovingBlue { .. } => "removing blue".to_owned(),
             Phase::BakingFinalFleet { .. } => "baking the final fleet".to_owned(),
             Phase::RollingBack { .. } => "rolling back".to_owned(),
@@ -237,6 +258,9 @@ impl Deployment {
             rollback_started_at: None,
             traffic_restored_at: None,
             trouble: Trouble::default(),
+            judged_since: None,
+            judgement: None,
+            samples: Vec::new(),
         };
         let transition = Transition {
             at: now,
@@ -345,6 +369,9 @@ impl Decision {
         if matches!(to, Phase::RollingBack { .. }) {
             self.deployment.rollback_started_at.get_or_insert(now);
         }
+        if matches!(to, Phase::Shifting { .. }) {
+            self.deployment.judged_since.get_or_insert(now);
+        }
         // The end of a deployment gives blue's scalable target back its scaling, as it was.
         if to.is_final()
             && let Some(target) = &self.deployment.plan.scaling
@@ -370,9 +397,16 @@ impl Decision {
         match command {
             None => {}
             Some(Command::Approve { by }) => {
-                self.deployment
-                    .approved_by
-                    .get_or_insert_with(|| by.clone());
+                // Approving a hold lets the rollout go on; any other approval is the last
+                // shift's, which may come early.
+                if let Phase::HeldInconclusive { step, .. } = self.deployment.phase {
+                    let to = phases::after_bake(&self.deployment.plan, step, now);
+                    self.move_to(to, Cause::Approved { by: by.clone() }, now);
+                } else {
+                    self.deployment
+                        .approved_by
+                        .get_or_insert_with(|| by.clone());
+                }
             }
             Some(Command::Abort { by, reason }) => {
                 if let Phase::RollingBack { .. } = self.deployment.phase {

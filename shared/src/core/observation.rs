@@ -18,6 +18,10 @@ pub struct Observation {
     /// ALARM since the deployment started, with when and why (from the alarms' history).
     #[serde(default)]
     pub alarms_fired: BTreeMap<String, (Timestamp, String)>,
+    /// The judge's counts since green first served, per comparison of the analysis (GetMetricData);
+    /// `None` when they were not read.
+    #[serde(default)]
+    pub judged: Option<Vec<Vec<super::Sample>>>,
     /// The look that failed, if one did: then `endpoint` and `alarms` say nothing about the
     /// world, and the core decides nothing that depends on them.
     #[serde(default)]

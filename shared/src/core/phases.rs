@@ -8,7 +8,9 @@ use super::{
     Action, AlarmState, Cause, ConfigVariant, Deployment, EndpointView, Observation, Phase,
     SETTLE_SECS, UpdateProgress,
 };
+use crate::judge::Verdict;
 use crate::plan::{Plan, Suspended};
+use crate::policy::WhenInconclusive;
 use crate::units::{Share, Timestamp};
 
 pub(super) enum Outcome {
@@ -39,6 +41,7 @@ pub(super) fn is_guarded(phase: &Phase) -> bool {
             | Phase::Shifting { .. }
             | Phase::Baking { .. }
             | Phase::AwaitingApproval { .. }
+            | Phase::HeldInconclusive { .. }
             | Phase::BakingFinalFleet { .. }
     )
 }
@@ -95,6 +98,18 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     {
         return go(rolling_back(cause.clone(), now), cause);
     }
+    if let Some(series) = &obs.judged
+        && let Some(judgement) = d.judgement(series, now)
+    {
+        series.clone_into(&mut d.samples);
+        let (verdict, step) = (judgement.verdict, judgement.step);
+        let summary = judgement.summary();
+        d.judgement = Some(judgement);
+        if verdict == Verdict::Worse {
+            let cause = Cause::GreenWorse { step, summary };
+            return go(rolling_back(cause.clone(), now), cause);
+        }
+    }
     let endpoint = match usable_endpoint(obs) {
         Ok(endpoint) => endpoint,
         Err(cause) => {
@@ -120,6 +135,19 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             match &d.approved_by {
                 Some(by) => go(Phase::Shifting { step }, Cause::Approved { by: by.clone() }),
                 None => wait(d, Vec::new(), now),
+            }
+        }
+        Phase::HeldInconclusive { step, .. } => {
+            if !endpoint.status.is_busy() && endpoint.config_name != d.plan.blue_green_config_name {
+                return changed_outside(endpoint);
+            }
+            // The judge keeps looking while the hold waits for a person: evidence may come.
+            match fresh_verdict(d, step, now) {
+                Some((Verdict::NoWorse, summary)) => go(
+                    after_bake(&d.plan, step, now),
+                    Cause::JudgedNoWorse { step, summary },
+                ),
+                _ => wait(d, Vec::new(), now),
             }
         }
         Phase::RemovingBlue { since, update } => {
@@ -166,7 +194,8 @@ fn phase_step(phase: &Phase) -> Option<usize> {
     match phase {
         Phase::Shifting { step }
         | Phase::Baking { step, .. }
-        | Phase::AwaitingApproval { step } => Some(*step),
+        | Phase::AwaitingApproval { step }
+        | Phase::HeldInconclusive { step, .. } => Some(*step),
         _ => None,
     }
 }
@@ -415,18 +444,68 @@ fn baking(
             Cause::WeightsChanged { green_share },
         );
     }
-    if now < until {
+    let judged = d.judges_step(step);
+    let verdict = fresh_verdict(d, step, now);
+    let analysis = plan.analysis.as_ref().filter(|_| judged);
+    let early = analysis.is_some_and(|a| a.end_bakes_early)
+        && matches!(verdict, Some((Verdict::NoWorse, _)));
+    if now < until && !early {
         return wait_until(d, Vec::new(), until.min(now.plus_secs(plan.poll_secs)), now);
     }
-    let next = if step >= plan.last_step() {
+    let Some(analysis) = analysis else {
+        return go(after_bake(plan, step, now), Cause::BakePassed { step });
+    };
+    let summary = match verdict {
+        Some((Verdict::NoWorse, summary)) => {
+            return go(
+                after_bake(plan, step, now),
+                Cause::JudgedNoWorse { step, summary },
+            );
+        }
+        Some((_, summary)) => summary,
+        None => "no counts were read".to_owned(),
+    };
+    let held = Phase::HeldInconclusive {
+        step,
+        bake_from: until.minus_secs(target.bake_secs),
+    };
+    let inconclusive = Cause::Inconclusive {
+        step,
+        summary: summary.clone(),
+    };
+    match analysis.when_inconclusive {
+        WhenInconclusive::Extend if now < until.plus_secs(analysis.extend_up_to_seconds) => {
+            let end = until.plus_secs(analysis.extend_up_to_seconds);
+            wait_until(d, Vec::new(), end.min(now.plus_secs(plan.poll_secs)), now)
+        }
+        WhenInconclusive::Extend | WhenInconclusive::HoldForApproval => go(held, inconclusive),
+        WhenInconclusive::RollBack => go(rolling_back(inconclusive.clone(), now), inconclusive),
+        WhenInconclusive::Pass => go(
+            after_bake(plan, step, now),
+            Cause::PassedWithoutVerdict { step, summary },
+        ),
+    }
+}
+
+/// The judge's verdict on `step` at this very look (a judgement of an earlier look, or of
+/// another step, says nothing now), with its summary.
+fn fresh_verdict(d: &Deployment, step: usize, now: Timestamp) -> Option<(Verdict, String)> {
+    d.judgement
+        .as_ref()
+        .filter(|j| j.step == step && j.at == now)
+        .map(|j| (j.verdict, j.summary()))
+}
+
+/// Where the rollout goes once the bake of `step` passed.
+pub(super) fn after_bake(plan: &Plan, step: usize, now: Timestamp) -> Phase {
+    if step >= plan.last_step() {
         Phase::RemovingBlue {
             since: now,
             update: UpdateProgress::default(),
         }
     } else {
         Phase::Shifting { step: step + 1 }
-    };
-    go(next, Cause::BakePassed { step })
+    }
 }
 
 /// The config the endpoint keeps at the end: blue's, with the new model alone under

@@ -181,6 +181,7 @@ pub(super) fn on_refusal(
         | Phase::Shifting { .. }
         | Phase::Baking { .. }
         | Phase::AwaitingApproval { .. }
+        | Phase::HeldInconclusive { .. }
         | Phase::BakingFinalFleet { .. } => {
             let cause = cause(String::new());
             Outcome::Move {

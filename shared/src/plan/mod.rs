@@ -107,7 +107,16 @@ pub struct Plan {
     /// approved model package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// Variant engine: how the judge compares green with blue (`Guardrails.Analysis`); `None`,
+    /// the judge is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::policy::Analysis>,
 }
+
+/// The most periods of counts a deployment record keeps for the judge, over all comparisons:
+/// the record is one DynamoDB item, at most 400 KB (DynamoDB developer guide, "Service, account,
+/// and table quotas"), and a period takes about 100 bytes.
+pub const MAX_JUDGED_PERIODS: u64 = 2_000;
 
 /// A variant's scalable target (Application Auto Scaling, dimension
 /// `sagemaker:variant:DesiredInstanceCount`).
@@ -288,6 +297,14 @@ impl Plan {
         } else {
             steps::schedule(policy, fleet_size, &mut problem)
         };
+        if policy.guardrails.analysis.is_some() && engine == Engine::Native {
+            problem(
+                "Guardrails.Analysis",
+                "the judge compares green with blue while both serve as variants of one \
+                 endpoint config: it needs the variant engine (Guardrails.Engine: variant)"
+                    .to_owned(),
+            );
+        }
         let (Some(blue), Some(schedule), true) = (blue, schedule, problems.is_empty()) else {
             return Err(PlanError { problems });
         };
@@ -312,13 +329,47 @@ impl Plan {
             .iter()
             .map(|s| s.bake_secs)
             .fold(0, u32::saturating_add);
+        let analysis = policy.guardrails.analysis.clone();
+        // An inconclusive bake may be extended: the default deadline leaves room for it.
+        let extensions = analysis.as_ref().map_or(0, |a| {
+            let judged = steps
+                .iter()
+                .filter(|s| s.green_share.basis_points() < 10_000)
+                .count();
+            match a.when_inconclusive {
+                crate::policy::WhenInconclusive::Extend => a
+                    .extend_up_to_seconds
+                    .saturating_mul(u32::try_from(judged).unwrap_or(u32::MAX)),
+                _ => 0,
+            }
+        });
         let (timeout_secs, timeout_from_policy) = match policy.timeout_secs() {
             Some(t) => (t, true),
             None => (
-                waits_secs.saturating_add(PROVISIONING_ALLOWANCE_SECS),
+                waits_secs
+                    .saturating_add(extensions)
+                    .saturating_add(PROVISIONING_ALLOWANCE_SECS),
                 false,
             ),
         };
+        if let Some(a) = &analysis {
+            let periods = u64::from(timeout_secs).div_ceil(u64::from(a.period_in_seconds.max(1)))
+                * a.compare.len() as u64;
+            if periods > MAX_JUDGED_PERIODS {
+                return Err(PlanError {
+                    problems: vec![Problem {
+                        path: "Guardrails.Analysis.PeriodInSeconds".to_owned(),
+                        message: format!(
+                            "{} s periods over a deadline of {timeout_secs} s and {} comparisons \
+                             are {periods} periods of counts; the deployment record keeps at \
+                             most {MAX_JUDGED_PERIODS}: use a longer period",
+                            a.period_in_seconds,
+                            a.compare.len()
+                        ),
+                    }],
+                });
+            }
+        }
         let watched_alarms = watched_alarms(policy, deployment_id, engine);
         let cutover_bake_secs = match engine {
             Engine::Variant => policy
@@ -355,6 +406,7 @@ impl Plan {
             fleets: cost::FleetCost::default(),
             scaling: None,
             requested_by: None,
+            analysis,
         };
         plan.fleets = cost::of(&plan);
         plan.warnings.extend(warnings(&plan));
@@ -496,7 +548,27 @@ fn watched_alarms(policy: &Policy, deployment_id: &str, engine: Engine) -> Vec<W
 
 fn warnings(plan: &Plan) -> Vec<String> {
     let mut warnings = Vec::new();
-    if plan.watched_alarms.is_empty() {
+    if let Some(analysis) = &plan.analysis {
+        if !plan
+            .steps
+            .iter()
+            .any(|s| s.green_share.basis_points() < 10_000)
+        {
+            warnings.push(
+                "Guardrails.Analysis: no step leaves blue serving, so the judge has nothing to \
+                 compare green with; use CANARY or LINEAR traffic routing"
+                    .to_owned(),
+            );
+        }
+        if analysis.period_in_seconds < 60 {
+            warnings.push(format!(
+                "Guardrails.Analysis.PeriodInSeconds: SageMaker publishes endpoint metrics once a \
+                 minute; {} s periods read the same counts in more calls",
+                analysis.period_in_seconds
+            ));
+        }
+    }
+    if plan.watched_alarms.is_empty() && plan.analysis.is_none() {
         warnings.push(
             "no alarm is watched: a bad green is only rolled back by a manual abort or the \
              timeout; name alarms in AutoRollbackConfiguration or add Guardrails.Alarms"

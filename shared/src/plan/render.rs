@@ -52,6 +52,9 @@ impl fmt::Display for Plan {
                 writeln!(f, "    - {}", describe_alarm(alarm, self))?;
             }
         }
+        if let Some(analysis) = &self.analysis {
+            judge_lines(f, self, analysis)?;
+        }
         if self.approve_before_final_shift {
             let last = self.steps.last().map(|s| s.green_share.to_string());
             writeln!(
@@ -165,6 +168,62 @@ impl Plan {
             "  rollback: SageMaker restores blue (rolling updates re-provision it in batches)"
         )
     }
+}
+
+/// What the judge compares, at which steps, and what an inconclusive bake does.
+fn judge_lines(
+    f: &mut fmt::Formatter<'_>,
+    plan: &Plan,
+    analysis: &crate::policy::Analysis,
+) -> fmt::Result {
+    use crate::policy::WhenInconclusive;
+    let judged: Vec<String> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.green_share.basis_points() < 10_000)
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    let steps = if judged.is_empty() {
+        "no step (blue never serves beside green)".to_owned()
+    } else {
+        format!("step {}", judged.join(", "))
+    };
+    writeln!(
+        f,
+        "  judged at {steps}, green against blue per {} s (a worse green rolls back):",
+        analysis.period_in_seconds
+    )?;
+    let k = analysis.compare.len().max(1);
+    for c in &analysis.compare {
+        writeln!(
+            f,
+            "    - {}: {}% worse matters; false-rollback rate {}",
+            c.metric.words(),
+            c.minimum_degradation_percent,
+            analysis.false_rollback_rate / k as f64
+        )?;
+    }
+    let inconclusive = match analysis.when_inconclusive {
+        WhenInconclusive::Extend => format!(
+            "extended up to {} s, then held for approval",
+            analysis.extend_up_to_seconds
+        ),
+        WhenInconclusive::HoldForApproval => "held for approval".to_owned(),
+        WhenInconclusive::RollBack => "rolled back".to_owned(),
+        WhenInconclusive::Pass => "passed, and the record says so".to_owned(),
+    };
+    let early = if analysis.end_bakes_early {
+        "; a bake ends as soon as green is shown no worse"
+    } else {
+        ""
+    };
+    writeln!(
+        f,
+        "    a bake passes once green is shown no worse over at least {} green requests; \
+         inconclusive, it is {inconclusive}{early}",
+        crate::units::count(f64::from(analysis.minimum_green_requests))
+    )
 }
 
 fn describe_alarm(alarm: &WatchedAlarm, plan: &Plan) -> String {

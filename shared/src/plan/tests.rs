@@ -340,3 +340,47 @@ fn the_plan_round_trips_through_json() {
     let json = serde_json::to_string(&plan).unwrap();
     assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
 }
+
+#[test]
+fn the_judge_needs_the_variant_engine_room_in_the_deadline_and_a_record_that_fits() {
+    let canary = |analysis: &str, timeout: &str| {
+        format!(
+            "BlueGreenUpdatePolicy:\n  TrafficRoutingConfiguration:\n    Type: CANARY\n    CanarySize: {{ Type: CAPACITY_PERCENT, Value: 10 }}\n    WaitIntervalInSeconds: 300\n  TerminationWaitInSeconds: 600\n{timeout}Guardrails:\n  Analysis: {analysis}\n"
+        )
+    };
+    // The canary's first step is judged; extending it may take 600 s more, and the default
+    // deadline has room for it.
+    let judged = plan(&canary("{}", ""), 4).unwrap();
+    assert!(judged.analysis.is_some());
+    let without = plan(CANARY, 4).unwrap();
+    assert_eq!(
+        judged.timeout_secs,
+        judged.waits_secs + PROVISIONING_ALLOWANCE_SECS + 600
+    );
+    assert!(without.analysis.is_none());
+    assert!(format!("{judged}").contains("judged at step 1, green against blue per 60 s"));
+    // 1 s periods over an 8-hour deadline would not fit in the record.
+    let e = plan(
+        &canary(
+            "{ PeriodInSeconds: 1 }",
+            "  MaximumExecutionTimeoutInSeconds: 28800\n",
+        ),
+        4,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.problems[0].to_string(),
+        "Guardrails.Analysis.PeriodInSeconds: 1 s periods over a deadline of 28800 s and 1 \
+         comparisons are 28800 periods of counts; the deployment record keeps at most 2000: use \
+         a longer period"
+    );
+    // SageMaker's own rollout has no side-by-side variants to compare.
+    let native = format!("{}  Engine: native\n", canary("{}", ""));
+    let e = plan(&native, 4).unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.path == "Guardrails.Analysis" && p.message.contains("variant engine")),
+        "{e}"
+    );
+}

@@ -229,6 +229,17 @@ pub struct Analysis {
     /// With `Extend`: how much longer an inconclusive bake may run, then it holds for
     /// approval.
     pub extend_up_to_seconds: u32,
+    /// The period of the counts compared (GetMetricData's `Period`): SageMaker publishes its
+    /// endpoint metrics once a minute.
+    #[serde(default = "default_analysis_period")]
+    pub period_in_seconds: u32,
+    /// End a bake as soon as every comparison says green is no worse, rather than at its end.
+    #[serde(default)]
+    pub end_bakes_early: bool,
+}
+
+fn default_analysis_period() -> u32 {
+    60
 }
 
 impl Default for Analysis {
@@ -242,6 +253,8 @@ impl Default for Analysis {
             minimum_green_requests: 1_000,
             when_inconclusive: WhenInconclusive::Extend,
             extend_up_to_seconds: 600,
+            period_in_seconds: default_analysis_period(),
+            end_bakes_early: false,
         }
     }
 }
@@ -279,6 +292,23 @@ pub enum ComparedMetric {
         #[serde(rename = "MetricName")]
         metric_name: String,
     },
+}
+
+impl ComparedMetric {
+    /// What the comparison counts, in words.
+    pub fn words(&self) -> String {
+        match self {
+            ComparedMetric::ErrorRate { include_4xx: false } => "5xx error rate".to_owned(),
+            ComparedMetric::ErrorRate { include_4xx: true } => "4xx and 5xx error rate".to_owned(),
+            ComparedMetric::Latency { percentile } => {
+                format!("share of requests slower than blue's p{percentile}")
+            }
+            ComparedMetric::Custom {
+                namespace,
+                metric_name,
+            } => format!("{namespace}/{metric_name} per request"),
+        }
+    }
 }
 
 /// What a bake that ends without a verdict does.
@@ -497,6 +527,7 @@ impl Policy {
                 "Guardrails.FinalFleetBakeInSeconds",
                 g.final_fleet_bake_in_seconds.is_some(),
             ),
+            ("Guardrails.Analysis", g.analysis.is_some()),
         ]
         .into_iter()
         .filter_map(|(field, present)| present.then_some(field))

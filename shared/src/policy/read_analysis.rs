@@ -45,6 +45,24 @@ fn in_range(
     }
 }
 
+/// The periods GetMetricData takes: 1, 5, 10, 30 or a multiple of 60 seconds (API reference,
+/// `MetricStat.Period`), here up to an hour.
+fn period(value: &Value, path: &str, problems: &mut Problems) -> Option<u32> {
+    let secs = super::reader::whole_number(value, path, 1, 3_600, "seconds", problems)?;
+    if matches!(secs, 1 | 5 | 10 | 30) || secs % 60 == 0 {
+        Some(secs)
+    } else {
+        problems.add(
+            path,
+            format!(
+                "{secs} is not a GetMetricData period; allowed: 1, 5, 10, 30 or a multiple of 60 \
+                 seconds"
+            ),
+        );
+        None
+    }
+}
+
 fn comparison(value: &Value, path: &str, problems: &mut Problems) -> Option<Comparison> {
     let obj = Obj::new(
         value,
@@ -135,6 +153,8 @@ pub(super) fn analysis(value: &Value, path: &str, problems: &mut Problems) -> Op
             "MinimumGreenRequests",
             "WhenInconclusive",
             "ExtendUpToSeconds",
+            "PeriodInSeconds",
+            "EndBakesEarly",
         ],
         problems,
     )?;
@@ -195,8 +215,18 @@ pub(super) fn analysis(value: &Value, path: &str, problems: &mut Problems) -> Op
     {
         problems.add(&p, "only WhenInconclusive: Extend takes ExtendUpToSeconds");
     }
+    let period = match obj.get("PeriodInSeconds") {
+        None => Some(defaults.period_in_seconds),
+        Some((v, p)) => period(v, &p, problems),
+    };
+    let early = match obj.get("EndBakesEarly") {
+        None => Some(false),
+        Some((v, p)) => boolean(v, &p, problems),
+    };
     obj.finish(problems);
     Some(Analysis {
+        period_in_seconds: period?,
+        end_bakes_early: early?,
         compare: compare?,
         false_rollback_rate: rate?,
         minimum_green_requests: min_green?,

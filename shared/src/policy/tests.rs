@@ -734,6 +734,8 @@ fn the_analysis_section_reads_what_to_compare_and_defaults_the_rest() {
         MetricName: BadPredictions
     FalseRollbackRate: 0.005
     WhenInconclusive: HoldForApproval
+    PeriodInSeconds: 300
+    EndBakesEarly: true
 "#,
     );
     let analysis = policy.guardrails.analysis.clone().unwrap();
@@ -759,6 +761,8 @@ fn the_analysis_section_reads_what_to_compare_and_defaults_the_rest() {
     );
     assert_eq!(analysis.false_rollback_rate, 0.005);
     assert_eq!(analysis.minimum_green_requests, 1_000);
+    assert_eq!(analysis.period_in_seconds, 300);
+    assert!(analysis.end_bakes_early);
     assert_eq!(
         analysis.when_inconclusive,
         WhenInconclusive::HoldForApproval
@@ -795,6 +799,8 @@ fn invalid_analyses_say_what_and_where() {
     MinimumGreenRequests: 0
     WhenInconclusive: Pass
     ExtendUpToSeconds: 60
+    PeriodInSeconds: 45
+    EndBakesEarly: sometimes
 "#,
     );
     let expect = [
@@ -806,6 +812,7 @@ fn invalid_analyses_say_what_and_where() {
         "Guardrails.Analysis.FalseRollbackRate: 0.5 is out of range; allowed: more than 0 to 0.2",
         "Guardrails.Analysis.MinimumGreenRequests: 0 is out of range; allowed: 1 to 10000000 requests",
         "Guardrails.Analysis.ExtendUpToSeconds: only WhenInconclusive: Extend takes ExtendUpToSeconds",
+        "Guardrails.Analysis.PeriodInSeconds: 45 is not a GetMetricData period; allowed: 1, 5, 10, 30 or a multiple of 60 seconds",
     ];
     for e in expect {
         assert!(found.iter().any(|f| f == e), "missing {e:?} in {found:#?}");

@@ -182,6 +182,8 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
     let driver = Driver {
         endpoints: Arc::new(sim.clone()),
         alarms: Arc::new(sim.clone()),
+        // The simulation's policies do not ask for the judge: nothing is ever read.
+        metrics: Arc::new(guardrails::memory::MemoryMetrics::default()),
         store: Arc::new(sim.clone()),
         bus: bus.clone(),
         waker: Arc::new(sim.clone()),

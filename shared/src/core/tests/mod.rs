@@ -105,6 +105,7 @@ fn endpoint(status: EndpointStatus, config: &str, variants: Vec<VariantView>) ->
         }),
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
+        judged: None,
         unseen: None,
     }
 }
@@ -367,6 +368,7 @@ fn a_deleted_or_broken_endpoint_fails_the_deployment() {
         endpoint: None,
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
+        judged: None,
         unseen: None,
     };
     let d = deployment(provisioning(true)).decide(&gone, None, at(60));
@@ -950,6 +952,7 @@ fn the_record_round_trips_through_json() {
     assert_eq!(serde_json::from_str::<Deployment>(&json).unwrap(), d);
 }
 
+mod judge;
 mod native;
 mod table;
 mod trouble;

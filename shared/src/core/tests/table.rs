@@ -72,6 +72,7 @@ fn missing_endpoint() -> Observation {
         endpoint: None,
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
+        judged: None,
         unseen: None,
     }
 }
