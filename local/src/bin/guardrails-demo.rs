@@ -46,6 +46,30 @@ fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set: run this through scripts/demo.sh"))
 }
 
+/// A 50% canary judged against blue on 1 s counts, its green alarm at 20% errors.
+fn judged_policy() -> Value {
+    json!({
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "CanarySize": { "Type": "CAPACITY_PERCENT", "Value": 50 },
+                "WaitIntervalInSeconds": 90
+            },
+            "TerminationWaitInSeconds": 5,
+            "MaximumExecutionTimeoutInSeconds": 600
+        },
+        "Guardrails": {
+            "PollIntervalInSeconds": 1,
+            "Alarms": [{
+                "Name": "green-errors", "MetricName": "Invocation5XXErrors", "Statistic": "Average",
+                "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0.2,
+                "PeriodInSeconds": 10, "EvaluationPeriods": 1, "TreatMissingData": "notBreaching"
+            }],
+            "Analysis": { "PeriodInSeconds": 1, "MinimumGreenRequests": 200 }
+        }
+    })
+}
+
 fn policy() -> Value {
     json!({
         "DeploymentConfig": {
@@ -96,6 +120,7 @@ impl Demo {
             "fraud-scorer-v1",
             "fraud-scorer-v2",
             "fraud-scorer-v3",
+            "fraud-scorer-v3b",
             "fraud-scorer-v4",
         ] {
             self.model(model).await?;
@@ -390,6 +415,16 @@ impl Demo {
                 .await
                 .map_err(|e| format!("ReceiveMessage: {e:?}"))?;
             if let Some(message) = out.messages().first() {
+                // Read once: the next story's page is the next message.
+                if let Some(receipt) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.pages_queue)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await
+                        .map_err(|e| format!("DeleteMessage: {e:?}"))?;
+                }
                 let envelope: Value =
                     serde_json::from_str(message.body().unwrap_or("{}")).unwrap_or_default();
                 return Ok((
@@ -604,6 +639,56 @@ async fn story() -> Result<(), String> {
     }
     println!("open {report} in a browser (it needs no network)");
 
+    println!(
+        "\n== A v3b with three times blue's error rate (3% against 1%), far under its alarm's 20%: the judge"
+    );
+    for (model, behaviour) in [
+        ("fraud-scorer-v2", r#"{"error_rate":0.01,"latency_ms":20}"#),
+        ("fraud-scorer-v3b", r#"{"error_rate":0.03,"latency_ms":20}"#),
+    ] {
+        let (status, body) = post(
+            &demo.control,
+            &format!("/control/models/{model}"),
+            behaviour,
+        )
+        .await?;
+        if status != 204 {
+            return Err(format!("control API answered {status}: {body}"));
+        }
+    }
+    let judged = demo.policy_file("judged.json", &judged_policy())?;
+    let (_, judged_plan) = demo.guardrails(&[
+        "deploy",
+        "--endpoint",
+        ENDPOINT,
+        "--model",
+        "fraud-scorer-v3b",
+        "--policy",
+        &judged,
+        "--dry-run",
+    ])?;
+    if let Some(at) = judged_plan.find("  judged at") {
+        let lines: Vec<&str> = judged_plan[at..].lines().take(3).collect();
+        println!(
+            "what the plan says the judge compares:\n{}",
+            lines.join("\n")
+        );
+    }
+    let v3b = demo
+        .deploy("fraud-scorer-v3b", &judged, "d-fraud-v3b", false)
+        .await?;
+    let (judged_subject, judged_message) = demo.page().await?;
+    println!("\n== The page on-call received\nSubject: {judged_subject}\n\n{judged_message}");
+    let (status, body) = post(
+        &demo.control,
+        "/control/models/fraud-scorer-v2",
+        r#"{"error_rate":0,"latency_ms":20}"#,
+    )
+    .await?;
+    if status != 204 {
+        return Err(format!("control API answered {status}: {body}"));
+    }
+
     println!("\n== SageMaker runs a canary of v4 itself (native engine); Guardrails follows it");
     let serving_variant = demo.variant().await?;
     let errors = ErrorAlarm {
@@ -648,6 +733,7 @@ async fn story() -> Result<(), String> {
     println!("  v2: {v2} after {v2_secs} s");
     println!("  v3: {v3}; on-call paged: \"{subject}\"");
     println!("  after v3, {ENDPOINT} served {after_v3}");
+    println!("  v3b: {v3b}, by the judge; on-call paged: \"{judged_subject}\"");
     println!("  v4 (native): {v4}; {ENDPOINT} serves {after_v4}");
     let back_on_v2 = after_v3 == after_v2;
     let name_kept = v2_variant == "AllTraffic";
@@ -661,10 +747,13 @@ async fn story() -> Result<(), String> {
         || v4 != "SUCCEEDED"
         || !on_v4
         || !history.contains("d-fraud-v3")
+        || v3b != "ROLLED_BACK"
+        || !judged_message.contains("the judge found green worse than blue")
     {
         return Err(format!(
             "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: \
-             {back_on_v2}, variant after v2 {v2_variant}, v4 {v4}, serving {after_v4}"
+             {back_on_v2}, variant after v2 {v2_variant}, v3b {v3b} ({judged_message}), v4 {v4}, \
+             serving {after_v4}"
         ));
     }
     println!("  all as expected: the faulty model never reached more than its canary share");
