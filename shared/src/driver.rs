@@ -165,7 +165,21 @@ impl Driver {
                 events: vec![event],
             },
         };
-        match self.store.create(&record, &audit).await {
+        let mut created = self.store.create(&record, &audit).await;
+        if matches!(&created, Err(e) if e.kind == ErrorKind::AlreadyActive)
+            && self
+                .store
+                .load(&endpoint)
+                .await?
+                .is_some_and(|active| active.deployment.is_final())
+        {
+            // The active deployment has ended and its final event may be out, but it is not
+            // archived yet (that is the last step of the invocation that ended it): finish
+            // that step, as the next invocation would, and the endpoint is free.
+            self.reconcile(&endpoint, None).await?;
+            created = self.store.create(&record, &audit).await;
+        }
+        match created {
             Ok(()) => {}
             Err(e) if e.kind == ErrorKind::Duplicate => {
                 return Err(DriverError::Duplicate {

@@ -26,9 +26,31 @@ fn step_of(phase: &Phase) -> Option<usize> {
     match phase {
         Phase::Shifting { step }
         | Phase::Baking { step, .. }
-        | Phase::AwaitingApproval { step } => Some(*step + 1),
+        | Phase::AwaitingApproval { step }
+        | Phase::HeldInconclusive { step, .. } => Some(*step + 1),
         _ => None,
     }
+}
+
+/// What green served by the decision that ended it, as the judge counted it (the latest
+/// judgement up to the trigger): requests, and bad ones by the first comparison.
+fn green_served(audit: &[AuditEntry], trigger: Option<&AuditEntry>) -> Option<String> {
+    let until = trigger.map_or(u64::MAX, |t| t.sequence);
+    let judgement = audit
+        .iter()
+        .filter(|a| a.sequence <= until)
+        .filter_map(|a| a.judgement.as_ref())
+        .next_back()?;
+    let c = judgement.comparisons.first()?;
+    let rate = |bad: f64, n: f64| if n > 0.0 { bad / n * 100.0 } else { 0.0 };
+    Some(format!(
+        "{} requests by the decision, {} of them bad by its {} ({:.2}%; blue {:.2}%)",
+        crate::units::count(c.green_requests),
+        crate::units::count(c.green_bad),
+        c.metric,
+        rate(c.green_bad, c.green_requests),
+        rate(c.blue_bad, c.blue_requests)
+    ))
 }
 
 /// `2026-11-27T08:10:30Z`.
@@ -140,6 +162,9 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
                 utc(t.transition.at.epoch_ms())
             ),
         );
+    }
+    if let Some(served) = green_served(audit, trigger) {
+        line(&mut body, "Green served:", served);
     }
     if let (Some(started), Some(restored)) = (event.rollback_started_at, event.traffic_restored_at)
     {

@@ -133,6 +133,31 @@ async fn a_second_deployment_for_a_busy_endpoint_is_refused_and_changes_nothing(
     assert_eq!(h.store.load(ENDPOINT).await.unwrap(), before);
 }
 
+/// GIVEN a deployment that ended (its final event out) whose invocation has not archived it yet,
+/// WHEN the next deployment is asked for, THEN it starts: the ended one is archived first, as
+/// its next invocation would, rather than the request refused as if the endpoint were busy.
+#[tokio::test]
+async fn a_deployment_that_ended_but_is_not_archived_yet_does_not_block_the_next() {
+    let h = Harness::new(endpoint());
+    h.driver.start(canary()).await.unwrap();
+    let mut ended = h.store.load(ENDPOINT).await.unwrap().unwrap();
+    let version = ended.version;
+    ended.version += 1;
+    ended.deployment.phase = Phase::RolledBack {
+        cause: Cause::RollbackComplete,
+    };
+    ended.outbox = Default::default();
+    h.store.save(&ended, version, &[]).await.unwrap();
+    let mut second = canary();
+    second.deployment_id = "d2".to_owned();
+    h.driver.start(second).await.unwrap();
+    let active = h.store.load(ENDPOINT).await.unwrap().unwrap();
+    assert_eq!(active.deployment.plan.deployment_id, "d2");
+    let history = h.memory.history(ENDPOINT);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].deployment.plan.deployment_id, "d1");
+}
+
 #[tokio::test]
 async fn a_crash_after_acting_before_saving_still_converges() {
     for n in 1..=7 {
