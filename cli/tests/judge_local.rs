@@ -1,5 +1,5 @@
 //! The judge end to end on the local stack, through the real functions and the command: GIVEN
-//! a 50% canary whose green alarm fires only above 30% errors, and blue answering 2% of its
+//! a 50% canary whose green alarm fires only above 50% errors, and blue answering 2% of its
 //! requests with a 5xx, WHEN a model with three times blue's error rate is deployed, THEN the
 //! judge (from CloudWatch's per-variant counts of the noisy local traffic) rolls it back while
 //! the alarm stays OK, and the record, the events and the page say so with the numbers; and a
@@ -19,8 +19,10 @@ use serde_json::Value;
 
 const ENDPOINT: &str = "fraud";
 
-/// A 50% canary baking `bake` s, green's alarm at 30% errors, and the judge on 1 s periods.
-fn judged_policy(bake: u32, analysis: &str) -> String {
+/// A 50% canary baking `bake` s, green's alarm above `threshold` errors, and the judge on 1 s
+/// periods. (The alarm reads a period while it fills: a first tick of some 25 green requests
+/// is all it sees at first, so the thresholds stay far above the error rates.)
+fn judged_policy(bake: u32, threshold: f64, analysis: &str) -> String {
     format!(
         r#"BlueGreenUpdatePolicy:
   TrafficRoutingConfiguration:
@@ -36,7 +38,7 @@ Guardrails:
       MetricName: Invocation5XXErrors
       Statistic: Average
       ComparisonOperator: GreaterThanThreshold
-      Threshold: 0.3
+      Threshold: {threshold}
       PeriodInSeconds: 10
       EvaluationPeriods: 1
       TreatMissingData: notBreaching
@@ -98,11 +100,11 @@ async fn the_judge_rolls_back_what_no_alarm_catches_and_passes_a_good_green_earl
     behaves(&flow, "fraud-model-v1", 0.02);
     let dir = tempfile::tempdir().unwrap();
 
-    // Three times blue's errors, ten times under the alarm's threshold.
+    // Three times blue's errors, far under the alarm's threshold.
     model(&flow.admin, "fraud-model-v3").await;
     behaves(&flow, "fraud-model-v3", 0.06);
     let dry = dir.path().join("dry.yaml");
-    std::fs::write(&dry, judged_policy(120, "")).unwrap();
+    std::fs::write(&dry, judged_policy(120, 0.5, "")).unwrap();
     let (code, plan, _) = guardrails(
         &flow,
         OPERATOR,
@@ -128,7 +130,7 @@ async fn the_judge_rolls_back_what_no_alarm_catches_and_passes_a_good_green_earl
         dir.path(),
         "d-judged",
         "fraud-model-v3",
-        &judged_policy(120, ""),
+        &judged_policy(120, 0.5, ""),
     )
     .await;
     assert_eq!(code, 2, "rolled back");
@@ -167,6 +169,7 @@ async fn the_judge_rolls_back_what_no_alarm_catches_and_passes_a_good_green_earl
     model(&flow.admin, "fraud-model-v4").await;
     let early = judged_policy(
         120,
+        0.9,
         "    FalseRollbackRate: 0.05\n    Compare: [{ Metric: ErrorRate, MinimumDegradationPercent: 100 }]\n    EndBakesEarly: true\n",
     );
     behaves(&flow, "fraud-model-v1", 0.1);
