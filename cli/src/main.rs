@@ -70,6 +70,16 @@ enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Replay a past deployment under another policy's Guardrails.Analysis, on the counts kept
+    /// with it: what that judge would have decided, and when.
+    Backtest {
+        deployment: String,
+        /// The policy whose Guardrails.Analysis is replayed (JSON or YAML).
+        #[arg(long)]
+        policy: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Write one deployment's timeline chart (green's share, each variant's errors and
     /// latency, alarm bands, every transition) as a self-contained HTML page.
     Report {
@@ -294,6 +304,15 @@ async fn operate_on(command: Command) -> Result<operate::Output, String> {
             let json = remote.output == "json";
             operate::show(&connect(&remote).await?, &deployment, json).await
         }
+        Command::Backtest {
+            deployment,
+            policy,
+            remote,
+        } => {
+            let json = remote.output == "json";
+            let policy = read_policy(&policy)?;
+            operate::backtest(&connect(&remote).await?, &deployment, &policy, json).await
+        }
         Command::Report {
             deployment,
             html,
@@ -361,6 +380,7 @@ fn offline(command: Command) -> Result<String, String> {
         | Command::History { .. }
         | Command::Show { .. }
         | Command::Report { .. }
+        | Command::Backtest { .. }
         | Command::Approve { .. }
         | Command::Abort { .. } => Err("this subcommand talks to a running Guardrails".to_owned()),
         Command::Validate { policy } => {

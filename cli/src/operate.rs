@@ -201,6 +201,14 @@ pub fn render_show(answer: &Value) -> String {
     if s["endedAt"].is_i64() {
         out.push_str(&format!("  why it ended: {}\n", text(s, "cause")));
     }
+    if let Ok(blast) =
+        serde_json::from_value::<guardrails::core::BlastRadius>(answer["blastRadius"].clone())
+    {
+        out.push_str(&format!("  blast radius: {}\n", blast.served()));
+        if let Some(since) = blast.since_signal() {
+            out.push_str(&format!("    {since}\n"));
+        }
+    }
     out.push('\n');
     for e in answer["timeline"].as_array().cloned().unwrap_or_default() {
         out.push_str(&timeline_line(&e));
@@ -410,6 +418,28 @@ pub async fn show(remote: &Remote, id: &str, json: bool) -> Result<Output, Strin
         format!("{answer:#}\n")
     } else {
         render_show(&answer)
+    }))
+}
+
+/// `backtest`: the deployment as `show` answers, replayed under `policy`'s analysis (the
+/// defaults when it names none, as a deployment under it would be judged).
+pub async fn backtest(
+    remote: &Remote,
+    id: &str,
+    policy: &guardrails::policy::Policy,
+    json: bool,
+) -> Result<Output, String> {
+    let answer = remote
+        .ok(&json!({ "command": "show", "deploymentId": id }))
+        .await?;
+    let shown: guardrails::status::Shown = serde_json::from_value(answer)
+        .map_err(|e| format!("show {id}: an answer this command cannot read: {e}"))?;
+    let analysis = policy.guardrails.analysis.clone().unwrap_or_default();
+    let replay = guardrails::backtest::replay(&shown, &analysis).map_err(|e| e.to_string())?;
+    Ok(Output::ok(if json {
+        format!("{:#}\n", json!(replay))
+    } else {
+        replay.render()
     }))
 }
 

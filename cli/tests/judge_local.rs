@@ -164,6 +164,69 @@ async fn the_judge_rolls_back_what_no_alarm_catches_and_passes_a_good_green_earl
         compared["worseEvidence"].as_f64().unwrap() >= 100.0,
         "{compared}"
     );
+    // The blast radius, read from the local CloudWatch at the end: at least what the judge
+    // counted by its decision, with the judge's look as the first bad signal.
+    let blast = &d["blastRadius"];
+    assert!(
+        blast["greenRequests"].as_f64().unwrap() >= compared["greenRequests"].as_f64().unwrap(),
+        "{blast:#}"
+    );
+    assert!(blast["greenFailed"].as_f64().unwrap() > 0.0, "{blast:#}");
+    assert_eq!(
+        blast["signal"]["what"], "the judge found green worse than blue",
+        "{blast:#}"
+    );
+    assert_eq!(blast["signal"]["at"], judgement["at"], "{blast:#}");
+    assert!(blast["secondsToBlue"].as_f64().unwrap() >= 0.0, "{blast:#}");
+    let (code, text, _) = guardrails(&flow, OPERATOR, &["show", "d-judged"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("  blast radius: green served "), "{text}");
+    assert!(
+        text.contains("since the judge found green worse than blue at "),
+        "{text}"
+    );
+
+    // Backtest: replayed under the analysis it ran with, the judge rolls back again, the same
+    // way every time; under one that allows one false rollback in a million, it would not have
+    // by then.
+    let same = dir.path().join("d-judged.yaml");
+    let same = same.to_str().unwrap();
+    let backtest = |policy: &str| {
+        let args = [
+            "backtest", "d-judged", "--policy", policy, "--output", "json",
+        ];
+        let (code, out, err) = guardrails(&flow, OPERATOR, &args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let replayed = backtest(same);
+    assert_eq!(backtest(same), replayed, "deterministic");
+    let decisions = replayed["decisions"].as_array().unwrap();
+    assert_eq!(
+        decisions.last().unwrap()["would"],
+        "ROLL_BACK",
+        "{replayed:#}"
+    );
+    let (code, text, _) = guardrails(&flow, OPERATOR, &["backtest", "d-judged", "--policy", same]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("would have: rolled back at t+")
+            && text.contains("it did:     ROLLED_BACK at t+"),
+        "{text}"
+    );
+    eprintln!("$ guardrails backtest d-judged --policy d-judged.yaml\n{text}");
+    let lenient = dir.path().join("lenient.yaml");
+    let lenient_policy = judged_policy(120, 0.5, "    FalseRollbackRate: 0.000001\n");
+    std::fs::write(&lenient, lenient_policy).unwrap();
+    let replayed = backtest(lenient.to_str().unwrap());
+    assert!(
+        replayed["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["would"] != "ROLL_BACK"),
+        "{replayed:#}"
+    );
 
     // As good as blue: the bake ends early on the evidence, long before its 120 s.
     model(&flow.admin, "fraud-model-v4").await;

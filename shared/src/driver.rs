@@ -14,10 +14,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::{Action, Command, Deployment, Observation, Phase, StartError, Transition};
+use crate::core::{
+    Action, BlastRadius, Command, Deployment, Observation, Phase, StartError, Transition,
+};
 use crate::events::StateChange;
 use crate::plan::{Fleet, Plan};
-use crate::policy::Engine;
+use crate::policy::{ComparedMetric, Engine};
 use crate::ports::{
     Alarms, AuditEntry, Clock, CountsQuery, Endpoints, ErrorKind, EventBus, GreenAlarm, Metrics,
     Outbox, PortError, PortResult, Store, Stored, Waker,
@@ -233,7 +235,13 @@ impl Driver {
                 Some(u) => stored.deployment.call_failed(&u.api, &u.message, now),
                 None => stored.deployment.clone(),
             };
-            let decision = looked.decide(&observation, command, now);
+            let mut decision = looked.decide(&observation, command, now);
+            // The end counts what green served, once, before the final record and its event
+            // are saved.
+            if decision.deployment.is_final() && decision.deployment.blast_radius.is_none() {
+                let blast = self.blast_radius(&decision.deployment, now).await;
+                decision.deployment.blast_radius = Some(blast);
+            }
             let mut next_deployment = decision.deployment.clone();
             let clean = observation.unseen.is_none() && decision.actions.is_empty();
             if clean && next_deployment.trouble.failures_in_a_row > 0 {
@@ -448,6 +456,7 @@ impl Driver {
                 endpoint_name: &plan.endpoint_name,
                 blue_variant: &plan.blue.variant_name,
                 green_variant: &plan.green.variant_name,
+                fleets: None,
                 metric: &comparison.metric,
                 period_secs,
                 from,
@@ -456,6 +465,36 @@ impl Driver {
             series.push(self.throttled(|| self.metrics.counts(&query)).await?);
         }
         Ok(series)
+    }
+
+    /// The blast radius of `deployment`, which has just ended: green's and blue's requests and
+    /// 5xx responses since green first served, read once. A failed read is noted in it, never
+    /// an error: a deployment ends whatever CloudWatch answers.
+    async fn blast_radius(&self, deployment: &Deployment, now: Timestamp) -> BlastRadius {
+        let Some((from, to, period_secs)) = deployment.blast_window(now) else {
+            return deployment.blast_radius(None, 60);
+        };
+        let plan = &deployment.plan;
+        let fleets = (plan.engine == Engine::Native).then_some((
+            plan.blue_config_name.as_str(),
+            plan.green_config_name.as_str(),
+        ));
+        let metric = ComparedMetric::ErrorRate { include_4xx: false };
+        let query = CountsQuery {
+            endpoint_name: &plan.endpoint_name,
+            blue_variant: &plan.blue.variant_name,
+            green_variant: &plan.green.variant_name,
+            fleets,
+            metric: &metric,
+            period_secs,
+            from,
+            to,
+        };
+        let read = self
+            .throttled(|| self.metrics.counts(&query))
+            .await
+            .map_err(|e| e.to_string());
+        deployment.blast_radius(Some(read), period_secs)
     }
 
     /// Performs the outbox and saves the record without it. An action SageMaker refuses as in
@@ -760,12 +799,12 @@ fn ended(stored: &Stored, transitions: &[Transition]) -> Option<crate::metrics::
     let last = transitions.iter().rev().find(|t| t.to.is_final())?;
     let d = &stored.deployment;
     let outcome = crate::events::PhaseKind::of(&last.to);
-    let secs_to_blue = match (d.rollback_started_at, d.traffic_restored_at) {
-        (Some(started), Some(restored)) if matches!(last.to, Phase::RolledBack { .. }) => {
-            Some((restored.epoch_ms() - started.epoch_ms()).max(0) as f64 / 1_000.0)
-        }
-        _ => None,
-    };
+    // From the first bad signal (else the rollback's decision): `core::BlastRadius`.
+    let secs_to_blue = d
+        .blast_radius
+        .as_ref()
+        .and_then(|b| b.seconds_to_blue)
+        .filter(|_| matches!(last.to, Phase::RolledBack { .. }));
     Some(crate::metrics::Ended {
         engine: d.plan.engine,
         outcome,

@@ -60,6 +60,9 @@ pub struct StateChange {
     /// The judge's latest answer when the transition was decided, if it compares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judgement: Option<crate::core::Judgement>,
+    /// On the final event: what green served and what it cost (`core::BlastRadius`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<crate::core::BlastRadius>,
 }
 
 /// The kind of a phase, without its data: the `state` of our events.
@@ -152,6 +155,15 @@ impl StateChange {
                 .judgement
                 .clone()
                 .filter(|j| j.at == transition.at),
+            blast_radius: deployment
+                .blast_radius
+                .clone()
+                .filter(|_| transition.to.is_final())
+                .map(|mut b| {
+                    // The counts per period stay in the record: an event is at most 256 KiB.
+                    b.samples.clear();
+                    b
+                }),
         }
     }
 }

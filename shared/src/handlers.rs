@@ -519,6 +519,8 @@ async fn read_one(driver: &Driver, r: &crate::inbound::ReadBody) -> Result<Answe
         status: live,
         plan: stored.deployment.plan.clone(),
         timeline: status::timeline(&stored, &audit),
+        blast_radius: stored.deployment.blast_radius.clone(),
+        samples: stored.deployment.samples.clone(),
     }))))
 }
 

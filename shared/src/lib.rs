@@ -5,6 +5,7 @@
 pub mod access;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod backtest;
 pub mod core;
 pub mod driver;
 pub mod events;

@@ -355,6 +355,7 @@ impl Clock for VirtualClock {
 pub struct MemoryMetrics {
     series: Mutex<Vec<(crate::policy::ComparedMetric, Vec<crate::core::Sample>)>>,
     reads: std::sync::atomic::AtomicU32,
+    refused: Mutex<Option<String>>,
 }
 
 impl MemoryMetrics {
@@ -363,6 +364,11 @@ impl MemoryMetrics {
         let mut series = lock(&self.series);
         series.retain(|(m, _)| *m != metric);
         series.push((metric, samples));
+    }
+
+    /// Every read is refused from now on, as IAM refuses it.
+    pub fn refuse(&self, message: &str) {
+        *lock(&self.refused) = Some(message.to_owned());
     }
 
     /// How many reads were made.
@@ -379,6 +385,10 @@ impl crate::ports::Metrics for MemoryMetrics {
     ) -> PortResult<Vec<crate::core::Sample>> {
         self.reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(message) = lock(&self.refused).clone() {
+            let error = PortError::new(ErrorKind::Refused, &message);
+            return Err(error.from_api("cloudwatch:GetMetricData"));
+        }
         Ok(lock(&self.series)
             .iter()
             .filter(|(m, _)| m == query.metric)

@@ -6,7 +6,7 @@
 //! | metric | unit | dimensions | when |
 //! | --- | --- | --- | --- |
 //! | `Deployments` | Count | `Engine`, `Outcome` | a deployment ends: SUCCEEDED, ROLLED_BACK, FAILED |
-//! | `SecondsToBlue` | Seconds | `Engine` | a rollback ends: from its decision on the bad signal to every request seen back on blue |
+//! | `SecondsToBlue` | Seconds | `Engine` | a rollback ends: from the first bad signal (an alarm's move into ALARM, the judge's worse; else the rollback's decision) to every request seen back on blue |
 //! | `FunctionErrors` | Count | `Function` | a handler fails (Lambda retries the event) |
 //! | `EventsRefused` | Count | `Function` | an event or command is refused or malformed |
 
@@ -25,7 +25,8 @@ pub const NAMESPACE: &str = "Guardrails";
 pub struct Ended {
     pub engine: Engine,
     pub outcome: PhaseKind,
-    /// Seconds from the rollback's decision to every request seen back on blue.
+    /// Seconds from the first bad signal (else the rollback's decision) to every request seen
+    /// back on blue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secs_to_blue: Option<f64>,
 }

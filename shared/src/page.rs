@@ -164,9 +164,15 @@ pub fn page(event: &StateChange, audit: &[AuditEntry], table: &str) -> Page {
         );
     }
     if let Some(served) = green_served(audit, trigger) {
-        line(&mut body, "Green served:", served);
+        line(&mut body, "Judge counted:", served);
     }
-    if let (Some(started), Some(restored)) = (event.rollback_started_at, event.traffic_restored_at)
+    if let Some(blast) = &event.blast_radius {
+        line(&mut body, "Blast radius:", blast.served());
+        if let Some(since) = blast.since_signal() {
+            line(&mut body, "", since);
+        }
+    } else if let (Some(started), Some(restored)) =
+        (event.rollback_started_at, event.traffic_restored_at)
     {
         let secs = (restored - started).max(0) as f64 / 1_000.0;
         line(

@@ -272,6 +272,9 @@ pub struct CountsQuery<'a> {
     pub endpoint_name: &'a str,
     pub blue_variant: &'a str,
     pub green_variant: &'a str,
+    /// Per fleet: each side's `EndpointConfigName` as a dimension too (the native engine, whose
+    /// fleets may share a variant's name); `None` reads per variant.
+    pub fleets: Option<(&'a str, &'a str)>,
     pub metric: &'a ComparedMetric,
     pub period_secs: u32,
     /// Complete periods from `from` up to `to` (both on period boundaries).

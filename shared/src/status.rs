@@ -86,6 +86,12 @@ pub struct Shown {
     pub status: Option<Status>,
     pub plan: crate::plan::Plan,
     pub timeline: Vec<StateChange>,
+    /// What green served and what it cost, once the deployment ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<crate::core::BlastRadius>,
+    /// The counts the judge's verdicts were made on, per comparison (for `backtest`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Vec<crate::core::Sample>>,
 }
 
 /// Green's share of requests the phase has given it.

@@ -80,6 +80,7 @@ fn main() {
         AlarmView {
             state: AlarmState::Ok,
             reason: String::new(),
+            since: None,
         },
     );
     let quiet = baking.decide(&serving, None, T0.plus_secs(600));

@@ -277,6 +277,7 @@ impl World {
                 let view = AlarmView {
                     state: *state,
                     reason: reason.to_owned(),
+                    since: None,
                 };
                 (name.clone(), view)
             })

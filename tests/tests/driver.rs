@@ -266,3 +266,113 @@ async fn two_drivers_racing_on_one_endpoint_never_both_act() {
     assert_eq!(provisioned.count(), 1, "one transition recorded once");
     assert_eq!(h.run_to_end(ENDPOINT).await.unwrap(), Phase::Succeeded);
 }
+
+/// Per-minute counts from T0 for two hours: green 100 requests with 5 failed, blue 900 with 9.
+fn served_per_minute() -> Vec<guardrails::core::Sample> {
+    (0..120)
+        .map(|m| guardrails::core::Sample {
+            at: T0.plus_secs(m * 60),
+            counts: guardrails::judge::Period {
+                green_requests: 100.0,
+                green_bad: 5.0,
+                blue_requests: 900.0,
+                blue_bad: 9.0,
+            },
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rollback_counts_what_green_served_since_the_first_bad_signal() {
+    let h = Harness::new(endpoint().with_bad_model("fraud-scorer-v2"));
+    let error_rate = guardrails::policy::ComparedMetric::ErrorRate { include_4xx: false };
+    h.metrics.set(error_rate, served_per_minute());
+    h.driver.start(canary()).await.unwrap();
+    let end = h.run_to_end(ENDPOINT).await.unwrap();
+    assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
+    let record = h.memory.history(ENDPOINT).pop().unwrap().deployment;
+    let blast = record.blast_radius.clone().expect("counted at the end");
+    let signal = record
+        .first_bad_signal
+        .clone()
+        .expect("the alarm is the signal");
+    assert!(signal.what.starts_with("alarm "), "{signal:?}");
+    assert_eq!(blast.signal.as_ref(), Some(&signal));
+    // Every minute from the one green first served in to the end, and the failures with them.
+    let minutes = blast.samples.len() as f64;
+    assert!(minutes >= 1.0);
+    assert_eq!(blast.green_requests, 100.0 * minutes);
+    assert_eq!(blast.green_failed, 5.0 * minutes);
+    assert_eq!(blast.blue_failed, 9.0 * minutes);
+    let since = blast.since_signal_requests.unwrap();
+    assert!(since > 0.0 && since <= blast.green_requests, "{blast:?}");
+    assert_eq!(blast.since_signal_failed, Some(since / 20.0));
+    let to_blue = blast.seconds_to_blue.unwrap();
+    let restored = record.traffic_restored_at.unwrap();
+    assert_eq!(
+        to_blue,
+        (restored.epoch_ms() - signal.at.epoch_ms()) as f64 / 1_000.0
+    );
+    // The final event carries it (without the per-period counts), and so does the page.
+    let last = h.bus.events().last().cloned().unwrap();
+    let carried = last.blast_radius.clone().unwrap();
+    assert!(carried.samples.is_empty());
+    let audit = h.store.audit(ENDPOINT, "d1").await.unwrap();
+    let page = guardrails::page::page(&last, &audit, "guardrails-deployments");
+    assert!(
+        page.body.contains(&format!(
+            "Blast radius:    green served {} requests, {} failed (5.00%; blue 1.00%)",
+            guardrails::units::count(blast.green_requests),
+            guardrails::units::count(blast.green_failed)
+        )),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!("since {} at ", signal.what))
+            && page.body.contains("every request back on blue"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn a_success_counts_what_green_served_and_has_no_signal() {
+    let h = Harness::new(endpoint());
+    let error_rate = guardrails::policy::ComparedMetric::ErrorRate { include_4xx: false };
+    h.metrics.set(error_rate, served_per_minute());
+    h.driver.start(canary()).await.unwrap();
+    assert_eq!(h.run_to_end(ENDPOINT).await.unwrap(), Phase::Succeeded);
+    let record = h.memory.history(ENDPOINT).pop().unwrap().deployment;
+    let blast = record.blast_radius.unwrap();
+    assert!(blast.signal.is_none() && blast.seconds_to_blue.is_none());
+    assert!(blast.since_signal().is_none());
+    assert_eq!(blast.green_requests, 100.0 * blast.samples.len() as f64);
+}
+
+#[tokio::test]
+async fn counts_cloudwatch_will_not_give_are_noted_and_the_deployment_still_ends() {
+    let h = Harness::new(endpoint().with_bad_model("fraud-scorer-v2"));
+    h.metrics
+        .refuse("not authorized to perform: cloudwatch:GetMetricData");
+    h.driver.start(canary()).await.unwrap();
+    let end = h.run_to_end(ENDPOINT).await.unwrap();
+    assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
+    let record = h.memory.history(ENDPOINT).pop().unwrap().deployment;
+    let blast = record.blast_radius.unwrap();
+    assert!(
+        blast
+            .unread
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not authorized"),
+        "{blast:?}"
+    );
+    assert!(
+        blast.served().starts_with("not counted: "),
+        "{}",
+        blast.served()
+    );
+    // The signal and the seconds to blue do not depend on CloudWatch's counts.
+    assert!(blast.seconds_to_blue.is_some() && blast.signal.is_some());
+}

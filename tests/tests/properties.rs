@@ -143,6 +143,7 @@ fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
                             let view = AlarmView {
                                 state,
                                 reason: "random".to_owned(),
+                                since: None,
                             };
                             (name.clone(), view)
                         })

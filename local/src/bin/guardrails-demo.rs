@@ -749,7 +749,8 @@ async fn story() -> Result<(), String> {
         || !history.contains("d-fraud-v3")
         || v3b != "ROLLED_BACK"
         || !judged_message.contains("the judge found green worse than blue")
-        || !judged_message.contains("Green served:")
+        || !judged_message.contains("Judge counted:")
+        || !judged_message.contains("Blast radius:    green served ")
     {
         return Err(format!(
             "the story went wrong: v2 {v2}, v3 {v3}, page {subject:?}, endpoint back on v2: \

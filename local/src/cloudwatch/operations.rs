@@ -322,6 +322,9 @@ impl CloudWatch {
                         ("StateReason", text(&c.reason)),
                         ("StateReasonData", text(&c.reason_data)),
                         ("StateUpdatedTimestamp", timestamp(c.updated)),
+                        // The last change of StateValue (CloudWatch API Reference,
+                        // CompositeAlarm); the local alarm updates its state only on a change.
+                        ("StateTransitionedTimestamp", timestamp(c.updated)),
                     ])
                 })
                 .collect()
@@ -380,6 +383,9 @@ fn describe_metric_alarm(a: &Alarm) -> Cbor {
         ("StateReason", text(&a.reason)),
         ("StateReasonData", text(&a.reason_data)),
         ("StateUpdatedTimestamp", timestamp(a.updated)),
+        // "The date and time that the alarm's StateValue most recently changed" (CloudWatch
+        // API Reference, MetricAlarm); the local alarm updates its state only on a change.
+        ("StateTransitionedTimestamp", timestamp(a.updated)),
     ];
     let metric = |(namespace, metric, dims): &super::MetricKey| {
         map(vec![

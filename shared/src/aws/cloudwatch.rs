@@ -210,19 +210,34 @@ impl Alarms for CloudWatchAlarms {
     async fn states(&self, names: &[&str]) -> PortResult<BTreeMap<String, AlarmView>> {
         let described = self.described(names).await?;
         let mut found = BTreeMap::new();
-        let metric = described
-            .metric
-            .iter()
-            .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
-        let composite = described
-            .composite
-            .iter()
-            .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
-        for (name, value, reason) in metric.chain(composite) {
+        // When the state last changed: StateTransitionedTimestamp, else StateUpdatedTimestamp
+        // (which also moves when only the evaluation state does).
+        let since = |transitioned: Option<&DateTime>, updated: Option<&DateTime>| {
+            transitioned
+                .or(updated)
+                .and_then(|t| t.to_millis().ok())
+                .map(Timestamp::from_epoch_ms)
+        };
+        let metric = described.metric.iter().map(|a| {
+            let at = since(
+                a.state_transitioned_timestamp(),
+                a.state_updated_timestamp(),
+            );
+            (a.alarm_name(), a.state_value(), a.state_reason(), at)
+        });
+        let composite = described.composite.iter().map(|a| {
+            let at = since(
+                a.state_transitioned_timestamp(),
+                a.state_updated_timestamp(),
+            );
+            (a.alarm_name(), a.state_value(), a.state_reason(), at)
+        });
+        for (name, value, reason, at) in metric.chain(composite) {
             if let Some(name) = name {
                 let view = AlarmView {
                     state: state(value)?,
                     reason: reason.unwrap_or_default().to_owned(),
+                    since: at,
                 };
                 found.insert(name.to_owned(), view);
             }
@@ -375,7 +390,8 @@ struct Wanted<'a> {
     id: &'static str,
     namespace: &'a str,
     metric: &'a str,
-    variant: &'a str,
+    /// The variant, and the fleet's config when read per fleet.
+    side: (&'a str, Option<&'a str>),
     stat: String,
 }
 
@@ -396,8 +412,12 @@ impl CloudWatchAlarms {
                 .namespace(w.namespace)
                 .metric_name(w.metric)
                 .dimensions(dimension("EndpointName", endpoint))
-                .dimensions(dimension("VariantName", w.variant))
-                .build();
+                .dimensions(dimension("VariantName", w.side.0));
+            let metric = match w.side.1 {
+                Some(config) => metric.dimensions(dimension("EndpointConfigName", config)),
+                None => metric,
+            }
+            .build();
             MetricDataQuery::builder()
                 .id(w.id)
                 .metric_stat(
@@ -438,14 +458,15 @@ impl CloudWatchAlarms {
 impl Metrics for CloudWatchAlarms {
     async fn counts(&self, q: &CountsQuery<'_>) -> PortResult<Vec<Sample>> {
         const SAGEMAKER: &str = "AWS/SageMaker";
-        let sum = |id, namespace, metric, variant| Wanted {
+        let sum = |id, namespace, metric, side| Wanted {
             id,
             namespace,
             metric,
-            variant,
+            side,
             stat: "Sum".to_owned(),
         };
-        let (g, b) = (q.green_variant, q.blue_variant);
+        let g = (q.green_variant, q.fleets.map(|f| f.1));
+        let b = (q.blue_variant, q.fleets.map(|f| f.0));
         let mut wanted = Vec::new();
         // Requests, and bad requests, on each side: (green requests, green bad, blue requests,
         // blue bad) as ids; "bad" may be the sum of two series (4xx and 5xx).
@@ -482,7 +503,7 @@ impl Metrics for CloudWatchAlarms {
                             id: "line",
                             namespace: SAGEMAKER,
                             metric: "ModelLatency",
-                            variant: b,
+                            side: b,
                             stat: format!("p{percentile}"),
                         }],
                         whole,
@@ -493,21 +514,21 @@ impl Metrics for CloudWatchAlarms {
                 let Some(x) = line.get("line").and_then(|s| s.values().next().copied()) else {
                     return Ok(Vec::new());
                 };
-                for (id, variant) in [("ng", g), ("nb", b)] {
+                for (id, side) in [("ng", g), ("nb", b)] {
                     wanted.push(Wanted {
                         id,
                         namespace: SAGEMAKER,
                         metric: "ModelLatency",
-                        variant,
+                        side,
                         stat: "SampleCount".to_owned(),
                     });
                 }
-                for (id, variant) in [("rg", g), ("rb", b)] {
+                for (id, side) in [("rg", g), ("rb", b)] {
                     wanted.push(Wanted {
                         id,
                         namespace: SAGEMAKER,
                         metric: "ModelLatency",
-                        variant,
+                        side,
                         stat: format!("PR(:{x})"),
                     });
                 }

@@ -19,6 +19,7 @@
 //! runs the rollout; it ends in Succeeded, RolledBack or Failed.
 
 mod action;
+mod blast;
 mod judging;
 mod native;
 mod observation;
@@ -29,7 +30,8 @@ mod trouble;
 use serde::{Deserialize, Serialize};
 
 pub use action::{Action, Cause, ConfigVariant};
-pub use judging::{Compared, Judgement, Sample};
+pub use blast::{BlastRadius, MAX_BLAST_PERIODS, Signal};
+pub use judging::{Compared, Judgement, Sample, judge};
 pub use observation::{
     AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, Progress, Unseen, VariantView,
 };
@@ -77,6 +79,12 @@ pub struct Deployment {
     /// so that another analysis can be replayed on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Vec<Sample>>,
+    /// The first sign that green is bad which Guardrails acted on (`blast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_signal: Option<Signal>,
+    /// What green served and what it cost, counted when the deployment ended (`blast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<BlastRadius>,
 }
 
 /// Where a deployment is. Steps are indexes into `plan.steps`.
@@ -261,6 +269,8 @@ impl Deployment {
             judged_since: None,
             judgement: None,
             samples: Vec::new(),
+            first_bad_signal: None,
+            blast_radius: None,
         };
         let transition = Transition {
             at: now,

@@ -17,7 +17,7 @@ use super::phases::{
 };
 use super::{
     Action, AlarmState, Cause, Deployment, EndpointStatus, EndpointView, Observation, Phase,
-    Progress,
+    Progress, Signal,
 };
 use crate::units::Timestamp;
 
@@ -72,6 +72,13 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     // watches while it runs this deployment, and whether traffic reached the new fleet.
     let ours = endpoint.pending_config_name.as_deref() == Some(green_config.as_str());
     let seen_alarm = alarm.or_else(|| ours.then(|| first_alarm(d, obs)).flatten());
+    if let Some((name, _)) = &seen_alarm {
+        let at = obs.alarms.get(name).and_then(|a| a.since);
+        d.first_bad_signal.get_or_insert(Signal {
+            at: at.unwrap_or(now).clamp(d.started_at, now),
+            what: format!("alarm {name} went into ALARM"),
+        });
+    }
     let line = if ours {
         progress_line(&endpoint.progress)
     } else {
@@ -128,15 +135,27 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     if update.accepted_at.is_some() {
         // The alarms' history covers a rollback too quick for any look to catch in ALARM:
         // an alarm that fired after SageMaker accepted the update.
-        let fired = seen_alarm.or_else(|| {
-            let accepted = update.accepted_at.unwrap_or(d.started_at);
-            d.plan.watched_alarm_names().find_map(|name| {
-                obs.alarms_fired
-                    .get(name)
-                    .filter(|(at, _)| *at >= accepted)
-                    .map(|(_, reason)| (name.to_owned(), reason.clone()))
-            })
+        let accepted = update.accepted_at.unwrap_or(d.started_at);
+        let in_history = d.plan.watched_alarm_names().find_map(|name| {
+            obs.alarms_fired
+                .get(name)
+                .filter(|(at, _)| *at >= accepted)
+                .map(|(at, reason)| (name.to_owned(), *at, reason.clone()))
         });
+        if seen_alarm.is_none()
+            && let Some((name, at, _)) = &in_history
+        {
+            d.first_bad_signal.get_or_insert(Signal {
+                at: (*at).clamp(d.started_at, now),
+                what: format!("alarm {name} went into ALARM"),
+            });
+        }
+        let fired = seen_alarm.or(in_history.map(|(name, _, reason)| (name, reason)));
+        // SageMaker rolled back on its own: the first look that sees it is when every request
+        // is known to be back on blue.
+        if fired.is_some() || moved {
+            d.traffic_restored_at.get_or_insert(now);
+        }
         return back_on_blue(d, endpoint, fired, moved);
     }
     if now >= d.deadline {

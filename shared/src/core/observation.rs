@@ -131,6 +131,9 @@ impl EndpointStatus {
 pub struct AlarmView {
     pub state: AlarmState,
     pub reason: String,
+    /// When the alarm entered this state (`StateUpdatedTimestamp`), when CloudWatch said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

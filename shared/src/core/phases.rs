@@ -96,6 +96,13 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     if is_guarded(&phase)
         && let Some(cause) = guard_tripped(d, obs, now, &phase)
     {
+        if let Cause::AlarmFired { alarm_name, .. } = &cause {
+            let at = obs.alarms.get(alarm_name).and_then(|a| a.since);
+            d.signal(
+                at.unwrap_or(now).min(now),
+                format!("alarm {alarm_name} went into ALARM"),
+            );
+        }
         return go(rolling_back(cause.clone(), now), cause);
     }
     if let Some(series) = &obs.judged
@@ -106,6 +113,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         let summary = judgement.summary();
         d.judgement = Some(judgement);
         if verdict == Verdict::Worse {
+            d.signal(now, "the judge found green worse than blue".to_owned());
             let cause = Cause::GreenWorse { step, summary };
             return go(rolling_back(cause.clone(), now), cause);
         }

@@ -87,6 +87,7 @@ fn alarms_ok() -> BTreeMap<String, AlarmView> {
             let view = AlarmView {
                 state: AlarmState::Ok,
                 reason: String::new(),
+                since: None,
             };
             (n.to_owned(), view)
         })
@@ -152,6 +153,7 @@ fn with_alarm(mut obs: Observation, name: &str, state: AlarmState) -> Observatio
         AlarmView {
             state,
             reason: "Threshold Crossed: 1 datapoint [0.31] was greater than 0.05".to_owned(),
+            since: None,
         },
     );
     obs
