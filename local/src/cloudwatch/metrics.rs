@@ -213,9 +213,11 @@ impl CloudWatch {
         for query in queries.iter().filter(|q| q.return_data) {
             let mut timestamps = Vec::new();
             let mut values = Vec::new();
-            // Newest first, as CloudWatch returns by default (TimestampDescending).
-            let mut bucket = start + (end - start).div_euclid(period_ms) * period_ms;
-            while bucket >= start {
+            // Newest first, as CloudWatch returns by default (TimestampDescending). EndTime is
+            // exclusive: "results include data points up to the specified time stamp" (CloudWatch
+            // API Reference, GetMetricData), so the last period is the one that starts before it.
+            let mut bucket = start + (end - start - 1).div_euclid(period_ms) * period_ms;
+            while bucket >= start && end > start {
                 if let Some(v) =
                     self.query_value(&queries, &query.id, bucket, bucket + period_ms, 0)
                 {
