@@ -514,14 +514,9 @@ async fn read_one(driver: &Driver, r: &crate::inbound::ReadBody) -> Result<Answe
             driver.clock.now(),
         ))
     };
-    Ok(Answer::of(&Handled::Shown(Box::new(status::Shown {
-        summary: status::summary(&stored, &audit),
-        status: live,
-        plan: stored.deployment.plan.clone(),
-        timeline: status::timeline(&stored, &audit),
-        blast_radius: stored.deployment.blast_radius.clone(),
-        samples: stored.deployment.samples.clone(),
-    }))))
+    Ok(Answer::of(&Handled::Shown(Box::new(status::Shown::of(
+        &stored, &audit, live,
+    )))))
 }
 
 /// An approval or abort of the endpoint's active deployment (the one named, if named).

@@ -94,6 +94,20 @@ pub struct Shown {
     pub samples: Vec<Vec<crate::core::Sample>>,
 }
 
+impl Shown {
+    /// `stored` with its audit trail, and its live status while active.
+    pub fn of(stored: &Stored, audit: &[AuditEntry], status: Option<Status>) -> Shown {
+        Shown {
+            summary: summary(stored, audit),
+            status,
+            plan: stored.deployment.plan.clone(),
+            timeline: timeline(stored, audit),
+            blast_radius: stored.deployment.blast_radius.clone(),
+            samples: stored.deployment.samples.clone(),
+        }
+    }
+}
+
 /// Green's share of requests the phase has given it.
 fn green_share(stored: &Stored) -> Share {
     let d = &stored.deployment;

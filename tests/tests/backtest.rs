@@ -12,7 +12,7 @@ use guardrails::events::PhaseKind;
 use guardrails::judge::Period;
 use guardrails::policy::{Analysis, ComparedMetric, Comparison, WhenInconclusive};
 use guardrails::ports::Store;
-use guardrails::status::{self, Shown};
+use guardrails::status::Shown;
 use guardrails_tests::harness::Harness;
 use guardrails_tests::world::World;
 use guardrails_tests::{T0, example_policy, sample_plan};
@@ -63,14 +63,7 @@ async fn recorded(judged: Option<Analysis>, samples: Vec<Sample>) -> Shown {
     h.run_to_end(ENDPOINT).await.unwrap();
     let stored = h.memory.history(ENDPOINT).pop().unwrap();
     let audit = h.store.audit(ENDPOINT, "d1").await.unwrap();
-    let shown = Shown {
-        summary: status::summary(&stored, &audit),
-        status: None,
-        plan: stored.deployment.plan.clone(),
-        timeline: status::timeline(&stored, &audit),
-        blast_radius: stored.deployment.blast_radius.clone(),
-        samples: stored.deployment.samples.clone(),
-    };
+    let shown = Shown::of(&stored, &audit, None);
     // Through JSON, as the command reads it.
     serde_json::from_value(serde_json::to_value(&shown).unwrap()).unwrap()
 }
