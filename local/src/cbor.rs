@@ -15,7 +15,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     Ok(to_json(value))
 }
 
-fn to_json(value: Cbor) -> Value {
+pub(crate) fn to_json(value: Cbor) -> Value {
     match value {
         Cbor::Integer(i) => {
             let n = i128::from(i);

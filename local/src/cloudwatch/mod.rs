@@ -260,6 +260,33 @@ mod tests {
     }
 
     #[test]
+    fn get_metric_data_stops_before_its_end_time() {
+        // EndTime is exclusive (CloudWatch API Reference, GetMetricData): a window ending on a
+        // period boundary does not return the period that starts there.
+        let mut cw = CloudWatch::default();
+        traffic(&mut cw, 0, 5, 0.1);
+        let input = json!({
+            "StartTime": T / 1_000, "EndTime": T / 1_000 + 3,
+            "MetricDataQueries": [{"Id": "m", "MetricStat": {"Period": 1, "Stat": "Sum",
+                "Metric": {"Namespace": "AWS/SageMaker", "MetricName": "Invocation5XXErrors",
+                    "Dimensions": [{"Name": "EndpointName", "Value": "e"}]}}}],
+        });
+        let out = cw.call("GetMetricData", &input, T + 5_000, &mut Vec::new());
+        let out = crate::cbor::to_json(out.unwrap());
+        let seconds: Vec<i64> = out["MetricDataResults"][0]["Timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t.as_f64().unwrap() * 1_000.0).round() as i64 / 1_000 - T / 1_000)
+            .collect();
+        assert_eq!(
+            seconds,
+            vec![2, 1, 0],
+            "newest first, none at EndTime: {out}"
+        );
+    }
+
+    #[test]
     fn a_new_alarm_starts_with_insufficient_data() {
         let mut cw = CloudWatch::default();
         alarm(&mut cw, "missing");
