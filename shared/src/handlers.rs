@@ -430,7 +430,19 @@ pub async fn command(
             let endpoint = r.endpoint_name.unwrap_or_default();
             let limit = r.limit.unwrap_or(crate::inbound::DEFAULT_HISTORY);
             let mut deployments = Vec::new();
-            for stored in driver.store.history(&endpoint, limit).await? {
+            // A deployment that has ended is history from its final save on, also in the
+            // moment before it is archived (its final event may be read first).
+            let mut past = driver.store.history(&endpoint, limit).await?;
+            if let Some(ended) = driver.store.load(&endpoint).await?.filter(|s| {
+                s.deployment.is_final()
+                    && !past
+                        .iter()
+                        .any(|p| p.deployment.plan.deployment_id == s.deployment.plan.deployment_id)
+            }) {
+                past.insert(0, ended);
+                past.truncate(limit);
+            }
+            for stored in past {
                 let id = &stored.deployment.plan.deployment_id;
                 let audit = driver.store.audit(&endpoint, id).await?;
                 deployments.push(status::summary(&stored, &audit));
