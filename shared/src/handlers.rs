@@ -431,9 +431,11 @@ pub async fn command(
             let limit = r.limit.unwrap_or(crate::inbound::DEFAULT_HISTORY);
             let mut deployments = Vec::new();
             // A deployment that has ended is history from its final save on, also in the
-            // moment before it is archived (its final event may be read first).
+            // moment before it is archived (its final event may be read first). The active
+            // record is read first: archived after that read, it is in the history read next.
+            let active = driver.store.load(&endpoint).await?;
             let mut past = driver.store.history(&endpoint, limit).await?;
-            if let Some(ended) = driver.store.load(&endpoint).await?.filter(|s| {
+            if let Some(ended) = active.filter(|s| {
                 s.deployment.is_final()
                     && !past
                         .iter()
