@@ -17,7 +17,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== building the functions and the local stack"
 cargo build --locked -q -p guardrails-local -p guardrails-cli -p start-deployment \
-  -p endpoint-events -p bake-watcher -p rollback-notifier
+  -p endpoint-events -p bake-watcher -p rollback-notifier -p hook-green-ready
 target="${CARGO_TARGET_DIR:-target}"
 
 work=$(mktemp -d)

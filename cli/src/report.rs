@@ -120,7 +120,8 @@ pub fn planned_share(timeline: &[StateChange], end: i64) -> Vec<(i64, f64)> {
             | PhaseKind::RollingBack
             | PhaseKind::RolledBack
             | PhaseKind::Failed => Some(0.0),
-            PhaseKind::NativeDeploying => e.observed_green_percent,
+            // Before green's first request, or after the final shift: as observed.
+            PhaseKind::NativeDeploying | PhaseKind::Hooking => e.observed_green_percent,
         };
         if let Some(share) = share {
             points.push((e.time, share));

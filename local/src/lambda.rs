@@ -194,12 +194,14 @@ pub(crate) async fn handle(
 /// /2015-03-31/functions/FunctionName/invocations`).
 pub const INVOKE_PATH: &str = "/2015-03-31/functions/";
 
-/// The functions of the template, by binary.
-const FUNCTIONS: [&str; 4] = [
+/// The functions of the template, by binary (the sample hook, `guardrails-hook-green-ready`,
+/// is deployed on the local stack).
+const FUNCTIONS: [&str; 5] = [
     "start-deployment",
     "endpoint-events",
     "bake-watcher",
     "rollback-notifier",
+    "hook-green-ready",
 ];
 
 /// The binary `FunctionName` names: a name (`guardrails-bake-watcher`), a partial ARN

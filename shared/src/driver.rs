@@ -21,8 +21,8 @@ use crate::events::StateChange;
 use crate::plan::{Fleet, Plan};
 use crate::policy::{ComparedMetric, Engine};
 use crate::ports::{
-    Alarms, AuditEntry, Clock, CountsQuery, Endpoints, ErrorKind, EventBus, GreenAlarm, Metrics,
-    Outbox, PortError, PortResult, Store, Stored, Waker,
+    Alarms, AuditEntry, Clock, CountsQuery, Endpoints, ErrorKind, EventBus, GreenAlarm, Hooks,
+    Metrics, Outbox, PortError, PortResult, Store, Stored, Waker,
 };
 use crate::preflight::{self, Look, Preflight, RECENT_DATA_SECS};
 use crate::units::{Share, Timestamp};
@@ -57,6 +57,8 @@ pub struct Driver {
     pub alarms: Arc<dyn Alarms>,
     /// The judge's counts (CloudWatch's per-variant metrics).
     pub metrics: Arc<dyn Metrics>,
+    /// The hooks the policy names.
+    pub hooks: Arc<dyn Hooks>,
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn EventBus>,
     pub waker: Arc<dyn Waker>,
@@ -277,7 +279,9 @@ impl Driver {
                 };
                 // AWS refused an action just now: decide on it at once rather than at the next
                 // wake-up (bounded: a refusal ends the deployment within two decisions).
-                if current.deployment.trouble.refused.is_some()
+                // Likewise a hook to ask now: it is asked at once, not at the next wake-up.
+                let ask_now = current.deployment.hook_call(self.clock.now()).is_some();
+                if (current.deployment.trouble.refused.is_some() || ask_now)
                     && !current.deployment.is_final()
                     && rounds < MAX_ROUNDS
                 {
@@ -433,11 +437,21 @@ impl Driver {
             },
             None => None,
         };
+        // The hook is asked last: only once everything else is seen, so that an answer is
+        // never lost to a look that failed after it.
+        let hook = match deployment.hook_call(now) {
+            Some(call) => match self.throttled(|| self.hooks.ask(&call)).await {
+                Ok(answer) => Some(answer),
+                Err(e) => return unseen(e, "lambda:InvokeFunction"),
+            },
+            None => None,
+        };
         Observation {
             endpoint,
             alarms,
             alarms_fired,
             judged,
+            hook,
             unseen: None,
         }
     }

@@ -75,6 +75,8 @@ pub enum PhaseKind {
     AwaitingApproval,
     /// The judge was inconclusive at a bake's end; a person approves or aborts.
     HeldInconclusive,
+    /// A hook the policy names is asked whether the rollout may go on.
+    Hooking,
     RemovingBlue,
     /// The fleet that keeps serving bakes, watched (variant engine).
     BakingFinalFleet,
@@ -94,6 +96,7 @@ impl PhaseKind {
             Phase::Baking { .. } => PhaseKind::Baking,
             Phase::AwaitingApproval { .. } => PhaseKind::AwaitingApproval,
             Phase::HeldInconclusive { .. } => PhaseKind::HeldInconclusive,
+            Phase::Hooking { .. } => PhaseKind::Hooking,
             Phase::RemovingBlue { .. } => PhaseKind::RemovingBlue,
             Phase::BakingFinalFleet { .. } => PhaseKind::BakingFinalFleet,
             Phase::RollingBack { .. } => PhaseKind::RollingBack,

@@ -398,3 +398,47 @@ impl crate::ports::Metrics for MemoryMetrics {
             .collect())
     }
 }
+
+/// Hooks in memory: each call takes the next answer a test scripted (the last one stays, so a
+/// hook can keep saying `InProgress`), and every call is kept with its payload.
+#[derive(Debug, Default)]
+pub struct MemoryHooks {
+    answers: Mutex<std::collections::VecDeque<PortResult<crate::core::HookAnswer>>>,
+    calls: Mutex<Vec<crate::core::HookCall>>,
+}
+
+impl MemoryHooks {
+    /// What the next calls answer, in order.
+    pub fn answer(&self, answers: impl IntoIterator<Item = crate::core::HookAnswer>) {
+        lock(&self.answers).extend(answers.into_iter().map(Ok));
+    }
+
+    /// The next calls fail with `kind`, as Lambda refuses or fails an invocation.
+    pub fn fail(&self, kind: ErrorKind, message: &str) {
+        let error = PortError::new(kind, message).from_api("lambda:InvokeFunction");
+        lock(&self.answers).push_back(Err(error));
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<crate::core::HookCall> {
+        lock(&self.calls).clone()
+    }
+}
+
+#[async_trait]
+impl crate::ports::Hooks for MemoryHooks {
+    async fn ask(&self, call: &crate::core::HookCall) -> PortResult<crate::core::HookAnswer> {
+        lock(&self.calls).push(call.clone());
+        let mut answers = lock(&self.answers);
+        let answer = if answers.len() > 1 {
+            answers.pop_front()
+        } else {
+            answers.front().cloned()
+        };
+        answer.unwrap_or_else(|| {
+            Ok(crate::core::HookAnswer::Succeeded {
+                reason: "no answer was scripted: yes".to_owned(),
+            })
+        })
+    }
+}

@@ -290,6 +290,15 @@ pub trait Metrics: Send + Sync {
     async fn counts(&self, query: &CountsQuery<'_>) -> PortResult<Vec<Sample>>;
 }
 
+/// The hooks the policy names (Lambda's `Invoke`, `RequestResponse`).
+#[async_trait]
+pub trait Hooks: Send + Sync {
+    /// Asks the hook and reads its answer (`core::HookAnswer::from_invocation`); a call with no
+    /// answer within `core::HOOK_CALL_SECS` is `HookAnswer::no_answer`. An invocation Lambda
+    /// refuses (no such function, access denied) is an error, `Refused`.
+    async fn ask(&self, call: &crate::core::HookCall) -> PortResult<crate::core::HookAnswer>;
+}
+
 /// What the store keeps for an endpoint's active deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stored {

@@ -32,6 +32,8 @@ struct InProcess {
     bake_watcher: Driver,
     notifier_store: DynamoStore,
     pager: SnsTopic,
+    /// The sample hook's client, on its own role.
+    hook_sagemaker: aws_sdk_sagemaker::Client,
     settings: Settings,
     /// Where each function's output goes, as Lambda sends it to CloudWatch Logs.
     emulator: Arc<std::sync::Mutex<guardrails_local::Emulator>>,
@@ -78,6 +80,14 @@ impl Invoker for InProcess {
                     &event,
                 )
                 .await
+            }
+            // The sample hook, as its `main.rs` runs it: a payload it cannot read is the
+            // runtime's error, as Lambda reports it.
+            "hook-green-ready" => {
+                let payload: hook_green_ready::Payload =
+                    serde_json::from_value(event).map_err(|e| e.to_string())?;
+                let answer = hook_green_ready::check(&self.hook_sagemaker, &payload).await;
+                return Ok((200, serde_json::to_string(&answer).unwrap_or_default()));
             }
             other => return Err(format!("no function {other}")),
         };
@@ -172,6 +182,9 @@ impl Flow {
             bake_watcher: driver("bake-watcher"),
             notifier_store: store_with(&notifier, &names),
             pager: pager_with(&notifier, &names).unwrap_or_else(|e| panic!("{e}")),
+            hook_sagemaker: aws_sdk_sagemaker::Client::new(
+                &stack.function_sdk_config("hook-green-ready"),
+            ),
             settings: Settings {
                 package_targets: Arc::new(ParameterTargets::new(
                     aws_sdk_ssm::Client::new(&stack.function_sdk_config("start-deployment")),

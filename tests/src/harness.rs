@@ -467,6 +467,8 @@ pub struct Harness {
     pub ports: Arc<WorldPorts>,
     /// The judge's counts, as a test sets them.
     pub metrics: Arc<MemoryMetrics>,
+    /// The hooks' answers a test scripts, and the calls made.
+    pub hooks: Arc<guardrails::memory::MemoryHooks>,
     /// The store under the crash switch, for reading history in assertions.
     pub memory: Arc<MemoryStore>,
     pub store: Arc<CrashingStore>,
@@ -494,10 +496,12 @@ impl Harness {
         let bus = Arc::new(MemoryBus::default());
         let waker = Arc::new(MemoryWaker::default());
         let metrics = Arc::new(MemoryMetrics::default());
+        let hooks = Arc::new(guardrails::memory::MemoryHooks::default());
         let driver = Driver {
             endpoints: ports.clone(),
             alarms: ports.clone(),
             metrics: metrics.clone(),
+            hooks: hooks.clone(),
             store: store.clone(),
             bus: bus.clone(),
             waker: waker.clone(),
@@ -507,6 +511,7 @@ impl Harness {
         Harness {
             ports,
             metrics,
+            hooks,
             memory,
             store,
             bus,

@@ -78,6 +78,11 @@ impl Clients {
     }
 }
 
+/// Every call the local IAM decided so far: `(principal, action, resource, allowed)`.
+pub fn iam_log(stack: &LocalStack) -> Vec<(String, String, String, bool)> {
+    with(stack, |e| e.iam.log.clone())
+}
+
 fn with<T>(stack: &LocalStack, f: impl FnOnce(&mut Emulator) -> T) -> T {
     let mut emulator = stack
         .emulator
@@ -261,6 +266,9 @@ impl OnStack {
             endpoints: Arc::new(SageMakerEndpoints::new(function.sagemaker)),
             alarms: Arc::new(CloudWatchAlarms::new(function.cloudwatch.clone())),
             metrics: Arc::new(CloudWatchAlarms::new(function.cloudwatch)),
+            hooks: Arc::new(guardrails::aws::lambda::LambdaHooks::new(
+                aws_sdk_lambda::Client::new(&function.sdk),
+            )),
             store: Arc::new(DynamoStore::new(function.dynamodb, "guardrails")),
             bus,
             waker: self.waker.clone(),

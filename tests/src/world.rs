@@ -287,6 +287,7 @@ impl World {
             alarms,
             alarms_fired: BTreeMap::new(),
             judged: None,
+            hook: None,
             unseen: None,
         }
     }

@@ -376,3 +376,102 @@ async fn counts_cloudwatch_will_not_give_are_noted_and_the_deployment_still_ends
     // The signal and the seconds to blue do not depend on CloudWatch's counts.
     assert!(blast.seconds_to_blue.is_some() && blast.signal.is_some());
 }
+
+fn hooked() -> guardrails::plan::Plan {
+    sample_plan(&example_policy("canary-with-hooks.yaml"), 4)
+}
+
+#[tokio::test]
+async fn hooks_are_asked_before_green_serves_and_after_the_final_bake_then_it_succeeds() {
+    use guardrails::core::HookAnswer;
+    use guardrails::policy::HookPoint;
+    let h = Harness::new(endpoint());
+    let working = HookAnswer::InProgress {
+        reason: "warming up".to_owned(),
+    };
+    let yes = HookAnswer::Succeeded {
+        reason: "20 of 20 answered".to_owned(),
+    };
+    h.hooks.answer([working, yes.clone(), yes]);
+    h.driver.start(hooked()).await.unwrap();
+    assert_eq!(h.run_to_end(ENDPOINT).await.unwrap(), Phase::Succeeded);
+    let calls = h.hooks.calls();
+    let seen: Vec<(HookPoint, u32, f64)> = calls
+        .iter()
+        .map(|c| (c.payload.hook, c.payload.attempt, c.payload.green_percent))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (HookPoint::PreTraffic, 1, 0.0),
+            (HookPoint::PreTraffic, 2, 0.0),
+            (HookPoint::PostTraffic, 1, 100.0),
+        ],
+        "asked once per poll while it works, and never again once it answered"
+    );
+    let audit = assert_trail(&h).await;
+    let passed = audit
+        .iter()
+        .filter(|a| matches!(a.transition.cause, Cause::HookPassed { .. }))
+        .count();
+    assert_eq!(passed, 2);
+    // Green had no weight while the pre-traffic hook was asked.
+    let first_shift = audit
+        .iter()
+        .position(|a| matches!(a.transition.cause, Cause::Shifted { .. }))
+        .unwrap();
+    let hook_passed = audit
+        .iter()
+        .position(|a| matches!(a.transition.cause, Cause::HookPassed { .. }))
+        .unwrap();
+    assert!(hook_passed < first_shift);
+}
+
+#[tokio::test]
+async fn a_failing_post_traffic_hook_rolls_back_and_keeps_its_reason() {
+    use guardrails::core::HookAnswer;
+    let h = Harness::new(endpoint());
+    h.hooks.answer([
+        HookAnswer::Succeeded {
+            reason: String::new(),
+        },
+        HookAnswer::Failed {
+            reason: "p99 of the smoke requests is 2,400 ms".to_owned(),
+        },
+    ]);
+    h.driver.start(hooked()).await.unwrap();
+    let end = h.run_to_end(ENDPOINT).await.unwrap();
+    let Phase::RolledBack {
+        cause: Cause::HookFailed { reason, .. },
+    } = &end
+    else {
+        panic!("{end:?}");
+    };
+    assert_eq!(reason, "p99 of the smoke requests is 2,400 ms");
+    assert_eq!(h.ports.world().config_name(), "fraud-scorer-v1");
+    assert_trail(&h).await;
+    let record = h.memory.history(ENDPOINT).pop().unwrap().deployment;
+    let signal = record.first_bad_signal.unwrap();
+    assert!(signal.what.contains("post-traffic hook"), "{}", signal.what);
+}
+
+#[tokio::test]
+async fn a_hook_lambda_will_not_invoke_rolls_back_and_says_so() {
+    use guardrails::ports::ErrorKind;
+    let h = Harness::new(endpoint());
+    h.hooks.fail(
+        ErrorKind::Refused,
+        "ResourceNotFoundException: Function not found: arn:aws:lambda:us-east-1:123456789012:function:guardrails-hook-smoke-test",
+    );
+    h.driver.start(hooked()).await.unwrap();
+    let end = h.run_to_end(ENDPOINT).await.unwrap();
+    let Phase::RolledBack {
+        cause: Cause::Refused { api, message, .. },
+    } = &end
+    else {
+        panic!("{end:?}");
+    };
+    assert_eq!(api, "lambda:InvokeFunction");
+    assert!(message.contains("Function not found"), "{message}");
+    assert_eq!(h.ports.world().config_name(), "fraud-scorer-v1");
+}

@@ -322,3 +322,22 @@ fn started_causes_name_who_asked() {
     );
     let _ = Timestamp::from_epoch_ms(0);
 }
+
+/// The hook payloads in `events/hooks/` (for `cargo lambda invoke hook-green-ready`) are what
+/// Guardrails sends, field for field, and what the sample hook reads.
+#[test]
+fn the_hook_payload_samples_are_what_guardrails_sends_and_the_sample_hook_reads() {
+    use guardrails::core::HookPayload;
+    for file in ["pre-traffic.json", "post-traffic.json"] {
+        let text = std::fs::read_to_string(repo_root().join("events/hooks").join(file)).unwrap();
+        let sent: HookPayload = serde_json::from_str(&text).unwrap();
+        let again = serde_json::to_value(&sent).unwrap();
+        let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            again, original,
+            "{file}: every field, spelt as Guardrails spells it"
+        );
+        let read: hook_green_ready::Payload = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.green_variant_name, sent.green_variant_name);
+    }
+}

@@ -18,7 +18,7 @@ use guardrails_tests::repo_root;
 
 /// What each function's code calls, as IAM names it: the driver's calls for the three that
 /// reconcile deployments, plus what each does besides.
-const RECONCILE: [&str; 22] = [
+const RECONCILE: [&str; 23] = [
     "sagemaker:DescribeEndpoint",
     "sagemaker:DescribeEndpointConfig",
     // The configs Guardrails creates copy the user's, tags and KMS key included.
@@ -37,6 +37,8 @@ const RECONCILE: [&str; 22] = [
     "cloudwatch:DeleteAlarms",
     // The judge's per-variant counts (and the preflight's recent-data check).
     "cloudwatch:GetMetricData",
+    // The hooks a policy names (guardrails-hook-*).
+    "lambda:InvokeFunction",
     "events:PutEvents",
     "scheduler:CreateSchedule",
     "scheduler:UpdateSchedule",
@@ -77,6 +79,10 @@ fn calls_of(function: &str) -> BTreeSet<String> {
             .map(|s| (*s).to_owned())
             .collect();
         }
+        // The sample hook reads the endpoint, nothing else.
+        "hook-green-ready" => {
+            return BTreeSet::from(["sagemaker:DescribeEndpoint".to_owned()]);
+        }
         other => panic!("no function {other}"),
     };
     RECONCILE
@@ -86,11 +92,12 @@ fn calls_of(function: &str) -> BTreeSet<String> {
         .collect()
 }
 
-const FUNCTIONS: [&str; 4] = [
+const FUNCTIONS: [&str; 5] = [
     "start-deployment",
     "endpoint-events",
     "bake-watcher",
     "rollback-notifier",
+    "hook-green-ready",
 ];
 
 fn template_roles(path: &std::path::Path) -> BTreeMap<String, Role> {
@@ -244,6 +251,7 @@ fn every_sdk_call_of_the_code_is_named_and_in_the_table() {
         ("cloudwatch.rs", "cloudwatch"),
         ("dynamodb.rs", "dynamodb"),
         ("eventbridge.rs", "events"),
+        ("lambda.rs", "lambda"),
         ("sagemaker.rs", "sagemaker"),
         ("scheduler.rs", "scheduler"),
         ("sns.rs", "sns"),
@@ -275,7 +283,13 @@ fn every_sdk_call_of_the_code_is_named_and_in_the_table() {
                             .split('_')
                             .map(|w| w[..1].to_uppercase() + &w[1..])
                             .collect();
-                        format!("{service}:{pascal}")
+                        // IAM's name for Lambda's Invoke (Service Authorization Reference).
+                        match format!("{service}:{pascal}") {
+                            invoke if invoke == "lambda:Invoke" => {
+                                "lambda:InvokeFunction".to_owned()
+                            }
+                            api => api,
+                        }
                     })
             })
             .collect();

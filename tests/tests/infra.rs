@@ -18,7 +18,15 @@ fn template() -> Yaml {
     serde_yaml_ng::from_str(&text).unwrap()
 }
 
+/// Guardrails' own functions (the sample hook, deployed on request, is the user's side).
 fn functions(template: &Yaml) -> Vec<(String, Yaml)> {
+    every_function(template)
+        .into_iter()
+        .filter(|(_, r)| r["Condition"].as_str() != Some("DeploysSampleHook"))
+        .collect()
+}
+
+fn every_function(template: &Yaml) -> Vec<(String, Yaml)> {
     template["Resources"]
         .as_mapping()
         .unwrap()
@@ -35,7 +43,7 @@ fn every_function_is_a_rust_arm64_lambda_built_from_its_workspace_crate() {
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
     assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
     let mut binaries = Vec::new();
-    for (name, function) in functions(&template) {
+    for (name, function) in every_function(&template) {
         assert_eq!(
             function["Metadata"]["BuildMethod"].as_str(),
             Some("rust-cargolambda"),
@@ -63,9 +71,39 @@ fn every_function_is_a_rust_arm64_lambda_built_from_its_workspace_crate() {
         vec![
             "bake-watcher",
             "endpoint-events",
+            "hook-green-ready",
             "rollback-notifier",
             "start-deployment"
         ]
+    );
+}
+
+/// The sample hook is deployed on request only, under a name Guardrails may invoke, with a log
+/// group of its own, and answers within the 20 s Guardrails waits for one answer.
+#[test]
+fn the_sample_hook_is_optional_invocable_and_answers_in_time() {
+    let template = template();
+    let resources = &template["Resources"];
+    let hook = &resources["HookGreenReadyFunction"];
+    assert_eq!(hook["Condition"].as_str(), Some("DeploysSampleHook"));
+    let name = hook["Properties"]["FunctionName"].as_str().unwrap();
+    assert!(
+        name.starts_with(guardrails::policy::HOOK_FUNCTION_PREFIX),
+        "{name}"
+    );
+    assert_eq!(
+        hook["Properties"]["Timeout"].as_u64(),
+        Some(u64::from(guardrails::core::HOOK_CALL_SECS))
+    );
+    let logs = &resources["HookGreenReadyLogs"];
+    assert_eq!(logs["Condition"].as_str(), Some("DeploysSampleHook"));
+    assert_eq!(
+        logs["Properties"]["LogGroupName"].as_str(),
+        Some(format!("/aws/lambda/{name}").as_str())
+    );
+    assert_eq!(
+        template["Parameters"]["DeploySampleHook"]["Default"].as_str(),
+        Some("false")
     );
 }
 

@@ -154,6 +154,7 @@ fn observation(plan: &Plan) -> impl Strategy<Value = Observation> + use<> {
                     alarms,
                     alarms_fired: BTreeMap::new(),
                     judged: None,
+                    hook: None,
                     unseen: None,
                 }
             },

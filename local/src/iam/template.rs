@@ -81,6 +81,7 @@ impl Names {
             "endpoint-events",
             "bake-watcher",
             "rollback-notifier",
+            "hook-green-ready",
         ] {
             let id = function_id(binary);
             let function = arn("lambda", &format!("function:{STACK}-{binary}"));

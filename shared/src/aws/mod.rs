@@ -9,6 +9,7 @@ pub mod cloudwatch;
 pub mod dynamodb;
 pub mod endpoint_config;
 pub mod eventbridge;
+pub mod lambda;
 pub mod sagemaker;
 pub mod scheduler;
 pub mod sns;

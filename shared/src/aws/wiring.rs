@@ -174,6 +174,9 @@ pub fn driver_with(sdk: &SdkConfig, names: &Names) -> Result<Driver, ConfigError
         ),
         alarms: Arc::new(CloudWatchAlarms::new(cloudwatch.clone())),
         metrics: Arc::new(CloudWatchAlarms::new(cloudwatch)),
+        hooks: Arc::new(super::lambda::LambdaHooks::new(
+            aws_sdk_lambda::Client::new(sdk),
+        )),
         store: Arc::new(store_with(sdk, names)),
         bus: Arc::new(EventBridgeBus::new(
             aws_sdk_eventbridge::Client::new(sdk),

@@ -163,6 +163,29 @@ pub enum Cause {
         step: usize,
         summary: String,
     },
+    /// The hook said yes.
+    HookPassed {
+        hook: crate::policy::HookPoint,
+        function: String,
+        reason: String,
+    },
+    /// The hook said no, raised, or answered what is not an answer: green must not go on.
+    HookFailed {
+        hook: crate::policy::HookPoint,
+        function: String,
+        reason: String,
+    },
+    /// The hook said neither yes nor no within its `TimeoutInSeconds`; `went_on` when the
+    /// policy's `OnTimeout` is `Continue` (else the deployment rolls back).
+    HookTimedOut {
+        hook: crate::policy::HookPoint,
+        function: String,
+        after_secs: u32,
+        went_on: bool,
+        /// What it said last, while it worked.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        last_said: String,
+    },
     /// A watched alarm is in ALARM.
     AlarmFired {
         alarm_name: String,
@@ -255,6 +278,15 @@ pub enum Cause {
     },
 }
 
+/// `: its words`, or nothing when it said nothing.
+fn said(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -291,6 +323,34 @@ impl fmt::Display for Cause {
                 "bake after step {} passed without a verdict (WhenInconclusive: Pass): {summary}",
                 step + 1
             ),
+            Cause::HookPassed {
+                hook,
+                function,
+                reason,
+            } => write!(f, "the {hook} hook {function} passed{}", said(reason)),
+            Cause::HookFailed {
+                hook,
+                function,
+                reason,
+            } => write!(f, "the {hook} hook {function} failed{}", said(reason)),
+            Cause::HookTimedOut {
+                hook,
+                function,
+                after_secs,
+                went_on,
+                last_said,
+            } => {
+                let then = if *went_on {
+                    "going on (OnTimeout: Continue)"
+                } else {
+                    "rolling back"
+                };
+                write!(
+                    f,
+                    "the {hook} hook {function} gave no answer in {after_secs} s{}; {then}",
+                    said(last_said)
+                )
+            }
             Cause::AlarmFired { alarm_name, reason } => {
                 write!(f, "alarm {alarm_name} in ALARM: {reason}")
             }

@@ -6,11 +6,11 @@
 //! The path of a deployment:
 //!
 //! ```text
-//! Provisioning -> Shifting(0) -> Baking(0) -> ... -> Shifting(last) -> Baking(last)
-//!   -> RemovingBlue -> BakingFinalFleet -> Succeeded
+//! Provisioning -> [Hooking(pre-traffic)] -> Shifting(0) -> Baking(0) -> ... -> Shifting(last)
+//!   -> Baking(last) -> [Hooking(post-traffic)] -> RemovingBlue -> BakingFinalFleet -> Succeeded
 //!                                   \-> [AwaitingApproval(last)] before the last shift, if the policy asks
-//! any of Provisioning, Shifting, Baking, AwaitingApproval -> RollingBack -> RolledBack
-//!   (on ALARM, a missing alarm, an abort or the deadline)
+//! any of Provisioning, Hooking, Shifting, Baking, AwaitingApproval -> RollingBack -> RolledBack
+//!   (on ALARM, a missing alarm, an abort, the deadline, or a hook's Failed or silence)
 //! BakingFinalFleet -> RollingBack (on ALARM, a missing alarm or an abort)
 //! Provisioning -> Failed (green could not be provisioned; nothing left behind)
 //! ```
@@ -20,6 +20,7 @@
 
 mod action;
 mod blast;
+mod hooks;
 mod judging;
 mod native;
 mod observation;
@@ -31,6 +32,9 @@ use serde::{Deserialize, Serialize};
 
 pub use action::{Action, Cause, ConfigVariant};
 pub use blast::{BlastRadius, MAX_BLAST_PERIODS, Signal};
+pub use hooks::{
+    HOOK_CALL_SECS, HOOK_PAYLOAD_VERSION, HOOK_REASON_MAX_CHARS, HookAnswer, HookCall, HookPayload,
+};
 pub use judging::{Compared, Judgement, Sample, judge};
 pub use observation::{
     AlarmState, AlarmView, EndpointStatus, EndpointView, Observation, Progress, Unseen, VariantView,
@@ -114,6 +118,21 @@ pub enum Phase {
         step: usize,
         bake_from: Timestamp,
     },
+    /// A hook the policy names is asked whether the rollout may go on (`hooks`): before green's
+    /// first request, or after the final shift's bake.
+    Hooking {
+        hook: crate::policy::HookPoint,
+        /// When the hook was first asked: its `TimeoutInSeconds` counts from here.
+        since: Timestamp,
+        /// Calls made so far.
+        #[serde(default)]
+        attempts: u32,
+        /// No call before this instant, whatever events come: at most one per poll interval.
+        next_at: Timestamp,
+        /// The hook's last words while it worked (`InProgress`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        said: Option<String>,
+    },
     /// The final bake passed; the endpoint moves to the config with the new model alone under
     /// blue's variant name (a new fleet).
     RemovingBlue {
@@ -172,6 +191,10 @@ impl Phase {
             Phase::HeldInconclusive { step, .. } => {
                 format!("held after step {}: the judge is inconclusive", step + 1)
             }
+            Phase::Hooking { hook, attempts, .. } => match attempts {
+                0 => format!("asking the {hook} hook"),
+                n => format!("asking the {hook} hook (asked {n} times)"),
+            },
             Phase::RemovingBlue { .. } => "removing blue".to_owned(),
             Phase::BakingFinalFleet { .. } => "baking the final fleet".to_owned(),
             Phase::RollingBack { .. } => "rolling back".to_owned(),

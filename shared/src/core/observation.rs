@@ -22,6 +22,10 @@ pub struct Observation {
     /// `None` when they were not read.
     #[serde(default)]
     pub judged: Option<Vec<Vec<super::Sample>>>,
+    /// The answer of the hook this phase asks, when it was asked for this look
+    /// (`Deployment::hook_call`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<super::HookAnswer>,
     /// The look that failed, if one did: then `endpoint` and `alarms` say nothing about the
     /// world, and the core decides nothing that depends on them.
     #[serde(default)]

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::judge::Verdict;
 use crate::plan::{Plan, Suspended};
-use crate::policy::WhenInconclusive;
+use crate::policy::{HookPoint, WhenInconclusive};
 use crate::units::{Share, Timestamp};
 
 pub(super) enum Outcome {
@@ -42,6 +42,7 @@ pub(super) fn is_guarded(phase: &Phase) -> bool {
             | Phase::Baking { .. }
             | Phase::AwaitingApproval { .. }
             | Phase::HeldInconclusive { .. }
+            | Phase::Hooking { .. }
             | Phase::BakingFinalFleet { .. }
     )
 }
@@ -134,6 +135,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         Phase::Provisioning { update } => provisioning(d, obs, endpoint, update, now),
         Phase::BakingFinalFleet { until } => settle::baking_final_fleet(d, endpoint, until, now),
         Phase::Shifting { step } => shifting(d, endpoint, step, now),
+        Phase::Hooking { .. } => super::hooks::hooking(d, obs, endpoint, now),
         Phase::Baking { step, until } => baking(d, endpoint, step, until, now),
         Phase::AwaitingApproval { step } => {
             // Changed by hand while waiting: noticed now, as during a bake, not after approval.
@@ -331,7 +333,14 @@ fn provisioning(
         if !missing_alarms.is_empty() {
             return wait(d, missing_alarms, now);
         }
-        return go(Phase::Shifting { step: 0 }, Cause::GreenProvisioned);
+        // Green exists and serves nothing: the pre-traffic hook, if the policy names one, is
+        // asked now.
+        let next = if plan.hooks.pre_traffic.is_some() {
+            super::hooks::asking(HookPoint::PreTraffic, now)
+        } else {
+            Phase::Shifting { step: 0 }
+        };
+        return go(next, Cause::GreenProvisioned);
     }
     if endpoint.config_name != plan.blue_config_name {
         return changed_outside(endpoint);
@@ -504,15 +513,22 @@ fn fresh_verdict(d: &Deployment, step: usize, now: Timestamp) -> Option<(Verdict
         .map(|j| (j.verdict, j.summary()))
 }
 
-/// Where the rollout goes once the bake of `step` passed.
+/// Where the rollout goes once the bake of `step` passed: the next shift, or after the last
+/// the post-traffic hook (if the policy names one), then removing blue.
 pub(super) fn after_bake(plan: &Plan, step: usize, now: Timestamp) -> Phase {
-    if step >= plan.last_step() {
-        Phase::RemovingBlue {
-            since: now,
-            update: UpdateProgress::default(),
-        }
-    } else {
+    if step < plan.last_step() {
         Phase::Shifting { step: step + 1 }
+    } else if plan.hooks.post_traffic.is_some() {
+        super::hooks::asking(HookPoint::PostTraffic, now)
+    } else {
+        removing_blue(now)
+    }
+}
+
+pub(super) fn removing_blue(now: Timestamp) -> Phase {
+    Phase::RemovingBlue {
+        since: now,
+        update: UpdateProgress::default(),
     }
 }
 

@@ -182,6 +182,7 @@ pub(super) fn on_refusal(
         | Phase::Baking { .. }
         | Phase::AwaitingApproval { .. }
         | Phase::HeldInconclusive { .. }
+        | Phase::Hooking { .. }
         | Phase::BakingFinalFleet { .. } => {
             let cause = cause(String::new());
             Outcome::Move {

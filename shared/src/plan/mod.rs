@@ -111,6 +111,10 @@ pub struct Plan {
     /// the judge is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<crate::policy::Analysis>,
+    /// Variant engine: the Lambda functions asked before green's first request and after the
+    /// final shift (`Guardrails.Hooks`).
+    #[serde(default, skip_serializing_if = "crate::policy::Hooks::is_empty")]
+    pub hooks: crate::policy::Hooks,
 }
 
 /// The most periods of counts a deployment record keeps for the judge, over all comparisons:
@@ -305,6 +309,15 @@ impl Plan {
                     .to_owned(),
             );
         }
+        if !policy.guardrails.hooks.is_empty() && engine == Engine::Native {
+            problem(
+                "Guardrails.Hooks",
+                "SageMaker's own rollout has no point between provisioning green and its first \
+                 request, nor after its last shift, where Guardrails could ask a hook: hooks \
+                 need the variant engine (Guardrails.Engine: variant)"
+                    .to_owned(),
+            );
+        }
         let (Some(blue), Some(schedule), true) = (blue, schedule, problems.is_empty()) else {
             return Err(PlanError { problems });
         };
@@ -348,6 +361,7 @@ impl Plan {
             None => (
                 waits_secs
                     .saturating_add(extensions)
+                    .saturating_add(policy.guardrails.hooks.timeout_secs())
                     .saturating_add(PROVISIONING_ALLOWANCE_SECS),
                 false,
             ),
@@ -407,6 +421,7 @@ impl Plan {
             scaling: None,
             requested_by: None,
             analysis,
+            hooks: policy.guardrails.hooks.clone(),
         };
         plan.fleets = cost::of(&plan);
         plan.warnings.extend(warnings(&plan));

@@ -3,7 +3,7 @@
 use std::fmt::{self, Write as _};
 
 use super::{Plan, WatchedAlarm};
-use crate::policy::{AlarmTemplate, Engine};
+use crate::policy::{AlarmTemplate, Engine, HookPoint, OnHookTimeout};
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,10 +80,10 @@ impl fmt::Display for Plan {
             cost.extra_instance_hours(),
             self.blue.instance_count,
         )?;
-        let origin = if self.timeout_from_policy {
-            "MaximumExecutionTimeoutInSeconds"
-        } else {
-            "default: bakes + 3600 s for provisioning"
+        let origin = match (self.timeout_from_policy, self.hooks.is_empty()) {
+            (true, _) => "MaximumExecutionTimeoutInSeconds",
+            (false, true) => "default: bakes + 3600 s for provisioning",
+            (false, false) => "default: bakes + the hooks' timeouts + 3600 s for provisioning",
         };
         writeln!(
             f,
@@ -114,6 +114,12 @@ impl Plan {
             if first == 1 { "" } else { "s" },
             self.fleets.provision_peak
         )?;
+        hook_line(
+            f,
+            self,
+            HookPoint::PreTraffic,
+            "with green at weight 0, before its first request",
+        )?;
         writeln!(f, "  step  green traffic  green instances  bake after")?;
         let last = self.last_step();
         for (i, step) in self.steps.iter().enumerate() {
@@ -126,6 +132,12 @@ impl Plan {
             let instances = format!("{} of {}", step.green_instances, self.green.instance_count);
             writeln!(f, "  {:<4}  {share:<13}  {instances:<15}  {bake}", i + 1)?;
         }
+        hook_line(
+            f,
+            self,
+            HookPoint::PostTraffic,
+            "after the final bake, with blue standing by",
+        )?;
         writeln!(
             f,
             "  finish: endpoint to config {} (the new model alone under blue's variant name {}): 1 new fleet, at most {} instances at once",
@@ -168,6 +180,22 @@ impl Plan {
             "  rollback: SageMaker restores blue (rolling updates re-provision it in batches)"
         )
     }
+}
+
+/// The hook asked at `point`, if the policy names one.
+fn hook_line(f: &mut fmt::Formatter<'_>, plan: &Plan, point: HookPoint, when: &str) -> fmt::Result {
+    let Some(hook) = plan.hooks.at(point) else {
+        return Ok(());
+    };
+    let on_timeout = match hook.on_timeout {
+        OnHookTimeout::RollBack => "roll back",
+        OnHookTimeout::Continue => "go on",
+    };
+    writeln!(
+        f,
+        "  {point} hook: invoke {} {when}; Failed rolls back, no answer in {} s: {on_timeout}",
+        hook.function_name, hook.timeout_in_seconds
+    )
 }
 
 /// What the judge compares, at which steps, and what an inconclusive bake does.

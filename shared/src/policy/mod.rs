@@ -23,6 +23,7 @@ pub mod limits;
 mod read;
 mod read_analysis;
 mod read_guardrails;
+mod read_hooks;
 mod reader;
 mod rules;
 
@@ -210,7 +211,89 @@ pub struct GuardrailsSection {
     /// How the judge compares green with blue (`Guardrails.Analysis`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
+    /// Lambda functions asked whether the rollout may go on (`Guardrails.Hooks`).
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
+
+/// `Guardrails.Hooks`: Lambda functions the policy names, asked whether the rollout may go on,
+/// as CodeDeploy asks its lifecycle hooks (`BeforeAllowTraffic`, `AfterAllowTraffic`), with
+/// the function's answer as its return value (README, "Hooks").
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Hooks {
+    /// Asked once green is provisioned at weight 0, before its first request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_traffic: Option<Hook>,
+    /// Asked after the final shift's bake, while blue still stands by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_traffic: Option<Hook>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.pre_traffic.is_none() && self.post_traffic.is_none()
+    }
+
+    /// The hook of `point`, if the policy names one.
+    pub fn at(&self, point: HookPoint) -> Option<&Hook> {
+        match point {
+            HookPoint::PreTraffic => self.pre_traffic.as_ref(),
+            HookPoint::PostTraffic => self.post_traffic.as_ref(),
+        }
+    }
+
+    /// The longest the hooks may take together.
+    pub fn timeout_secs(&self) -> u32 {
+        [&self.pre_traffic, &self.post_traffic]
+            .into_iter()
+            .flatten()
+            .map(|h| h.timeout_in_seconds)
+            .fold(0, u32::saturating_add)
+    }
+}
+
+/// Where in the rollout a hook is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HookPoint {
+    PreTraffic,
+    PostTraffic,
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HookPoint::PreTraffic => "pre-traffic",
+            HookPoint::PostTraffic => "post-traffic",
+        })
+    }
+}
+
+/// One hook: the function, how long it may take to say yes or no, and what its silence means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Hook {
+    /// A function name, partial ARN or ARN, optionally with a version or alias, whose name
+    /// begins with `guardrails-hook-` (`HOOK_FUNCTION_PREFIX`).
+    pub function_name: String,
+    /// From the first call: past it with no `Succeeded` or `Failed`, `OnTimeout` decides.
+    pub timeout_in_seconds: u32,
+    pub on_timeout: OnHookTimeout,
+}
+
+/// What a hook that did not answer in time means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnHookTimeout {
+    RollBack,
+    /// Go on, and say in the record and the page that the hook never answered.
+    Continue,
+}
+
+/// The functions Guardrails may invoke as hooks: the template grants `lambda:InvokeFunction`
+/// on these names only, as AWS's managed policy `AWSCodeDeployRoleForLambda` grants CodeDeploy
+/// its hooks named `CodeDeployHook_*` (CodeDeploy User Guide, "AppSpec 'hooks' section for an
+/// AWS Lambda deployment").
+pub const HOOK_FUNCTION_PREFIX: &str = "guardrails-hook-";
 
 /// `Guardrails.Analysis`: how the judge compares green with blue while both serve (README,
 /// "The judge"). Absent, the defaults apply: green's 5xx rate against blue's, a 50% worse
@@ -528,6 +611,7 @@ impl Policy {
                 g.final_fleet_bake_in_seconds.is_some(),
             ),
             ("Guardrails.Analysis", g.analysis.is_some()),
+            ("Guardrails.Hooks", !g.hooks.is_empty()),
         ]
         .into_iter()
         .filter_map(|(field, present)| present.then_some(field))

@@ -218,6 +218,7 @@ pub(super) fn guardrails(
             "PollIntervalInSeconds",
             "FinalFleetBakeInSeconds",
             "Analysis",
+            "Hooks",
         ],
         problems,
     )?;
@@ -249,6 +250,10 @@ pub(super) fn guardrails(
     let analysis = obj
         .get("Analysis")
         .map(|(v, p)| super::read_analysis::analysis(v, &p, problems));
+    let hooks = match obj.get("Hooks") {
+        None => Some(super::Hooks::default()),
+        Some((v, p)) => super::read_hooks::hooks(v, &p, problems),
+    };
     obj.finish(problems);
     Some(GuardrailsSection {
         engine: engine?,
@@ -258,6 +263,7 @@ pub(super) fn guardrails(
         poll_interval_in_seconds: transpose(poll)?,
         final_fleet_bake_in_seconds: transpose(final_bake)?,
         analysis: transpose(analysis)?,
+        hooks: hooks?,
     })
 }
 

@@ -184,6 +184,8 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
         alarms: Arc::new(sim.clone()),
         // The simulation's policies do not ask for the judge: nothing is ever read.
         metrics: Arc::new(guardrails::memory::MemoryMetrics::default()),
+        // Nor hooks: a call would be a bug, and answers yes.
+        hooks: Arc::new(guardrails::memory::MemoryHooks::default()),
         store: Arc::new(sim.clone()),
         bus: bus.clone(),
         waker: Arc::new(sim.clone()),

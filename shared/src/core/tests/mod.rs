@@ -107,6 +107,7 @@ fn endpoint(status: EndpointStatus, config: &str, variants: Vec<VariantView>) ->
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
         judged: None,
+        hook: None,
         unseen: None,
     }
 }
@@ -371,6 +372,7 @@ fn a_deleted_or_broken_endpoint_fails_the_deployment() {
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
         judged: None,
+        hook: None,
         unseen: None,
     };
     let d = deployment(provisioning(true)).decide(&gone, None, at(60));
@@ -954,6 +956,7 @@ fn the_record_round_trips_through_json() {
     assert_eq!(serde_json::from_str::<Deployment>(&json).unwrap(), d);
 }
 
+mod hooks;
 mod judge;
 mod native;
 mod table;

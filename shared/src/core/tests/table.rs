@@ -73,6 +73,7 @@ fn missing_endpoint() -> Observation {
         alarms: alarms_ok(),
         alarms_fired: BTreeMap::new(),
         judged: None,
+        hook: None,
         unseen: None,
     }
 }
