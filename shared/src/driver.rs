@@ -470,7 +470,7 @@ impl Driver {
                 endpoint_name: &plan.endpoint_name,
                 blue_variant: &plan.blue.variant_name,
                 green_variant: &plan.green.variant_name,
-                fleets: None,
+                fleets: fleets(plan),
                 metric: &comparison.metric,
                 period_secs,
                 from,
@@ -489,10 +489,7 @@ impl Driver {
             return deployment.blast_radius(None, 60);
         };
         let plan = &deployment.plan;
-        let fleets = (plan.engine == Engine::Native).then_some((
-            plan.blue_config_name.as_str(),
-            plan.green_config_name.as_str(),
-        ));
+        let fleets = fleets(plan);
         let metric = ComparedMetric::ErrorRate { include_4xx: false };
         let query = CountsQuery {
             endpoint_name: &plan.endpoint_name,
@@ -673,6 +670,10 @@ impl Driver {
                 self.throttled(|| self.alarms.put_green_alarm(alarm.clone()))
                     .await
             }
+            Action::RaiseAlarm { alarm_name, reason } => {
+                self.throttled(|| self.alarms.raise(alarm_name, reason))
+                    .await
+            }
             Action::DeleteAlarms { alarm_names } => {
                 self.throttled(|| self.alarms.delete_alarms(alarm_names))
                     .await
@@ -733,6 +734,15 @@ impl Driver {
             }
         }
     }
+}
+
+/// Under the native engine both fleets serve under one variant name: CloudWatch tells them
+/// apart by their config (`EndpointConfigName`), blue's and green's.
+fn fleets(plan: &Plan) -> Option<(&str, &str)> {
+    (plan.engine == Engine::Native).then_some((
+        plan.blue_config_name.as_str(),
+        plan.green_config_name.as_str(),
+    ))
 }
 
 /// The record after `decision`, with its actions and events in the outbox, and its audit.

@@ -248,6 +248,8 @@ pub trait Alarms: Send + Sync {
     async fn put_green_alarm(&self, alarm: GreenAlarm<'_>) -> PortResult<()>;
     /// DeleteAlarms; missing alarms count as done.
     async fn delete_alarms(&self, names: &[String]) -> PortResult<()>;
+    /// Puts Guardrails' own alarm `name` into ALARM with `reason` (SetAlarmState).
+    async fn raise(&self, name: &str, reason: &str) -> PortResult<()>;
     /// The named alarms that went into ALARM at or after `since` (DescribeAlarmHistory), each
     /// with the time and reason of its first time: evidence that outlasts a short-lived ALARM.
     async fn fired_since(

@@ -339,6 +339,17 @@ impl Alarms for WorldPorts {
             .map_err(|m| PortError::new(ErrorKind::Refused, m))
     }
 
+    async fn raise(&self, name: &str, reason: &str) -> PortResult<()> {
+        let action = Action::RaiseAlarm {
+            alarm_name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.failing(action.api())?;
+        self.world()
+            .apply(&action)
+            .map_err(|m| PortError::new(ErrorKind::Refused, m))
+    }
+
     async fn delete_alarms(&self, names: &[String]) -> PortResult<()> {
         let action = Action::DeleteAlarms {
             alarm_names: names.to_vec(),

@@ -253,6 +253,7 @@ fn describe_action(action: &Action) -> String {
             }
         ),
         Action::DeleteAlarms { alarm_names } => format!("DeleteAlarms {}", alarm_names.join(", ")),
+        Action::RaiseAlarm { alarm_name, .. } => format!("SetAlarmState {alarm_name} ALARM"),
         Action::DeleteEndpointConfig { config_name } => {
             format!("DeleteEndpointConfig {config_name}")
         }

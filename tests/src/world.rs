@@ -376,6 +376,16 @@ impl World {
                     .insert(alarm_name.clone(), variant_name.clone());
                 Ok(())
             }
+            // CloudWatch's SetAlarmState on an alarm that does not exist: ResourceNotFound.
+            Action::RaiseAlarm { alarm_name, .. } => match self.alarms.get_mut(alarm_name) {
+                Some(state) => {
+                    *state = AlarmState::Alarm;
+                    Ok(())
+                }
+                None => Err(format!(
+                    "ResourceNotFound: alarm {alarm_name} does not exist"
+                )),
+            },
             Action::DeleteAlarms { alarm_names } => {
                 for name in alarm_names {
                     self.alarms.remove(name);

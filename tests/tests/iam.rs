@@ -18,7 +18,7 @@ use guardrails_tests::repo_root;
 
 /// What each function's code calls, as IAM names it: the driver's calls for the three that
 /// reconcile deployments, plus what each does besides.
-const RECONCILE: [&str; 23] = [
+const RECONCILE: [&str; 24] = [
     "sagemaker:DescribeEndpoint",
     "sagemaker:DescribeEndpointConfig",
     // The configs Guardrails creates copy the user's, tags and KMS key included.
@@ -35,6 +35,8 @@ const RECONCILE: [&str; 23] = [
     "cloudwatch:DescribeAlarmHistory",
     "cloudwatch:PutMetricAlarm",
     "cloudwatch:DeleteAlarms",
+    // The judge's alarm under the native engine, which SageMaker watches.
+    "cloudwatch:SetAlarmState",
     // The judge's per-variant counts (and the preflight's recent-data check).
     "cloudwatch:GetMetricData",
     // The hooks a policy names (guardrails-hook-*).

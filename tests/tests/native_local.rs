@@ -30,8 +30,13 @@ const ALARM: &str = "fraud-5xx";
 const LIMIT: Duration = Duration::from_secs(150);
 
 fn native_plan(deployment_config: &str) -> Plan {
+    native_plan_with(deployment_config, "")
+}
+
+/// `native_plan` with more of the Guardrails section (YAML lines indented by two).
+fn native_plan_with(deployment_config: &str, guardrails: &str) -> Plan {
     let yaml = format!(
-        "DeploymentConfig:\n{deployment_config}\n  AutoRollbackConfiguration:\n    Alarms: [{{ AlarmName: {ALARM} }}]\nGuardrails: {{ Engine: native, PollIntervalInSeconds: 1 }}\n"
+        "DeploymentConfig:\n{deployment_config}\n  AutoRollbackConfiguration:\n    Alarms: [{{ AlarmName: {ALARM} }}]\nGuardrails:\n  Engine: native\n  PollIntervalInSeconds: 1\n{guardrails}"
     );
     let policy = Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let fleet = Fleet {
@@ -343,4 +348,89 @@ async fn a_failed_native_rollback_fails_with_the_recovery_step() {
     );
     let final_kind = s.bus.events().last().and_then(|e| e.outcome);
     assert_eq!(final_kind, Some(PhaseKind::Failed));
+}
+
+/// The judge under the native engine: v2 answers 4% of its requests with a 5xx, v1 1%, so
+/// the endpoint's alarm (above 5%) never fires, on the canary nor after it. The judge compares
+/// the fleets by their configs (`EndpointConfigName`), finds green worse during SageMaker's
+/// canary bake and sets its own alarm, which SageMaker watches: SageMaker rolls back, and the
+/// judge's finding is the cause, in the record and the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_judge_rolls_a_native_canary_back_through_the_alarm_sagemaker_watches() {
+    let s = setup(0.04).await;
+    local::set_model(&s.on.stack, "fraud-model-v1", 0.01);
+    let plan = native_plan_with(
+        "  BlueGreenUpdatePolicy:
+    TrafficRoutingConfiguration:
+      Type: CANARY
+      CanarySize: { Type: CAPACITY_PERCENT, Value: 50 }
+      WaitIntervalInSeconds: 90
+    TerminationWaitInSeconds: 1
+    MaximumExecutionTimeoutInSeconds: 600",
+        "  Analysis: { PeriodInSeconds: 1, MinimumGreenRequests: 200, WhenInconclusive: Pass }\n",
+    );
+    let end = s.run(plan).await;
+    let Phase::RolledBack {
+        cause: Cause::GreenWorse { summary, .. },
+    } = &end
+    else {
+        panic!("{end:?}");
+    };
+    assert!(summary.starts_with("5xx error rate: green "), "{summary}");
+    assert_eq!(
+        s.serving_config().await,
+        "fraud-v1",
+        "back on the old config"
+    );
+    let alarms =
+        s.on.clients
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names("guardrails-d1-judge")
+            .alarm_names(ALARM)
+            .send()
+            .await
+            .unwrap();
+    let names: Vec<&str> = alarms
+        .metric_alarms()
+        .iter()
+        .map(|a| (a.alarm_name().unwrap_or_default(), a.state_value()))
+        .inspect(|(name, state)| {
+            assert_ne!(
+                (*name, *state),
+                (ALARM, Some(&aws_sdk_cloudwatch::types::StateValue::Alarm)),
+                "the endpoint's alarm never fired"
+            );
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![ALARM],
+        "the judge's alarm is deleted at the end"
+    );
+    let rollback = s
+        .sagemaker_events("SageMaker Endpoint Deployment State Change")
+        .into_iter()
+        .filter_map(|d| d["FailureReason"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        rollback.contains("guardrails-d1-judge"),
+        "SageMaker rolled back on the judge's alarm: {rollback}"
+    );
+    let pages = s.page().await;
+    assert_eq!(pages.len(), 1);
+    assert!(
+        pages[0]
+            .body
+            .contains("the judge found green worse than blue"),
+        "{}",
+        pages[0].body
+    );
+    assert!(denied(&s).is_empty(), "{:?}", denied(&s));
+}
+
+fn denied(s: &Setup) -> Vec<(String, String, String)> {
+    s.on.denied()
 }

@@ -383,6 +383,18 @@ impl Alarms for CloudWatchAlarms {
         }
         Ok(())
     }
+
+    async fn raise(&self, name: &str, reason: &str) -> PortResult<()> {
+        self.client
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(StateValue::Alarm)
+            .state_reason(reason)
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:SetAlarmState", &e))?;
+        Ok(())
+    }
 }
 
 /// One series GetMetricData returns for the judge: `id`, and what it reads.

@@ -60,6 +60,11 @@ pub enum Action {
         variant_name: String,
         suspended: Suspended,
     },
+    /// Guardrails' own alarm `alarm_name` must be in ALARM, saying `reason` (CloudWatch's
+    /// SetAlarmState): the judge's alarm under the native engine, which SageMaker watches and
+    /// rolls back on. Its metric never has data and it keeps its state on missing data, so it
+    /// stays in ALARM until it is deleted.
+    RaiseAlarm { alarm_name: String, reason: String },
     /// These alarms must not exist.
     DeleteAlarms { alarm_names: Vec<String> },
     /// This endpoint config must not exist.
@@ -77,6 +82,7 @@ impl Action {
             }
             Action::PutGreenAlarm { .. } => "cloudwatch:PutMetricAlarm",
             Action::SetScaling { .. } => "application-autoscaling:RegisterScalableTarget",
+            Action::RaiseAlarm { .. } => "cloudwatch:SetAlarmState",
             Action::DeleteAlarms { .. } => "cloudwatch:DeleteAlarms",
             Action::DeleteEndpointConfig { .. } => "sagemaker:DeleteEndpointConfig",
         }

@@ -222,6 +222,12 @@ impl Deployment {
                 (*step, until.minus_secs(bake))
             }
             Phase::HeldInconclusive { step, bake_from } => (*step, *bake_from),
+            // SageMaker moves traffic on its own: the judge compares the fleets from the first
+            // look that saw the new one serve, as one step.
+            Phase::NativeDeploying {
+                traffic_moved: true,
+                ..
+            } => (0, self.judged_since?),
             _ => return None,
         };
         // While shifting to a step, green serves the previous one's share.
@@ -244,6 +250,21 @@ impl Deployment {
             |t: Timestamp| Timestamp::from_epoch_ms(t.epoch_ms().div_euclid(period_ms) * period_ms);
         let (from, to) = (floor(since), floor(now));
         (to > from).then_some((from, to, analysis.period_in_seconds))
+    }
+
+    /// The judge's look at what the driver read: the judgement is kept with the counts it was
+    /// made on; its verdict, step and summary are returned.
+    pub(super) fn look(
+        &mut self,
+        obs: &super::Observation,
+        now: Timestamp,
+    ) -> Option<(Verdict, usize, String)> {
+        let series = obs.judged.as_ref()?;
+        let judgement = self.judgement(series, now)?;
+        series.clone_into(&mut self.samples);
+        let found = (judgement.verdict, judgement.step, judgement.summary());
+        self.judgement = Some(judgement);
+        Some(found)
     }
 
     /// The judgement of what the driver read, when the judge looks now.

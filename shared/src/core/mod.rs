@@ -163,6 +163,10 @@ pub enum Phase {
         /// The first watched alarm seen in ALARM during the deployment, with its reason.
         #[serde(default)]
         alarm: Option<(String, String)>,
+        /// The judge found green worse (its summary then) and put its alarm, which SageMaker
+        /// watches, into ALARM: SageMaker rolls back (`native`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        judged_worse: Option<String>,
     },
     Succeeded,
     RolledBack {
@@ -276,6 +280,7 @@ impl Deployment {
                     progress: None,
                     traffic_moved: false,
                     alarm: None,
+                    judged_worse: None,
                 },
                 plan.timeout_secs.saturating_add(SETTLE_SECS),
             ),

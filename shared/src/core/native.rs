@@ -13,13 +13,19 @@
 //!   rollback): failed, timed out; SageMaker has no call to stop its update.
 
 use super::phases::{
-    Outcome, changed_outside, failed, green_alone, note_update_in_flight, suspend_scaling, wait,
+    Outcome, changed_outside, delete_green_alarms, failed, green_alone, note_update_in_flight,
+    put_missing_green_alarms, suspend_scaling, wait,
 };
 use super::{
     Action, AlarmState, Cause, Deployment, EndpointStatus, EndpointView, Observation, Phase,
     Progress, Signal,
 };
+use crate::judge::Verdict;
 use crate::units::Timestamp;
+
+/// CloudWatch's SetAlarmState takes a `StateReason` of at most 1,023 characters (API
+/// reference); a summary is cut to fit, with room for the `...`.
+const MAX_STATE_REASON_CHARS: usize = 1_000;
 
 /// VariantStatus values that mean the new fleet serves requests.
 const TRAFFIC_STATUSES: [&str; 2] = ["ActivatingTraffic", "Baking"];
@@ -39,6 +45,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         progress,
         traffic_moved,
         alarm,
+        judged_worse,
     } = d.phase.clone()
     else {
         return wait(d, Vec::new(), now);
@@ -46,7 +53,8 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
     let plan = &d.plan;
     let green_config = plan.green_config_name.clone();
     let Some(endpoint) = &obs.endpoint else {
-        let cleanup = vec![delete_green_config(&green_config)];
+        let mut cleanup = vec![delete_green_config(&green_config)];
+        cleanup.extend(delete_green_alarms(plan));
         return failed(Cause::EndpointDeleted, cleanup);
     };
     if endpoint.status == EndpointStatus::UpdateRollbackFailed {
@@ -99,12 +107,39 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         alarm.clone_from(&seen_alarm);
         *traffic_moved = moved;
     }
+    if moved {
+        d.judged_since.get_or_insert(now);
+    }
+    // The judge compares the fleets while SageMaker bakes. Guardrails cannot stop SageMaker's
+    // update, but SageMaker rolls back when a watched alarm is in ALARM: a worse green puts the
+    // judge's own alarm there, once.
+    if let Some((Verdict::Worse, step, summary)) = d.look(obs, now)
+        && judged_worse.is_none()
+        && let Some(alarm_name) = d.plan.judge_alarm_name()
+    {
+        d.signal(now, "the judge found green worse than blue".to_owned());
+        let mut to = d.phase.clone();
+        if let Phase::NativeDeploying { judged_worse, .. } = &mut to {
+            *judged_worse = Some(summary.clone());
+        }
+        let reason = crate::units::cut(
+            &format!("Guardrails' judge found green worse than blue: {summary}"),
+            MAX_STATE_REASON_CHARS,
+        );
+        return Outcome::Move {
+            to,
+            cause: Cause::GreenWorse { step, summary },
+            actions: vec![Action::RaiseAlarm { alarm_name, reason }],
+        };
+    }
+    let plan = &d.plan;
     if line.is_some() && line != progress {
         let to = Phase::NativeDeploying {
             update,
             progress: line,
             traffic_moved: moved,
             alarm: seen_alarm,
+            judged_worse,
         };
         let cause = progress_cause(endpoint);
         return Outcome::Move {
@@ -126,7 +161,7 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
             cause: Cause::Deployed {
                 config_name: green_config,
             },
-            actions: Vec::new(),
+            actions: delete_green_alarms(plan),
         };
     }
     if endpoint.config_name != plan.blue_config_name {
@@ -156,19 +191,21 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         if fired.is_some() || moved {
             d.traffic_restored_at.get_or_insert(now);
         }
-        return back_on_blue(d, endpoint, fired, moved);
+        return back_on_blue(d, endpoint, fired, moved, judged_worse);
     }
     if now >= d.deadline {
         return timed_out(d);
     }
-    let mut actions = vec![
+    // The judge's alarm exists before SageMaker starts watching it.
+    let mut actions = put_missing_green_alarms(plan, obs, false);
+    actions.extend([
         green_alone(plan, &plan.green.variant_name),
         Action::UpdateEndpoint {
             config_name: green_config,
             deployment_config: plan.native_config.clone(),
             retain_variant_properties: false,
         },
-    ];
+    ]);
     actions.extend(suspend_scaling(plan));
     wait(d, actions, now)
 }
@@ -198,8 +235,10 @@ fn back_on_blue(
     endpoint: &EndpointView,
     alarm: Option<(String, String)>,
     traffic_moved: bool,
+    judged_worse: Option<String>,
 ) -> Outcome {
-    let cleanup = vec![delete_green_config(&d.plan.green_config_name)];
+    let mut cleanup = vec![delete_green_config(&d.plan.green_config_name)];
+    cleanup.extend(delete_green_alarms(&d.plan));
     let reason = match endpoint.failure_reason.as_deref() {
         Some(reason) if !reason.is_empty() => reason.to_owned(),
         _ => {
@@ -213,10 +252,15 @@ fn back_on_blue(
         cause,
         actions: cleanup.clone(),
     };
-    match alarm {
-        Some((alarm_name, reason)) => rolled_back(Cause::AlarmFired { alarm_name, reason }),
-        None if traffic_moved => rolled_back(Cause::SageMakerRolledBack { reason }),
-        None => failed(Cause::ProvisioningFailed { reason }, cleanup.clone()),
+    let judge_alarm = d.plan.judge_alarm_name();
+    match (alarm, judged_worse) {
+        // SageMaker rolled back on the judge's alarm: the judge's finding is the cause.
+        (Some((alarm_name, _)), Some(summary)) if Some(&alarm_name) == judge_alarm.as_ref() => {
+            rolled_back(Cause::GreenWorse { step: 0, summary })
+        }
+        (Some((alarm_name, reason)), _) => rolled_back(Cause::AlarmFired { alarm_name, reason }),
+        (None, _) if traffic_moved => rolled_back(Cause::SageMakerRolledBack { reason }),
+        (None, _) => failed(Cause::ProvisioningFailed { reason }, cleanup.clone()),
     }
 }
 

@@ -106,18 +106,10 @@ pub(super) fn next(d: &mut Deployment, obs: &Observation, now: Timestamp) -> Out
         }
         return go(rolling_back(cause.clone(), now), cause);
     }
-    if let Some(series) = &obs.judged
-        && let Some(judgement) = d.judgement(series, now)
-    {
-        series.clone_into(&mut d.samples);
-        let (verdict, step) = (judgement.verdict, judgement.step);
-        let summary = judgement.summary();
-        d.judgement = Some(judgement);
-        if verdict == Verdict::Worse {
-            d.signal(now, "the judge found green worse than blue".to_owned());
-            let cause = Cause::GreenWorse { step, summary };
-            return go(rolling_back(cause.clone(), now), cause);
-        }
+    if let Some((Verdict::Worse, step, summary)) = d.look(obs, now) {
+        d.signal(now, "the judge found green worse than blue".to_owned());
+        let cause = Cause::GreenWorse { step, summary };
+        return go(rolling_back(cause.clone(), now), cause);
     }
     let endpoint = match usable_endpoint(obs) {
         Ok(endpoint) => endpoint,

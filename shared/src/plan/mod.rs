@@ -301,13 +301,30 @@ impl Plan {
         } else {
             steps::schedule(policy, fleet_size, &mut problem)
         };
-        if policy.guardrails.analysis.is_some() && engine == Engine::Native {
-            problem(
-                "Guardrails.Analysis",
-                "the judge compares green with blue while both serve as variants of one \
-                 endpoint config: it needs the variant engine (Guardrails.Engine: variant)"
-                    .to_owned(),
-            );
+        if let Some(analysis) = &policy.guardrails.analysis
+            && engine == Engine::Native
+        {
+            if analysis.when_inconclusive != crate::policy::WhenInconclusive::Pass {
+                problem(
+                    "Guardrails.Analysis.WhenInconclusive",
+                    "under the native engine SageMaker decides when each bake ends, so an \
+                     inconclusive judge can only let it go on and say so (WhenInconclusive: \
+                     Pass); Extend, HoldForApproval and RollBack need the variant engine \
+                     (Guardrails.Engine: variant)"
+                        .to_owned(),
+                );
+            }
+            if policy.named_alarms().len() >= crate::policy::MAX_ALARMS {
+                problem(
+                    "AutoRollbackConfiguration.Alarms",
+                    format!(
+                        "SageMaker watches at most {} alarms and the judge needs one of them \
+                         (guardrails-{deployment_id}-judge): name at most {}",
+                        crate::policy::MAX_ALARMS,
+                        crate::policy::MAX_ALARMS - 1
+                    ),
+                );
+            }
         }
         if !policy.guardrails.hooks.is_empty() && engine == Engine::Native {
             problem(
@@ -415,7 +432,7 @@ impl Plan {
                 .poll_interval_in_seconds
                 .unwrap_or(DEFAULT_POLL_INTERVAL_SECS),
             warnings: schedule.notes,
-            native_config: (engine == Engine::Native).then(|| policy.deployment_config.clone()),
+            native_config: (engine == Engine::Native).then(|| native_config(policy, deployment_id)),
             preflight: None,
             fleets: cost::FleetCost::default(),
             scaling: None,
@@ -537,6 +554,52 @@ fn is_name(text: &str, max_chars: usize) -> bool {
         && !text.ends_with('-')
 }
 
+/// The judge's alarm under the native engine: Guardrails' own, on a metric nobody publishes,
+/// keeping its state when data is missing (`TreatMissingData: ignore`), so that it leaves
+/// INSUFFICIENT_DATA only when the judge sets it to ALARM, and stays there. SageMaker watches it
+/// with the policy's alarms and rolls back when it is in ALARM.
+pub fn judge_alarm_template() -> AlarmTemplate {
+    AlarmTemplate {
+        name: "judge".to_owned(),
+        namespace: "Guardrails/Judge".to_owned(),
+        metric_name: "GreenWorse".to_owned(),
+        statistic: crate::policy::Statistic::Maximum,
+        comparison_operator: crate::policy::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        threshold: 1.0,
+        period_in_seconds: 60,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        treat_missing_data: crate::policy::TreatMissingData::Ignore,
+    }
+}
+
+fn judge_alarm_name(deployment_id: &str) -> String {
+    format!("guardrails-{deployment_id}-judge")
+}
+
+/// The DeploymentConfig SageMaker runs a native rollout under: the policy's, with the judge's
+/// alarm among those it watches when the policy asks for the judge.
+fn native_config(policy: &Policy, deployment_id: &str) -> DeploymentConfig {
+    let mut config = policy.deployment_config.clone();
+    if policy.guardrails.analysis.is_some() {
+        let alarms = config
+            .auto_rollback_configuration
+            .get_or_insert_with(|| crate::policy::AutoRollbackConfiguration { alarms: Vec::new() });
+        alarms.alarms.push(crate::policy::AlarmRef {
+            alarm_name: judge_alarm_name(deployment_id),
+        });
+    }
+    config
+}
+
+impl Plan {
+    /// The judge's alarm, when the judge runs under the native engine.
+    pub fn judge_alarm_name(&self) -> Option<String> {
+        (self.engine == Engine::Native && self.analysis.is_some())
+            .then(|| judge_alarm_name(&self.deployment_id))
+    }
+}
+
 fn watched_alarms(policy: &Policy, deployment_id: &str, engine: Engine) -> Vec<WatchedAlarm> {
     let named = policy.named_alarms().into_iter().map(|name| WatchedAlarm {
         alarm_name: name.to_owned(),
@@ -558,7 +621,21 @@ fn watched_alarms(policy: &Policy, deployment_id: &str, engine: Engine) -> Vec<W
             green_template: Some(t.clone()),
             final_fleet: true,
         });
-    named.chain(templated).chain(final_fleet).collect()
+    let judge = policy
+        .guardrails
+        .analysis
+        .iter()
+        .filter(|_| engine == Engine::Native)
+        .map(|_| WatchedAlarm {
+            alarm_name: judge_alarm_name(deployment_id),
+            green_template: Some(judge_alarm_template()),
+            final_fleet: false,
+        });
+    named
+        .chain(templated)
+        .chain(final_fleet)
+        .chain(judge)
+        .collect()
 }
 
 fn warnings(plan: &Plan) -> Vec<String> {

@@ -217,11 +217,21 @@ fn judge_lines(
     } else {
         format!("step {}", judged.join(", "))
     };
-    writeln!(
-        f,
-        "  judged at {steps}, green against blue per {} s (a worse green rolls back):",
-        analysis.period_in_seconds
-    )?;
+    match plan.judge_alarm_name() {
+        // SageMaker runs the rollout: the fleets are told apart by their configs, and a worse
+        // green rolls back through an alarm SageMaker watches.
+        Some(alarm) => writeln!(
+            f,
+            "  judged while SageMaker bakes, the new fleet against the old per {} s (a worse \
+             green sets alarm {alarm}, which SageMaker watches, and SageMaker rolls back):",
+            analysis.period_in_seconds
+        )?,
+        None => writeln!(
+            f,
+            "  judged at {steps}, green against blue per {} s (a worse green rolls back):",
+            analysis.period_in_seconds
+        )?,
+    }
     let k = analysis.compare.len().max(1);
     for c in &analysis.compare {
         writeln!(

@@ -342,7 +342,7 @@ fn the_plan_round_trips_through_json() {
 }
 
 #[test]
-fn the_judge_needs_the_variant_engine_room_in_the_deadline_and_a_record_that_fits() {
+fn the_judge_needs_room_in_the_deadline_a_record_that_fits_and_under_native_a_pass() {
     let canary = |analysis: &str, timeout: &str| {
         format!(
             "BlueGreenUpdatePolicy:\n  TrafficRoutingConfiguration:\n    Type: CANARY\n    CanarySize: {{ Type: CAPACITY_PERCENT, Value: 10 }}\n    WaitIntervalInSeconds: 300\n  TerminationWaitInSeconds: 600\n{timeout}Guardrails:\n  Analysis: {analysis}\n"
@@ -374,13 +374,23 @@ fn the_judge_needs_the_variant_engine_room_in_the_deadline_and_a_record_that_fit
          comparisons are 28800 periods of counts; the deployment record keeps at most 2000: use \
          a longer period"
     );
-    // SageMaker's own rollout has no side-by-side variants to compare.
+    // SageMaker's own rollout ends its bakes itself: an inconclusive judge can only pass.
     let native = format!("{}  Engine: native\n", canary("{}", ""));
     let e = plan(&native, 4).unwrap_err();
     assert!(
         e.problems
             .iter()
-            .any(|p| p.path == "Guardrails.Analysis" && p.message.contains("variant engine")),
+            .any(|p| p.path == "Guardrails.Analysis.WhenInconclusive"
+                && p.message.contains("variant engine")),
         "{e}"
+    );
+    let passing = format!(
+        "{}  Engine: native\n",
+        canary("{ WhenInconclusive: Pass }", "")
+    );
+    let native = plan(&passing, 4).unwrap();
+    assert!(
+        format!("{native}").contains("judged while SageMaker bakes, the new fleet against the old per 60 s (a worse green sets alarm guardrails-d1-judge"),
+        "{native}"
     );
 }

@@ -524,6 +524,16 @@ impl Alarms for Sim {
         )
         .await
     }
+    async fn raise(&self, name: &str, reason: &str) -> PortResult<()> {
+        self.change(
+            None,
+            Action::RaiseAlarm {
+                alarm_name: name.to_owned(),
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
 }
 
 #[async_trait]

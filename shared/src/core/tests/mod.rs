@@ -212,6 +212,7 @@ fn action_names(actions: &[Action]) -> Vec<String> {
                 format!("delete alarms {}", alarm_names.join(","))
             }
             Action::DeleteEndpointConfig { config_name } => format!("delete {config_name}"),
+            Action::RaiseAlarm { alarm_name, .. } => format!("raise alarm {alarm_name}"),
             Action::SetScaling { suspended, .. } if *suspended == Suspended::ALL => {
                 "suspend scaling".to_owned()
             }

@@ -4,6 +4,10 @@
 use super::*;
 
 fn native_plan() -> Plan {
+    native_plan_with("Guardrails: { Engine: native }")
+}
+
+fn native_plan_with(guardrails: &str) -> Plan {
     let yaml = format!(
         r#"
 DeploymentConfig:
@@ -16,7 +20,7 @@ DeploymentConfig:
     MaximumExecutionTimeoutInSeconds: 3600
   AutoRollbackConfiguration:
     Alarms: [{{ AlarmName: {NAMED} }}]
-Guardrails: {{ Engine: native }}
+{guardrails}
 "#
     );
     let policy = Policy::from_yaml(&yaml).unwrap();
@@ -412,4 +416,171 @@ fn a_rollback_too_quick_to_be_seen_is_told_by_the_alarms_history() {
         "{:?}",
         decision.deployment.phase
     );
+}
+
+// --- The judge under the native engine ------------------------------------------------------
+
+const JUDGE: &str = "guardrails-d1-judge";
+
+fn judged_native() -> Deployment {
+    let plan = native_plan_with(
+        "Guardrails:\n  Engine: native\n  Analysis: { WhenInconclusive: Pass, MinimumGreenRequests: 100 }",
+    );
+    Deployment::start(plan, T0).unwrap().0
+}
+
+/// Per-fleet counts, one minute each from T0: green 3% errors, blue 1%.
+fn worse_counts(minutes: i64) -> Vec<Sample> {
+    (0..minutes)
+        .map(|m| Sample {
+            at: Timestamp::from_epoch_ms(T0.epoch_ms() + m * 60_000),
+            counts: crate::judge::Period {
+                green_requests: 1_000.0,
+                green_bad: 30.0,
+                blue_requests: 3_000.0,
+                blue_bad: 30.0,
+            },
+        })
+        .collect()
+}
+
+fn with_judge_alarm(mut obs: Observation, state: AlarmState) -> Observation {
+    obs.alarms.insert(
+        JUDGE.to_owned(),
+        AlarmView {
+            state,
+            reason: "Guardrails' judge found green worse than blue".to_owned(),
+            since: None,
+        },
+    );
+    obs
+}
+
+#[test]
+fn the_judge_under_the_native_engine_has_an_alarm_sagemaker_watches() {
+    let plan = judged_native().plan;
+    assert_eq!(plan.judge_alarm_name().as_deref(), Some(JUDGE));
+    let watched: Vec<String> = plan
+        .native_config
+        .as_ref()
+        .and_then(|c| c.auto_rollback_configuration.as_ref())
+        .map(|c| c.alarms.iter().map(|a| a.alarm_name.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(watched, vec![NAMED.to_owned(), JUDGE.to_owned()]);
+    // Created before SageMaker is asked to deploy.
+    let d = judged_native().decide(&native_obs(EndpointStatus::InService, BLUE, &[]), None, T0);
+    let names = action_names(&d.actions);
+    assert_eq!(names[0], format!("put alarm {JUDGE}"), "{names:?}");
+    assert!(names.contains(&format!("update to {GREEN}")), "{names:?}");
+}
+
+#[test]
+fn a_worse_green_puts_the_judges_alarm_in_alarm_once_and_sagemakers_rollback_is_the_judges() {
+    let mut d = judged_native();
+    d = d.update_accepted(GREEN, T0);
+    // SageMaker bakes the canary; the judge's first look sees green serve.
+    let baking = with_judge_alarm(
+        native_obs(
+            EndpointStatus::Updating,
+            BLUE,
+            &[("Baking", "Baking for 300 seconds")],
+        ),
+        AlarmState::InsufficientData,
+    );
+    let first = d.decide(&baking, None, at(10));
+    assert_eq!(first.deployment.judged_since, Some(at(10)));
+    // Ten minutes of per-fleet counts later: green is worse.
+    let mut look = baking.clone();
+    look.judged = Some(vec![worse_counts(10)]);
+    let worse = first.deployment.decide(&look, None, at(610));
+    assert!(
+        matches!(
+            causes(&worse).last(),
+            Some(Cause::GreenWorse { step: 0, .. })
+        ),
+        "{:?}",
+        causes(&worse)
+    );
+    assert_eq!(
+        action_names(&worse.actions),
+        vec![format!("raise alarm {JUDGE}")]
+    );
+    assert!(matches!(
+        worse.deployment.phase,
+        Phase::NativeDeploying {
+            judged_worse: Some(_),
+            ..
+        }
+    ));
+    assert!(worse.deployment.first_bad_signal.is_some());
+    // The next look raises nothing more: once is enough, the alarm keeps its state.
+    let again = worse
+        .deployment
+        .decide(&with_judge_alarm(look, AlarmState::Alarm), None, at(620));
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+    // SageMaker rolled back on the judge's alarm: the cause is the judge's finding.
+    let back = with_judge_alarm(
+        native_obs(EndpointStatus::InService, BLUE, &[]),
+        AlarmState::Alarm,
+    );
+    let end = again.deployment.decide(&back, None, at(700));
+    let Phase::RolledBack {
+        cause: Cause::GreenWorse { summary, .. },
+    } = &end.deployment.phase
+    else {
+        panic!("{:?}", end.deployment.phase);
+    };
+    assert!(summary.contains("green 3.00% of"), "{summary}");
+    assert_eq!(
+        action_names(&end.actions),
+        vec![format!("delete {GREEN}"), format!("delete alarms {JUDGE}")]
+    );
+}
+
+#[test]
+fn the_native_judge_needs_a_pass_when_inconclusive_and_room_among_sagemakers_alarms() {
+    let policy = |analysis: &str, alarms: usize| {
+        let names: Vec<String> = (0..alarms)
+            .map(|i| format!("{{ AlarmName: a{i} }}"))
+            .collect();
+        format!(
+            "BlueGreenUpdatePolicy:\n  TrafficRoutingConfiguration: {{ Type: CANARY, CanarySize: {{ Type: CAPACITY_PERCENT, Value: 25 }}, WaitIntervalInSeconds: 300 }}\nAutoRollbackConfiguration: {{ Alarms: [{}] }}\nGuardrails:\n  Engine: native\n  Analysis: {analysis}\n",
+            names.join(", ")
+        )
+    };
+    let fleet = Fleet {
+        endpoint_name: "fraud".to_owned(),
+        config_name: BLUE.to_owned(),
+        variants: vec![FleetVariant {
+            variant_name: "blue".to_owned(),
+            model_name: String::new(),
+            instance_type: "ml.m5.xlarge".to_owned(),
+            instance_count: 4,
+        }],
+    };
+    let green = GreenSpec {
+        variant_name: "blue".to_owned(),
+        model_name: "fraud-v2".to_owned(),
+        instance_type: "ml.m5.xlarge".to_owned(),
+        instance_count: 4,
+    };
+    let plan = |text: &str| Plan::new("d1", &Policy::from_yaml(text).unwrap(), &fleet, &green);
+    let paths = |text: &str| -> Vec<String> {
+        plan(text)
+            .unwrap_err()
+            .problems
+            .into_iter()
+            .map(|p| p.path)
+            .collect()
+    };
+    assert_eq!(
+        paths(&policy("{}", 1)),
+        vec!["Guardrails.Analysis.WhenInconclusive"],
+        "the default (Extend) cannot be honoured: SageMaker ends its bakes"
+    );
+    assert_eq!(
+        paths(&policy("{ WhenInconclusive: Pass }", 10)),
+        vec!["AutoRollbackConfiguration.Alarms"]
+    );
+    assert!(plan(&policy("{ WhenInconclusive: Pass }", 9)).is_ok());
 }
