@@ -347,7 +347,20 @@ async fn a_success_counts_what_green_served_and_has_no_signal() {
     let blast = record.blast_radius.unwrap();
     assert!(blast.signal.is_none() && blast.seconds_to_blue.is_none());
     assert!(blast.since_signal().is_none());
-    assert_eq!(blast.green_requests, 100.0 * blast.samples.len() as f64);
+    // From the minute removing blue began, what blue's variant name serves is the new model:
+    // green's.
+    let cutover = record.cutover_at.expect("blue was removed").epoch_ms();
+    let (before, after): (Vec<&guardrails::core::Sample>, Vec<_>) = blast
+        .samples
+        .iter()
+        .partition(|s| s.at.epoch_ms() + 60_000 <= cutover);
+    assert!(!before.is_empty() && !after.is_empty(), "{blast:?}");
+    assert!(after.iter().all(|s| s.counts.blue_requests == 0.0));
+    assert_eq!(
+        blast.green_requests,
+        100.0 * before.len() as f64 + 1_000.0 * after.len() as f64
+    );
+    assert_eq!(blast.blue_requests, 900.0 * before.len() as f64);
 }
 
 #[tokio::test]

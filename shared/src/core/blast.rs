@@ -8,7 +8,9 @@
 //! once, when the deployment ends, from CloudWatch's per-variant `Invocations` and
 //! `Invocation5XXErrors` (per fleet, with `EndpointConfigName`, under the native engine); "since
 //! the signal" counts from the start of the period it fell in, so it is an upper bound by at
-//! most one period.
+//! most one period. Under the variant engine, once removing blue began the new model is all
+//! that serves under blue's variant name (the final fleet), so those requests count as green's
+//! until a rollback puts blue back.
 
 use serde::{Deserialize, Serialize};
 
@@ -161,6 +163,34 @@ impl Deployment {
         ))
     }
 
+    /// The counts with the new model's requests under blue's variant name counted as green's:
+    /// from the period removing blue began in (green served every request at the last step, so
+    /// blue's name served nothing before) until every request was back on blue, or the end.
+    /// An upper bound by at most a period at each end, as "since the signal" is.
+    fn new_model_under_blues_name(&self, mut samples: Vec<Sample>, period_ms: i64) -> Vec<Sample> {
+        let Some(cutover) = self
+            .cutover_at
+            .filter(|_| self.plan.engine == Engine::Variant)
+        else {
+            return samples;
+        };
+        let from = cutover.epoch_ms().div_euclid(period_ms) * period_ms;
+        let until = self
+            .traffic_restored_at
+            .filter(|restored| *restored >= cutover)
+            .map_or(i64::MAX, Timestamp::epoch_ms);
+        for s in samples
+            .iter_mut()
+            .filter(|s| s.at.epoch_ms() >= from && s.at.epoch_ms() < until)
+        {
+            s.counts.green_requests += s.counts.blue_requests;
+            s.counts.green_bad += s.counts.blue_bad;
+            s.counts.blue_requests = 0.0;
+            s.counts.blue_bad = 0.0;
+        }
+        samples
+    }
+
     /// The blast radius from what the end's read found (`Err`: why it could not be read), in
     /// `period_secs` periods; `None` read means green never served.
     pub fn blast_radius(
@@ -198,6 +228,7 @@ impl Deployment {
             }
         };
         let period_ms = i64::from(period_secs) * 1_000;
+        let samples = self.new_model_under_blues_name(samples, period_ms);
         for s in &samples {
             blast.green_requests += s.counts.green_requests;
             blast.green_failed += s.counts.green_bad;

@@ -89,6 +89,11 @@ pub struct Deployment {
     /// What green served and what it cost, counted when the deployment ended (`blast`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blast_radius: Option<BlastRadius>,
+    /// Variant engine: when removing blue began. From then on the new model is all that serves
+    /// under blue's variant name (green served every request at the last step), until a
+    /// rollback puts blue back (`blast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover_at: Option<Timestamp>,
 }
 
 /// Where a deployment is. Steps are indexes into `plan.steps`.
@@ -299,6 +304,7 @@ impl Deployment {
             samples: Vec::new(),
             first_bad_signal: None,
             blast_radius: None,
+            cutover_at: None,
         };
         let transition = Transition {
             at: now,
@@ -409,6 +415,9 @@ impl Decision {
         }
         if matches!(to, Phase::Shifting { .. }) {
             self.deployment.judged_since.get_or_insert(now);
+        }
+        if matches!(to, Phase::RemovingBlue { .. }) {
+            self.deployment.cutover_at.get_or_insert(now);
         }
         // The end of a deployment gives blue's scalable target back its scaling, as it was.
         if to.is_final()
