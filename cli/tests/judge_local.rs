@@ -216,14 +216,12 @@ async fn the_judge_rolls_back_what_no_alarm_catches_and_passes_a_good_green_earl
     );
     eprintln!("$ guardrails backtest d-judged --policy d-judged.yaml\n{text}");
     let lenient = dir.path().join("lenient.yaml");
-    // A judge that acts only on a green ten times worse than blue, at a one-in-a-million
-    // false-rollback rate: green's three times is far inside what it tolerates, whatever the
-    // noise of this run's traffic.
-    let lenient_policy = judged_policy(
-        120,
-        0.5,
-        "    FalseRollbackRate: 0.000001\n    Compare: [{ Metric: ErrorRate, MinimumDegradationPercent: 900 }]\n",
-    );
+    // A judge that says nothing before a million green requests: the canary served far fewer,
+    // so it would not have rolled back, whatever this run's noise made of green's rate (a
+    // one-in-a-million false-rollback rate alone is no such guarantee: a run where green looked
+    // 6.6 times worse reached that evidence within 331 requests).
+    let lenient_policy = judged_policy(120, 0.5, "")
+        .replace("MinimumGreenRequests: 200", "MinimumGreenRequests: 1000000");
     std::fs::write(&lenient, lenient_policy).unwrap();
     let replayed = backtest(lenient.to_str().unwrap());
     assert!(
