@@ -10,9 +10,12 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     guardrails::aws::wiring::init_logging();
-    let settings = guardrails::aws::wiring::settings().await?;
-    let store = guardrails::aws::wiring::store().await;
-    let pager = guardrails::aws::wiring::pager().await?;
+    // One configuration (credentials, HTTPS client) for every client.
+    let sdk = guardrails::aws::http::sdk_config().await;
+    let names = guardrails::aws::wiring::Names::from_env();
+    let settings = guardrails::aws::wiring::settings_with(&sdk)?;
+    let store = guardrails::aws::wiring::store_with(&sdk, &names);
+    let pager = guardrails::aws::wiring::pager_with(&sdk, &names)?;
     let (settings, store, pager) = (&settings, &store, &pager);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let result = rollback_notifier(store, pager, &SystemClock, settings, &event.payload).await;

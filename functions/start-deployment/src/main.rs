@@ -11,8 +11,11 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     guardrails::aws::wiring::init_logging();
-    let driver = guardrails::aws::wiring::driver().await?;
-    let settings = guardrails::aws::wiring::settings().await?;
+    // One configuration (credentials, HTTPS client) for every client.
+    let sdk = guardrails::aws::http::sdk_config().await;
+    let names = guardrails::aws::wiring::Names::from_env();
+    let driver = guardrails::aws::wiring::driver_with(&sdk, &names)?;
+    let settings = guardrails::aws::wiring::settings_with(&sdk)?;
     let driver = &driver;
     let settings = &settings;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

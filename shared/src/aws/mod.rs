@@ -1,5 +1,5 @@
 //! The ports on the AWS SDK: one module per service. Conversions between SDK types and ours
-//! live here and nowhere else. Clients come from `aws_config::load_defaults`, so endpoints,
+//! live here and nowhere else. Clients come from `aws_config`'s defaults (on `http`'s client), so endpoints,
 //! region and credentials come from the environment (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_SAGEMAKER`, ... on the local stack): there is no test-only branch.
 
@@ -9,6 +9,7 @@ pub mod cloudwatch;
 pub mod dynamodb;
 pub mod endpoint_config;
 pub mod eventbridge;
+pub mod http;
 pub mod lambda;
 pub mod sagemaker;
 pub mod scheduler;

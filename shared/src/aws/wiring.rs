@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 
 use super::clock::SystemClock;
 use super::cloudwatch::CloudWatchAlarms;
@@ -74,7 +74,7 @@ pub const PACKAGE_TARGETS_PATH: &str = "/guardrails/package-targets/";
 
 /// The settings from the environment.
 pub async fn settings() -> Result<Settings, ConfigError> {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = super::http::sdk_config().await;
     settings_with(&sdk)
 }
 
@@ -151,7 +151,7 @@ impl Names {
 
 /// The driver on the AWS SDK, configured from the environment.
 pub async fn driver() -> Result<Driver, ConfigError> {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = super::http::sdk_config().await;
     driver_with(&sdk, &Names::from_env())
 }
 
@@ -195,7 +195,7 @@ pub fn driver_with(sdk: &SdkConfig, names: &Names) -> Result<Driver, ConfigError
 
 /// The SNS topic pages go to.
 pub async fn pager() -> Result<super::sns::SnsTopic, ConfigError> {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = super::http::sdk_config().await;
     pager_with(&sdk, &Names::from_env())
 }
 
@@ -213,7 +213,7 @@ pub fn pager_with(sdk: &SdkConfig, names: &Names) -> Result<super::sns::SnsTopic
 
 /// The deployments table alone (the notifier reads the audit trail and records its pages).
 pub async fn store() -> DynamoStore {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = super::http::sdk_config().await;
     store_with(&sdk, &Names::from_env())
 }
 
