@@ -10,7 +10,7 @@
 
 use guardrails_local::stack::default_template;
 use guardrails_tests::flow::Flow;
-use guardrails_tests::local::{Clients, endpoint_serving};
+use guardrails_tests::local::{Clients, endpoint_serving, model};
 use serde_json::{Value, json};
 
 const ENDPOINT: &str = "fraud";
@@ -34,13 +34,7 @@ fn hooked(function: &str) -> Value {
 
 async fn serving_v1(c: &Clients) {
     endpoint_serving(c, ENDPOINT, "fraud-v1", "fraud-model-v1", 2).await;
-    c.sagemaker
-        .create_model()
-        .model_name("fraud-model-v2")
-        .execution_role_arn("arn:aws:iam::123456789012:role/local")
-        .send()
-        .await
-        .unwrap();
+    model(c, "fraud-model-v2").await;
 }
 
 fn hook_causes<'a>(seen: &'a [Value], id: &str) -> Vec<&'a Value> {

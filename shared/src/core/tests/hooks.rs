@@ -266,22 +266,7 @@ Guardrails:
 "#
         )
     };
-    let fleet = Fleet {
-        endpoint_name: "fraud".to_owned(),
-        config_name: BLUE.to_owned(),
-        variants: vec![FleetVariant {
-            variant_name: "blue".to_owned(),
-            model_name: String::new(),
-            instance_type: "ml.m5.xlarge".to_owned(),
-            instance_count: 2,
-        }],
-    };
-    let green = GreenSpec {
-        variant_name: "green".to_owned(),
-        model_name: "fraud-v2".to_owned(),
-        instance_type: "ml.m5.xlarge".to_owned(),
-        instance_count: 2,
-    };
+    let (fleet, green) = fleet_and_green(2, "green");
     let policy = Policy::from_yaml(&yaml("auto", "")).unwrap();
     let plan = Plan::new("d1", &policy, &fleet, &green).unwrap();
     assert_eq!(

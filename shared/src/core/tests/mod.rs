@@ -41,6 +41,14 @@ Guardrails:
 "#
     );
     let policy = Policy::from_yaml(&yaml).unwrap();
+    let (fleet, green) = fleet_and_green(4, "green");
+    Plan::new("d1", &policy, &fleet, &green).unwrap()
+}
+
+/// Endpoint `fraud` serving blue's config with variant `blue` on `instances` instances, and
+/// green `fraud-v2` of the same size as variant `green_variant` (blue's name for the native
+/// engine).
+fn fleet_and_green(instances: u32, green_variant: &str) -> (Fleet, GreenSpec) {
     let fleet = Fleet {
         endpoint_name: "fraud".to_owned(),
         config_name: BLUE.to_owned(),
@@ -48,16 +56,16 @@ Guardrails:
             variant_name: "blue".to_owned(),
             model_name: String::new(),
             instance_type: "ml.m5.xlarge".to_owned(),
-            instance_count: 4,
+            instance_count: instances,
         }],
     };
     let green = GreenSpec {
-        variant_name: "green".to_owned(),
+        variant_name: green_variant.to_owned(),
         model_name: "fraud-v2".to_owned(),
         instance_type: "ml.m5.xlarge".to_owned(),
-        instance_count: 4,
+        instance_count: instances,
     };
-    Plan::new("d1", &policy, &fleet, &green).unwrap()
+    (fleet, green)
 }
 
 /// A canary: 10% on 1 instance, bake 300 s; 100% on 4, final bake 600 s; poll 30 s.

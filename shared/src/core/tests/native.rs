@@ -24,22 +24,7 @@ DeploymentConfig:
 "#
     );
     let policy = Policy::from_yaml(&yaml).unwrap();
-    let fleet = Fleet {
-        endpoint_name: "fraud".to_owned(),
-        config_name: BLUE.to_owned(),
-        variants: vec![FleetVariant {
-            variant_name: "blue".to_owned(),
-            model_name: String::new(),
-            instance_type: "ml.m5.xlarge".to_owned(),
-            instance_count: 4,
-        }],
-    };
-    let green = GreenSpec {
-        variant_name: "blue".to_owned(),
-        model_name: "fraud-v2".to_owned(),
-        instance_type: "ml.m5.xlarge".to_owned(),
-        instance_count: 4,
-    };
+    let (fleet, green) = fleet_and_green(4, "blue");
     Plan::new("d1", &policy, &fleet, &green).unwrap()
 }
 
@@ -548,22 +533,7 @@ fn the_native_judge_needs_a_pass_when_inconclusive_and_room_among_sagemakers_ala
             names.join(", ")
         )
     };
-    let fleet = Fleet {
-        endpoint_name: "fraud".to_owned(),
-        config_name: BLUE.to_owned(),
-        variants: vec![FleetVariant {
-            variant_name: "blue".to_owned(),
-            model_name: String::new(),
-            instance_type: "ml.m5.xlarge".to_owned(),
-            instance_count: 4,
-        }],
-    };
-    let green = GreenSpec {
-        variant_name: "blue".to_owned(),
-        model_name: "fraud-v2".to_owned(),
-        instance_type: "ml.m5.xlarge".to_owned(),
-        instance_count: 4,
-    };
+    let (fleet, green) = fleet_and_green(4, "blue");
     let plan = |text: &str| Plan::new("d1", &Policy::from_yaml(text).unwrap(), &fleet, &green);
     let paths = |text: &str| -> Vec<String> {
         plan(text)
