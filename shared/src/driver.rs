@@ -27,6 +27,12 @@ use crate::ports::{
 use crate::preflight::{self, Look, Preflight, RECENT_DATA_SECS};
 use crate::units::{Share, Timestamp};
 
+mod sweep;
+pub use sweep::{
+    DESCRIBE_ALARMS_PER_SECOND, MAX_ALARM_NAMES_PER_CALL, SWEEP_CONCURRENCY, Swept,
+    alarm_read_interval, shards_of,
+};
+
 /// Bounds on the driver's retries within one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -37,6 +43,9 @@ pub struct Limits {
     pub throttle_backoff: Duration,
     /// How soon to look again when SageMaker said `Cannot update in-progress endpoint`.
     pub in_progress_retry_secs: u32,
+    /// Endpoints one sweep invocation reconciles; the rest are published as shards
+    /// (at most `SweepShard::MAX_ENDPOINTS`).
+    pub sweep_shard_size: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +55,7 @@ impl Default for Limits {
             max_throttle_retries: 4,
             throttle_backoff: Duration::from_millis(200),
             in_progress_retry_secs: 15,
+            sweep_shard_size: crate::events::SweepShard::MAX_ENDPOINTS,
         }
     }
 }
@@ -132,6 +142,40 @@ impl DriverError {
     }
 }
 
+/// Alarm states read for many deployments at once: the sweep's batched `DescribeAlarms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmSnapshot {
+    pub read_at: Timestamp,
+    /// Every name asked for: a name asked for and not in `states` is an alarm that does not
+    /// exist.
+    pub asked: std::collections::BTreeSet<String>,
+    pub states: BTreeMap<String, crate::core::AlarmView>,
+}
+
+/// How old a snapshot may be and still stand for a `DescribeAlarms` of the deployment's own:
+/// one sweep's batch, never an earlier one's.
+pub const SNAPSHOT_MAX_AGE_SECS: u32 = 20;
+
+impl AlarmSnapshot {
+    /// The states of `names`, if the snapshot asked for every one of them and is recent.
+    pub fn states_of(
+        &self,
+        names: &[&str],
+        now: Timestamp,
+    ) -> Option<BTreeMap<String, crate::core::AlarmView>> {
+        let recent = now <= self.read_at.plus_secs(SNAPSHOT_MAX_AGE_SECS);
+        if !recent || !names.iter().all(|n| self.asked.contains(*n)) {
+            return None;
+        }
+        Some(
+            names
+                .iter()
+                .filter_map(|n| self.states.get(*n).map(|v| ((*n).to_owned(), v.clone())))
+                .collect(),
+        )
+    }
+}
+
 /// The record after its outbox was performed, with the message of an action SageMaker
 /// deferred; `None` when another invocation changed the record first.
 type Flushed = Option<(Stored, Option<String>)>;
@@ -168,6 +212,7 @@ impl Driver {
                 actions: Vec::new(),
                 events: vec![event],
             },
+            wake_at: None,
         };
         let mut created = self.store.create(&record, &audit).await;
         if matches!(&created, Err(e) if e.kind == ErrorKind::AlreadyActive)
@@ -213,12 +258,42 @@ impl Driver {
         endpoint: &str,
         command: Option<&Command>,
     ) -> Result<Outcome, DriverError> {
+        // Boxed: the decision's state machine is large, and callers hold several at once.
+        Box::pin(self.reconcile_from(endpoint, command, None, None)).await
+    }
+
+    /// `reconcile` of a record the sweep has read already, with the alarm states it read for
+    /// every deployment at once; after a conflicting write it reads both again.
+    pub async fn reconcile_loaded(
+        &self,
+        stored: Stored,
+        alarms: &AlarmSnapshot,
+    ) -> Result<Outcome, DriverError> {
+        let endpoint = stored.deployment.plan.endpoint_name.clone();
+        Box::pin(self.reconcile_from(&endpoint, None, Some(stored), Some(alarms))).await
+    }
+
+    async fn reconcile_from(
+        &self,
+        endpoint: &str,
+        command: Option<&Command>,
+        mut preloaded: Option<Stored>,
+        mut snapshot: Option<&AlarmSnapshot>,
+    ) -> Result<Outcome, DriverError> {
         let mut command = command;
         let mut decided = Vec::new();
         let mut rounds = 0;
         for _ in 0..self.limits.max_conflicts {
-            let Some(loaded) = self.throttled(|| self.store.load(endpoint)).await? else {
-                return Ok(Outcome::NoDeployment);
+            let loaded = match preloaded.take() {
+                Some(stored) => stored,
+                None => {
+                    // Read again: what was read before is out of date.
+                    snapshot = None;
+                    match self.throttled(|| self.store.load(endpoint)).await? {
+                        Some(stored) => stored,
+                        None => return Ok(Outcome::NoDeployment),
+                    }
+                }
             };
             let Some((stored, mut deferred)) = self.flush(loaded).await? else {
                 continue;
@@ -231,7 +306,7 @@ impl Driver {
                 return Ok(Outcome::Reconciled(Box::new(done)));
             }
             let now = self.clock.now();
-            let observation = self.observe(&stored.deployment, now).await;
+            let observation = self.observe(&stored.deployment, now, snapshot).await;
             let looked = match &observation.unseen {
                 Some(u) if u.permanent => stored.deployment.refused(&u.api, &u.message),
                 Some(u) => stored.deployment.call_failed(&u.api, &u.message, now),
@@ -299,17 +374,7 @@ impl Driver {
                 (at, _) => at,
             };
             if let Some(at) = wake_at {
-                let id = &current.deployment.plan.deployment_id;
-                // A wake-up that cannot be scheduled is not worth failing the invocation for:
-                // the one-minute sweep reconciles every active deployment anyway.
-                if let Err(e) = self
-                    .throttled(|| self.waker.wake_at(endpoint, id, at))
-                    .await
-                {
-                    tracing_warn(&format!(
-                        "wake-up of {endpoint} not scheduled (the sweep will come): {e}"
-                    ));
-                }
+                self.schedule_wake(&current, at, now).await;
             }
             let mut done = report(&current, decided, performed, deferred, wake_at);
             done.ignored = decision.ignored;
@@ -389,9 +454,43 @@ impl Driver {
         Ok(preflight::check(plan, &look))
     }
 
-    /// DescribeEndpoint and the watched alarms' states; a call that fails makes the look
-    /// `unseen`, with the API and AWS's answer, instead of an error.
-    async fn observe(&self, deployment: &Deployment, now: Timestamp) -> Observation {
+    /// Asks Scheduler for a wake-up at `at` unless the one it holds for this deployment comes
+    /// no later (`wake::needed`); records what it holds once it said yes. A wake-up that cannot
+    /// be scheduled is not worth failing the invocation for: the one-minute sweep reconciles
+    /// every active deployment anyway.
+    async fn schedule_wake(&self, current: &Stored, at: Timestamp, now: Timestamp) {
+        let plan = &current.deployment.plan;
+        let (endpoint, id) = (plan.endpoint_name.as_str(), plan.deployment_id.as_str());
+        let Some(replace) = crate::wake::needed(current.wake_at, at, now) else {
+            return;
+        };
+        match self
+            .throttled(|| self.waker.wake_at(endpoint, id, at, replace))
+            .await
+        {
+            Ok(()) => {
+                if let Err(e) = self
+                    .throttled(|| self.store.wake_scheduled(endpoint, id, at))
+                    .await
+                {
+                    tracing_warn(&format!("wake-up of {endpoint} not recorded: {e}"));
+                }
+            }
+            Err(e) => tracing_warn(&format!(
+                "wake-up of {endpoint} not scheduled (the sweep will come): {e}"
+            )),
+        }
+    }
+
+    /// DescribeEndpoint and the watched alarms' states (from `snapshot` when it holds them all
+    /// and is recent); a call that fails makes the look `unseen`, with the API and AWS's
+    /// answer, instead of an error.
+    async fn observe(
+        &self,
+        deployment: &Deployment,
+        now: Timestamp,
+        snapshot: Option<&AlarmSnapshot>,
+    ) -> Observation {
         let plan = &deployment.plan;
         let unseen = |e: PortError, api: &str| {
             let api = if e.api.is_empty() { api } else { &e.api };
@@ -408,9 +507,12 @@ impl Driver {
         // While rolling back alarms decide nothing: a rollback must not depend on being
         // allowed to read them. (Removing blue reads them to know the final fleet's exist.)
         let alarms = if deployment.watches_alarms() {
-            match self.throttled(|| self.alarms.states(&names)).await {
-                Ok(alarms) => alarms,
-                Err(e) => return unseen(e, "cloudwatch:DescribeAlarms"),
+            match snapshot.and_then(|s| s.states_of(&names, now)) {
+                Some(alarms) => alarms,
+                None => match self.throttled(|| self.alarms.states(&names)).await {
+                    Ok(alarms) => alarms,
+                    Err(e) => return unseen(e, "cloudwatch:DescribeAlarms"),
+                },
             }
         } else {
             BTreeMap::new()
@@ -588,6 +690,7 @@ impl Driver {
                 version: stored.version + 1,
                 transitions: stored.transitions,
                 outbox: stored.outbox.clone(),
+                wake_at: stored.wake_at,
             };
             self.save(&kept, stored.version, &[]).await?;
             return Err(e.into());
@@ -600,6 +703,7 @@ impl Driver {
             version: stored.version + 1,
             transitions: stored.transitions,
             outbox: Outbox::default(),
+            wake_at: stored.wake_at,
         };
         let saved = self.save(&next, stored.version, &[]).await?;
         Ok(saved.then_some((next, deferred)))
@@ -777,6 +881,7 @@ fn next_record(
             actions: decision.actions.clone(),
             events,
         },
+        wake_at: stored.wake_at,
     };
     (next, audit)
 }

@@ -174,6 +174,70 @@ impl StateChange {
 /// The `detail-type` of a refused request.
 pub const REFUSED_DETAIL_TYPE: &str = "Guardrails Deployment Refused";
 
+/// The `detail-type` of one share of the sweep, which the sweep publishes for another
+/// bake-watcher invocation to reconcile when more deployments are active than one invocation
+/// reconciles (`SweepShard::MAX_ENDPOINTS`).
+pub const SWEEP_SHARD_DETAIL_TYPE: &str = "Guardrails Sweep Shard";
+
+/// The `detail` of a "Guardrails Sweep Shard" event: which endpoints to reconcile, and how many
+/// shards this sweep has (each paces its alarm reads to its share of the account's quota).
+/// It carries names only, never states: whoever may put events on the bus can make Guardrails
+/// look at a deployment, never tell it what it would see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SweepShard {
+    pub endpoints: Vec<String>,
+    pub shards: u32,
+}
+
+impl SweepShard {
+    /// Endpoints one invocation reconciles: 100 deployments take a few seconds (one
+    /// `BatchGetItem`, a few `DescribeAlarms`, then a `DescribeEndpoint` each, several at once),
+    /// far inside the function's 60 s timeout, and fit one EventBridge entry (100 names of at
+    /// most 63 characters: under 7 KB of the 256 KB an entry may hold).
+    pub const MAX_ENDPOINTS: usize = 100;
+    /// The most shards a sweep may have: 1,000 of 100 endpoints (a hundred thousand
+    /// deployments, far past SageMaker's default endpoint quota).
+    pub const MAX_SHARDS: u32 = 1_000;
+
+    /// Why the shard cannot be reconciled as it is, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if self.endpoints.len() > Self::MAX_ENDPOINTS {
+            return Some(format!(
+                "{} endpoints in one shard; at most {}",
+                self.endpoints.len(),
+                Self::MAX_ENDPOINTS
+            ));
+        }
+        if self.shards == 0 || self.shards > Self::MAX_SHARDS {
+            return Some(format!(
+                "shards is {}; allowed: 1 to {}",
+                self.shards,
+                Self::MAX_SHARDS
+            ));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| !is_endpoint_name(e))
+            .map(|e| {
+                format!(
+                    "{:?} is not a SageMaker endpoint name (1-63 letters, digits and inner hyphens)",
+                    crate::units::cut(e, 70)
+                )
+            })
+    }
+}
+
+/// SageMaker's endpoint names: `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}` (SageMaker API Reference,
+/// "CreateEndpoint", `EndpointName`).
+pub fn is_endpoint_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// The `detail` of a "Guardrails Deployment Refused" event: a request that changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

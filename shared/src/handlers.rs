@@ -855,19 +855,10 @@ pub async fn bake_watcher(
     match read(event, settings) {
         Ok(Inbound::WakeUp(wake)) => reconcile(driver, &wake.endpoint, None).await,
         Ok(Inbound::AlarmChanged(alarm)) => {
+            // The alarm index: only the deployments that watch this alarm are read.
             let mut deployments = Vec::new();
-            for endpoint in driver.store.active_endpoints().await? {
-                let Some(stored) = driver.store.load(&endpoint).await? else {
-                    continue;
-                };
-                let watched = stored
-                    .deployment
-                    .plan
-                    .watched_alarm_names()
-                    .any(|n| n == alarm.alarm_name);
-                if watched
-                    && let Outcome::Reconciled(report) = driver.reconcile(&endpoint, None).await?
-                {
+            for endpoint in driver.store.watching(&alarm.alarm_name).await? {
+                if let Outcome::Reconciled(report) = driver.reconcile(&endpoint, None).await? {
                     deployments.push(decided(&report));
                 }
             }
@@ -879,20 +870,12 @@ pub async fn bake_watcher(
             }
             Ok(Handled::Reconciled { deployments })
         }
+        Ok(Inbound::SweepShard(shard)) => {
+            let swept = Box::pin(driver.sweep_shard(&shard.endpoints, shard.shards)).await;
+            swept_answer(&swept)
+        }
         Ok(Inbound::Sweep) => {
-            let mut deployments = Vec::new();
-            let mut failures = Vec::new();
-            for endpoint in driver.store.active_endpoints().await? {
-                // One endpoint's trouble must not stop the sweep of the others.
-                match driver.reconcile(&endpoint, None).await {
-                    Ok(Outcome::Reconciled(report)) => deployments.push(decided(&report)),
-                    Ok(Outcome::NoDeployment) => {}
-                    Err(e) => {
-                        warn!(endpoint = %endpoint, error = %e, "sweep could not reconcile");
-                        failures.push(format!("{endpoint}: {e}"));
-                    }
-                }
-            }
+            let swept = Box::pin(driver.sweep()).await?;
             // The safety net for pages: outcomes still unpaged two minutes after they happened
             // (their event was lost) are published again; the notifier pages once.
             let now = driver.clock.now();
@@ -905,14 +888,21 @@ pub async fn bake_watcher(
                 );
                 driver.bus.publish(&unpaged).await?;
             }
-            if deployments.is_empty() && !failures.is_empty() {
-                return Err(HandlerError(failures.join("; ")));
-            }
-            Ok(Handled::Reconciled { deployments })
+            swept_answer(&swept)
         }
         Ok(other) => Ok(ignored(format!("bake-watcher does not handle {other:?}"))),
         Err(handled) => Ok(handled),
     }
+}
+
+/// A sweep's answer: what it decided; an error only when nothing could be reconciled.
+fn swept_answer(swept: &crate::driver::Swept) -> Result<Handled, HandlerError> {
+    if swept.reports.is_empty() && !swept.failures.is_empty() {
+        return Err(HandlerError(swept.failures.join("; ")));
+    }
+    Ok(Handled::Reconciled {
+        deployments: swept.reports.iter().map(decided).collect(),
+    })
 }
 
 /// How long an outcome may wait for its page before the sweep publishes it again.

@@ -409,6 +409,8 @@ pub enum Inbound {
     WakeUp(WakeUp),
     /// The one-minute sweep (an EventBridge "Scheduled Event").
     Sweep,
+    /// One share of a sweep, which the sweep published for this invocation.
+    SweepShard(crate::events::SweepShard),
     StateChanged(Box<StateChange>),
     /// A well-formed event Guardrails does not handle (named by its source and detail-type).
     Other {
@@ -528,6 +530,16 @@ pub fn parse(value: &Value, account: Option<&str>) -> Result<Inbound, InboundErr
             Inbound::AlarmChanged(detail(&event, kind)?)
         }
         ("aws.events", "Scheduled Event") => Inbound::Sweep,
+        ("guardrails", kind @ crate::events::SWEEP_SHARD_DETAIL_TYPE) => {
+            let shard: crate::events::SweepShard = detail(&event, kind)?;
+            if let Some(problem) = shard.problem() {
+                return Err(InboundError {
+                    id: event.id.clone(),
+                    message: format!("\"{kind}\" detail: {problem}"),
+                });
+            }
+            Inbound::SweepShard(shard)
+        }
         _ => Inbound::Other {
             source,
             detail_type,

@@ -23,3 +23,4 @@ pub mod ports;
 pub mod preflight;
 pub mod status;
 pub mod units;
+pub mod wake;

@@ -39,9 +39,22 @@ struct Tables {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    /// Reads of active deployments so far, one per DynamoDB call they would be (`load`,
+    /// `load_many` per 100 keys, `watching`, `active_endpoints`).
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryStore {
+    fn count_read(&self) {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many reads of active deployments were made (see `reads`).
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Past deployments of `endpoint`, oldest first.
     pub fn history(&self, endpoint: &str) -> Vec<Stored> {
         lock(&self.tables)
@@ -66,6 +79,7 @@ fn append_audit(tables: &mut Tables, endpoint: &str, audit: &[AuditEntry]) {
 #[async_trait]
 impl Store for MemoryStore {
     async fn load(&self, endpoint: &str) -> PortResult<Option<Stored>> {
+        self.count_read();
         Ok(lock(&self.tables).active.get(endpoint).cloned())
     }
 
@@ -141,7 +155,50 @@ impl Store for MemoryStore {
     }
 
     async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        self.count_read();
         Ok(lock(&self.tables).active.keys().cloned().collect())
+    }
+
+    async fn watching(&self, alarm_name: &str) -> PortResult<Vec<String>> {
+        self.count_read();
+        Ok(lock(&self.tables)
+            .active
+            .iter()
+            .filter(|(_, s)| {
+                s.deployment
+                    .plan
+                    .watched_alarm_names()
+                    .any(|n| n == alarm_name)
+            })
+            .map(|(endpoint, _)| endpoint.clone())
+            .collect())
+    }
+
+    async fn load_many(&self, endpoints: &[String]) -> PortResult<Vec<Stored>> {
+        // One read per 100 keys, as BatchGetItem.
+        for _ in endpoints.chunks(100) {
+            self.count_read();
+        }
+        let tables = lock(&self.tables);
+        Ok(endpoints
+            .iter()
+            .filter_map(|e| tables.active.get(e).cloned())
+            .collect())
+    }
+
+    async fn wake_scheduled(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        at: Timestamp,
+    ) -> PortResult<()> {
+        let mut tables = lock(&self.tables);
+        if let Some(active) = tables.active.get_mut(endpoint)
+            && active.deployment.plan.deployment_id == deployment_id
+        {
+            active.wake_at = Some(at);
+        }
+        Ok(())
     }
 
     async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {
@@ -273,9 +330,15 @@ impl Pager for MemoryPager {
 pub struct MemoryBus {
     events: Mutex<Vec<StateChange>>,
     refusals: Mutex<Vec<Refusal>>,
+    shards: Mutex<Vec<crate::events::SweepShard>>,
 }
 
 impl MemoryBus {
+    /// The sweep shards published and not yet taken.
+    pub fn take_shards(&self) -> Vec<crate::events::SweepShard> {
+        std::mem::take(&mut *lock(&self.shards))
+    }
+
     pub fn events(&self) -> Vec<StateChange> {
         lock(&self.events).clone()
     }
@@ -296,6 +359,11 @@ impl EventBus for MemoryBus {
         lock(&self.refusals).push(refusal.clone());
         Ok(())
     }
+
+    async fn fan_out(&self, shards: &[crate::events::SweepShard]) -> PortResult<()> {
+        lock(&self.shards).extend_from_slice(shards);
+        Ok(())
+    }
 }
 
 /// Records the latest wake-up per endpoint.
@@ -312,7 +380,13 @@ impl MemoryWaker {
 
 #[async_trait]
 impl Waker for MemoryWaker {
-    async fn wake_at(&self, endpoint: &str, _deployment_id: &str, at: Timestamp) -> PortResult<()> {
+    async fn wake_at(
+        &self,
+        endpoint: &str,
+        _deployment_id: &str,
+        at: Timestamp,
+        _replace: bool,
+    ) -> PortResult<()> {
         lock(&self.wake_ups).insert(endpoint.to_owned(), at);
         Ok(())
     }

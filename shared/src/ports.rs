@@ -312,6 +312,10 @@ pub struct Stored {
     /// Decided but not yet known to be done: performed again by the next invocation if the
     /// one that decided them died before finishing.
     pub outbox: Outbox,
+    /// The wake-up Scheduler was last asked for, once it said yes (`Store::wake_scheduled`):
+    /// whether the next one replaces a pending schedule or creates one (`wake::needed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<Timestamp>,
 }
 
 /// Work decided and saved before it is performed.
@@ -364,6 +368,28 @@ pub trait Store: Send + Sync {
     async fn archive(&self, record: &Stored, expected_version: u64) -> PortResult<()>;
     /// Endpoints with an active deployment (the sweep's sparse index).
     async fn active_endpoints(&self) -> PortResult<Vec<String>>;
+    /// Endpoints whose active deployment watches the alarm `alarm_name`, sorted: the alarm
+    /// index, written with the deployment and removed when it is archived, so that an alarm's
+    /// state change reads only the deployments that watch it.
+    async fn watching(&self, alarm_name: &str) -> PortResult<Vec<String>>;
+    /// The active records of those of `endpoints` that have one, in no particular order: the
+    /// sweep's batched read (DynamoDB's `BatchGetItem`, 100 keys a call).
+    async fn load_many(&self, endpoints: &[String]) -> PortResult<Vec<Stored>> {
+        let mut records = Vec::new();
+        for endpoint in endpoints {
+            records.extend(self.load(endpoint).await?);
+        }
+        Ok(records)
+    }
+    /// Records that Scheduler holds a wake-up at `at` for the endpoint's active deployment
+    /// `deployment_id` (nothing if that deployment is no longer active). It does not change the
+    /// record's version: it is a note beside the record, not a decision.
+    async fn wake_scheduled(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        at: Timestamp,
+    ) -> PortResult<()>;
     /// The audit entries of a deployment, in order.
     async fn audit(&self, endpoint: &str, deployment_id: &str) -> PortResult<Vec<AuditEntry>>;
     /// Claims the right to page about a deployment's outcome, so that one page is sent per
@@ -470,13 +496,23 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[StateChange]) -> PortResult<()>;
     /// Publishes a "Guardrails Deployment Refused" event.
     async fn refused(&self, refusal: &Refusal) -> PortResult<()>;
+    /// Publishes a "Guardrails Sweep Shard" event per shard, for other invocations.
+    async fn fan_out(&self, shards: &[crate::events::SweepShard]) -> PortResult<()>;
 }
 
 /// One-shot wake-ups (EventBridge Scheduler).
 #[async_trait]
 pub trait Waker: Send + Sync {
-    /// Makes sure the endpoint is reconciled at `at` (replacing an earlier wake-up for it).
-    async fn wake_at(&self, endpoint: &str, deployment_id: &str, at: Timestamp) -> PortResult<()>;
+    /// Makes sure the endpoint is reconciled at `at`. `replace`: a wake-up for it is believed
+    /// pending, so it is updated rather than created (either way, the other call is the
+    /// fallback when the belief is wrong).
+    async fn wake_at(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        at: Timestamp,
+        replace: bool,
+    ) -> PortResult<()>;
 }
 
 /// The only reader of time.

@@ -402,6 +402,15 @@ impl<H: SaveHook> Store for HookedStore<H> {
     async fn active_endpoints(&self) -> PortResult<Vec<String>> {
         self.inner.active_endpoints().await
     }
+    async fn watching(&self, alarm_name: &str) -> PortResult<Vec<String>> {
+        self.inner.watching(alarm_name).await
+    }
+    async fn wake_scheduled(&self, endpoint: &str, id: &str, at: Timestamp) -> PortResult<()> {
+        self.inner.wake_scheduled(endpoint, id, at).await
+    }
+    async fn load_many(&self, endpoints: &[String]) -> PortResult<Vec<Stored>> {
+        self.inner.load_many(endpoints).await
+    }
     async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
         self.inner.audit(endpoint, id).await
     }

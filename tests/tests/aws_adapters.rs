@@ -306,6 +306,7 @@ fn stored(id: &str, version: u64) -> Stored {
         version,
         transitions: 1,
         outbox: Outbox::default(),
+        wake_at: None,
     }
 }
 
@@ -379,6 +380,88 @@ async fn dynamodb_store_keeps_one_active_deployment_with_conditional_versions_an
     assert_eq!(store.load("fraud-scorer").await.unwrap(), None);
     assert!(store.active_endpoints().await.unwrap().is_empty());
     store.create(&stored("d2", 1), &[]).await.unwrap();
+}
+
+/// `stored` on another endpoint, watching the alarms `alarms` (by name).
+fn stored_on(endpoint: &str, id: &str, alarms: &[&str]) -> Stored {
+    let mut record = stored(id, 1);
+    let plan = &mut record.deployment.plan;
+    plan.endpoint_name = endpoint.to_owned();
+    let template = plan.watched_alarms[0].clone();
+    plan.watched_alarms = alarms
+        .iter()
+        .map(|name| {
+            let mut alarm = template.clone();
+            alarm.alarm_name = (*name).to_owned();
+            alarm
+        })
+        .collect();
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_store_indexes_watched_alarms_reads_in_batches_and_notes_wake_ups() {
+    let stack = local::start().await;
+    let c = Clients::new(&stack);
+    let store = DynamoStore::new(c.dynamodb.clone(), "guardrails");
+    store.create_table().await.unwrap();
+    let a = stored_on("ep-a", "da", &["shared-5xx", "a-latency"]);
+    let b = stored_on("ep-b", "db", &["shared-5xx"]);
+    store.create(&a, &[]).await.unwrap();
+    store.create(&b, &[]).await.unwrap();
+    // Many more, watching nothing in common, so that the batched read pages.
+    let many: Vec<String> = (0..230).map(|i| format!("ep-{i}")).collect();
+    for (i, endpoint) in many.iter().enumerate() {
+        let own = format!("own-{i}");
+        store
+            .create(&stored_on(endpoint, &format!("d{i}"), &[&own]), &[])
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(
+        store.watching("shared-5xx").await.unwrap(),
+        ["ep-a", "ep-b"]
+    );
+    assert_eq!(store.watching("a-latency").await.unwrap(), ["ep-a"]);
+    assert_eq!(store.watching("own-7").await.unwrap(), ["ep-7"]);
+    assert!(store.watching("nobody-watches").await.unwrap().is_empty());
+
+    let mut wanted = many.clone();
+    wanted.push("ep-a".to_owned());
+    wanted.push("no-such-endpoint".to_owned());
+    let mut loaded: Vec<String> = store
+        .load_many(&wanted)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.deployment.plan.endpoint_name)
+        .collect();
+    loaded.sort();
+    let mut expected = many.clone();
+    expected.push("ep-a".to_owned());
+    expected.sort();
+    assert_eq!(loaded, expected);
+
+    // The wake-up is noted beside the record, without a new version; saves keep it.
+    let at = Timestamp::from_epoch_ms(1_790_000_000_000);
+    store.wake_scheduled("ep-a", "da", at).await.unwrap();
+    store
+        .wake_scheduled("ep-a", "not-this-one", T0)
+        .await
+        .unwrap();
+    let noted = store.load("ep-a").await.unwrap().unwrap();
+    assert_eq!((noted.wake_at, noted.version), (Some(at), 1));
+    let mut next = noted.clone();
+    next.version = 2;
+    store.save(&next, 1, &[]).await.unwrap();
+    assert_eq!(store.load("ep-a").await.unwrap().unwrap().wake_at, Some(at));
+    store.wake_scheduled("ep-gone", "dx", at).await.unwrap();
+
+    // Archiving takes the deployment off the index, in the same transaction.
+    store.archive(&next, 2).await.unwrap();
+    assert_eq!(store.watching("shared-5xx").await.unwrap(), ["ep-b"]);
+    assert!(store.watching("a-latency").await.unwrap().is_empty());
 }
 
 async fn queue_receiving(c: &Clients, name: &str) -> (String, String) {
@@ -538,12 +621,34 @@ async fn scheduler_waker_keeps_one_one_shot_schedule_per_endpoint() {
         "arn:aws:sqs:us-east-1:123456789012:wake-ups",
         "arn:aws:iam::123456789012:role/scheduler",
     );
+    // Believed pending, none there: the update is not found, and it is created.
     waker
-        .wake_at("fraud", "d1", Timestamp::from_epoch_ms(1_790_000_000_000))
+        .wake_at(
+            "fraud",
+            "d1",
+            Timestamp::from_epoch_ms(1_789_999_000_000),
+            true,
+        )
         .await
         .unwrap();
+    // Believed fired, still there: the create conflicts, and it is updated.
     waker
-        .wake_at("fraud", "d1", Timestamp::from_epoch_ms(1_790_000_030_500))
+        .wake_at(
+            "fraud",
+            "d1",
+            Timestamp::from_epoch_ms(1_790_000_000_000),
+            false,
+        )
+        .await
+        .unwrap();
+    // Believed pending, and it is: updated.
+    waker
+        .wake_at(
+            "fraud",
+            "d1",
+            Timestamp::from_epoch_ms(1_790_000_030_500),
+            true,
+        )
         .await
         .unwrap();
     let schedule = c

@@ -44,6 +44,7 @@ fn expectations() -> Vec<(&'static str, Option<&'static str>)> {
             "guardrails-deployment-rolled-back.json",
             Some("StateChanged"),
         ),
+        ("guardrails-sweep-shard.json", Some("SweepShard")),
         ("guardrails-wake-up.json", Some("WakeUp")),
         ("malformed-endpoint-event-without-name.json", None),
         (
@@ -77,6 +78,7 @@ fn kind(inbound: &Inbound) -> &'static str {
         Inbound::AlarmChanged(_) => "AlarmChanged",
         Inbound::WakeUp(_) => "WakeUp",
         Inbound::Sweep => "Sweep",
+        Inbound::SweepShard(_) => "SweepShard",
         Inbound::StateChanged(_) => "StateChanged",
         Inbound::Other { .. } => "Other",
     }
@@ -339,5 +341,46 @@ fn the_hook_payload_samples_are_what_guardrails_sends_and_the_sample_hook_reads(
         );
         let read: hook_green_ready::Payload = serde_json::from_str(&text).unwrap();
         assert_eq!(read.green_variant_name, sent.green_variant_name);
+    }
+}
+
+#[test]
+fn hostile_sweep_shards_are_refused_with_what_is_wrong() {
+    let shard = |detail: serde_json::Value| {
+        let mut event = sample("guardrails-sweep-shard.json");
+        event["detail"] = detail;
+        parse(&event).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let too_many: Vec<String> = (0..101).map(|i| format!("e{i}")).collect();
+    let cases = [
+        (
+            serde_json::json!({ "endpoints": too_many, "shards": 2 }),
+            "101 endpoints in one shard; at most 100",
+        ),
+        (
+            serde_json::json!({ "endpoints": ["a"], "shards": 0 }),
+            "shards is 0; allowed: 1 to 1000",
+        ),
+        (
+            serde_json::json!({ "endpoints": ["-bad"], "shards": 1 }),
+            "\"-bad\" is not a SageMaker endpoint name",
+        ),
+        (
+            serde_json::json!({ "endpoints": ["x".repeat(10_000)], "shards": 1 }),
+            "is not a SageMaker endpoint name",
+        ),
+        (
+            serde_json::json!({ "endpoints": ["a"], "shards": 1, "states": {} }),
+            "unknown field `states`",
+        ),
+        (
+            serde_json::json!({ "endpoints": "a", "shards": 1 }),
+            "detail.endpoints: invalid type",
+        ),
+    ];
+    for (detail, want) in cases {
+        let got = shard(detail.clone()).expect_err(&detail.to_string());
+        assert!(got.contains(want), "{detail}: {got}");
+        assert!(got.len() < 400, "the error is bounded: {got}");
     }
 }

@@ -18,7 +18,7 @@ use guardrails_tests::repo_root;
 
 /// What each function's code calls, as IAM names it: the driver's calls for the three that
 /// reconcile deployments, plus what each does besides.
-const RECONCILE: [&str; 24] = [
+const RECONCILE: [&str; 25] = [
     "sagemaker:DescribeEndpoint",
     "sagemaker:DescribeEndpointConfig",
     // The configs Guardrails creates copy the user's, tags and KMS key included.
@@ -48,6 +48,8 @@ const RECONCILE: [&str; 24] = [
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:DeleteItem",
+    // The wake-up Scheduler holds, noted beside the record.
+    "dynamodb:UpdateItem",
 ];
 
 fn calls_of(function: &str) -> BTreeSet<String> {
@@ -65,7 +67,8 @@ fn calls_of(function: &str) -> BTreeSet<String> {
             "application-autoscaling:DescribeScalingPolicies",
         ],
         "endpoint-events" => &[],
-        "bake-watcher" => &["dynamodb:Scan", "dynamodb:Query", "dynamodb:UpdateItem"],
+        // The sweep's indexes and batched reads, the alarm index.
+        "bake-watcher" => &["dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchGetItem"],
         "rollback-notifier" => {
             return [
                 "sns:Publish",

@@ -164,6 +164,10 @@ fn routes() -> Vec<(&'static str, &'static [&'static str])> {
             "sagemaker-model-package-state-change.json",
             &["StartDeploymentFunction.ApprovedPackages"],
         ),
+        (
+            "guardrails-sweep-shard.json",
+            &["BakeWatcherFunction.SweepShards"],
+        ),
         ("scheduled-sweep.json", &[]),
     ]
 }
@@ -173,7 +177,7 @@ async fn every_rule_matches_exactly_the_samples_it_must() {
     let stack = local::start().await;
     let c = Clients::new(&stack);
     let patterns = patterns(&template());
-    assert_eq!(patterns.len(), 4, "{:?}", patterns.keys());
+    assert_eq!(patterns.len(), 5, "{:?}", patterns.keys());
     let mut queues = BTreeMap::new();
     for (i, (rule, pattern)) in patterns.iter().enumerate() {
         let queue = c

@@ -7,12 +7,15 @@
 //! | audit entry (append-only) | `ENDPOINT#<endpoint>` | `AUDIT#<id>#<sequence, 6 digits>` | `deployment_id`, `at`, `cause`, `entry` (JSON) |
 //! | deployment id (unique in the account: a request runs once, and no two endpoints share the names made from an id) | `DEPLOYMENT#<id>` | `ID` | `endpoint`, `started_at` (epoch ms) |
 //! | page about the outcome | `ENDPOINT#<endpoint>` | `PAGE#<id>` | `page_status` (`claimed`, `sent`), `claimed_at`, `message_id`, `subject`, `sent_at` |
+//! | alarm index: an alarm an active deployment watches | `ALARM#<alarm name>` | `ENDPOINT#<endpoint>` | `endpoint`, `deployment_id` |
 //!
 //! Every write is conditional: creating the active item requires that none exists (one active
 //! deployment per endpoint), saving it requires the version that was loaded, and audit items
 //! may not already exist; a record and its audit entries are written in one transaction. The
 //! global secondary index `active` (partition key `active_endpoint`) holds only active items,
-//! so the sweep reads just those.
+//! so the sweep reads just those. The alarm index items are written in the transaction that
+//! creates the active item and deleted in the one that archives it, so that an alarm's state
+//! change queries the deployments watching it instead of reading every active one.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -35,6 +38,11 @@ pub const ACTIVE_INDEX: &str = "active";
 pub const UNPAGED_INDEX: &str = "unpaged";
 /// DynamoDB's limit on items in one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
+/// DynamoDB's limit on keys in one `BatchGetItem` ("BatchGetItem": "up to 100 items").
+const MAX_BATCH_GET_KEYS: usize = 100;
+/// How many times keys `BatchGetItem` left unprocessed are asked for again before they are
+/// read one by one.
+const BATCH_GET_RETRIES: usize = 3;
 
 /// The deployments table.
 #[derive(Debug, Clone)]
@@ -49,6 +57,18 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn pk(endpoint: &str) -> AttributeValue {
     s(format!("ENDPOINT#{endpoint}"))
+}
+
+fn alarm_pk(alarm_name: &str) -> AttributeValue {
+    s(format!("ALARM#{alarm_name}"))
+}
+
+fn active_key(endpoint: &str) -> std::collections::HashMap<String, AttributeValue> {
+    [
+        ("pk".to_owned(), pk(endpoint)),
+        ("sk".to_owned(), s("ACTIVE")),
+    ]
+    .into()
 }
 
 fn invalid(message: String) -> PortError {
@@ -146,6 +166,51 @@ impl DynamoStore {
                 .item("record", s(json(record)?))
                 .build(),
         )
+        .map(|mut put| {
+            if let Some(at) = record.wake_at {
+                put.item.insert(
+                    "wake_at".to_owned(),
+                    AttributeValue::N(at.epoch_ms().to_string()),
+                );
+            }
+            put
+        })
+    }
+
+    /// The alarm index items of the record's deployment, one per watched alarm.
+    fn alarm_index_puts(&self, record: &Stored) -> PortResult<Vec<TransactWriteItem>> {
+        let plan = &record.deployment.plan;
+        plan.watched_alarm_names()
+            .map(|alarm| {
+                let put = build(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .item("pk", alarm_pk(alarm))
+                        .item("sk", pk(&plan.endpoint_name))
+                        .item("endpoint", s(&plan.endpoint_name))
+                        .item("deployment_id", s(&plan.deployment_id))
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect()
+    }
+
+    /// Deletes of the record's alarm index items (missing ones count as done).
+    fn alarm_index_deletes(&self, record: &Stored) -> PortResult<Vec<TransactWriteItem>> {
+        let plan = &record.deployment.plan;
+        plan.watched_alarm_names()
+            .map(|alarm| {
+                let delete = build(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .key("pk", alarm_pk(alarm))
+                        .key("sk", pk(&plan.endpoint_name))
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().delete(delete).build())
+            })
+            .collect()
     }
 
     fn audit_puts(
@@ -243,8 +308,17 @@ fn record_of(item: &std::collections::HashMap<String, AttributeValue>) -> PortRe
         .get("record")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| invalid("the active item has no record".to_owned()))?;
-    serde_json::from_str(text)
-        .map_err(|e| invalid(format!("the stored record does not parse: {e}")))
+    let mut record: Stored = serde_json::from_str(text)
+        .map_err(|e| invalid(format!("the stored record does not parse: {e}")))?;
+    // The wake-up Scheduler holds is noted beside the record (`wake_scheduled`).
+    if let Some(at) = item
+        .get("wake_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+    {
+        record.wake_at = Some(Timestamp::from_epoch_ms(at));
+    }
+    Ok(record)
 }
 
 #[async_trait]
@@ -288,6 +362,7 @@ impl Store for DynamoStore {
             TransactWriteItem::builder().put(id).build(),
         ];
         items.extend(self.audit_puts(&plan.endpoint_name, audit)?);
+        items.extend(self.alarm_index_puts(record)?);
         match self.transact(items).await {
             Err(e) if e.kind == ErrorKind::Conflict => {
                 if self.load(&plan.endpoint_name).await?.is_some() {
@@ -381,11 +456,88 @@ impl Store for DynamoStore {
                 .item
                 .insert("unpaged_endpoint".to_owned(), s(&plan.endpoint_name));
         }
-        self.transact(vec![
+        let mut items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().put(history).build(),
-        ])
-        .await
+        ];
+        items.extend(self.alarm_index_deletes(record)?);
+        self.transact(items).await
+    }
+
+    async fn watching(&self, alarm_name: &str) -> PortResult<Vec<String>> {
+        let mut endpoints = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", alarm_pk(alarm_name))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb:Query", &e))?;
+            endpoints.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|i| i.get("endpoint").and_then(|v| v.as_s().ok()).cloned()),
+            );
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        Ok(endpoints)
+    }
+
+    async fn load_many(&self, endpoints: &[String]) -> PortResult<Vec<Stored>> {
+        let mut records = Vec::new();
+        for chunk in endpoints.chunks(MAX_BATCH_GET_KEYS) {
+            let mut keys: Vec<_> = chunk.iter().map(|e| active_key(e)).collect();
+            for _ in 0..BATCH_GET_RETRIES {
+                if keys.is_empty() {
+                    break;
+                }
+                let wanted = build(
+                    aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut keys)))
+                        .consistent_read(true)
+                        .build(),
+                )?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, wanted)
+                    .send()
+                    .await
+                    .map_err(|e| classify("dynamodb:BatchGetItem", &e))?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        records.push(record_of(item)?);
+                    }
+                }
+                keys = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+            // What DynamoDB left unprocessed every time is read one item at a time.
+            for key in keys {
+                let endpoint = key
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("ENDPOINT#"))
+                    .unwrap_or_default()
+                    .to_owned();
+                records.extend(self.load(&endpoint).await?);
+            }
+        }
+        Ok(records)
     }
 
     async fn active_endpoints(&self) -> PortResult<Vec<String>> {
@@ -413,6 +565,31 @@ impl Store for DynamoStore {
         }
         endpoints.sort();
         Ok(endpoints)
+    }
+
+    async fn wake_scheduled(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        at: Timestamp,
+    ) -> PortResult<()> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(active_key(endpoint)))
+            .update_expression("SET wake_at = :at")
+            .condition_expression("deployment_id = :id")
+            .expression_attribute_values(":at", AttributeValue::N(at.epoch_ms().to_string()))
+            .expression_attribute_values(":id", s(deployment_id))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(()),
+            // That deployment has ended (or the item is gone): nothing to note.
+            Err(e) if classify("dynamodb:UpdateItem", &e).kind == ErrorKind::Conflict => Ok(()),
+            Err(e) => Err(classify("dynamodb:UpdateItem", &e)),
+        }
     }
 
     async fn history(&self, endpoint: &str, limit: usize) -> PortResult<Vec<Stored>> {

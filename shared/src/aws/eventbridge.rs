@@ -67,6 +67,43 @@ impl EventBus for EventBridgeBus {
         Ok(())
     }
 
+    async fn fan_out(&self, shards: &[crate::events::SweepShard]) -> PortResult<()> {
+        for chunk in shards.chunks(MAX_ENTRIES_PER_CALL) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for shard in chunk {
+                let detail = serde_json::to_string(shard).map_err(|e| {
+                    PortError::new(ErrorKind::Refused, format!("cannot encode a shard: {e}"))
+                })?;
+                entries.push(
+                    PutEventsRequestEntry::builder()
+                        .source(SOURCE)
+                        .detail_type(crate::events::SWEEP_SHARD_DETAIL_TYPE)
+                        .detail(detail)
+                        .event_bus_name(&self.bus)
+                        .build(),
+                );
+            }
+            let out = self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify("events:PutEvents", &e))?;
+            if out.failed_entry_count() > 0 {
+                return Err(PortError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "EventBridge refused {} of {} sweep shards",
+                        out.failed_entry_count(),
+                        chunk.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn refused(&self, refusal: &Refusal) -> PortResult<()> {
         let detail = serde_json::to_string(refusal).map_err(|e| {
             PortError::new(ErrorKind::Refused, format!("cannot encode a refusal: {e}"))

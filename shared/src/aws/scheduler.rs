@@ -61,7 +61,13 @@ pub fn at_expression(at: Timestamp) -> String {
 
 #[async_trait]
 impl Waker for SchedulerWaker {
-    async fn wake_at(&self, endpoint: &str, deployment_id: &str, at: Timestamp) -> PortResult<()> {
+    async fn wake_at(
+        &self,
+        endpoint: &str,
+        deployment_id: &str,
+        at: Timestamp,
+        replace: bool,
+    ) -> PortResult<()> {
         let name = schedule_name(endpoint);
         let input =
             serde_json::json!({ "endpoint": endpoint, "deploymentId": deployment_id }).to_string();
@@ -76,33 +82,48 @@ impl Waker for SchedulerWaker {
             .build()
             .map_err(|e| PortError::new(ErrorKind::Refused, e.to_string()))?;
         let expression = at_expression(at);
-        let created = self
-            .client
-            .create_schedule()
-            .name(&name)
-            .group_name(&self.group)
-            .schedule_expression(&expression)
-            .flexible_time_window(window.clone())
-            .target(target.clone())
-            .action_after_completion(ActionAfterCompletion::Delete)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConflictException") => self
-                .client
+        let create = || {
+            self.client
+                .create_schedule()
+                .name(&name)
+                .group_name(&self.group)
+                .schedule_expression(&expression)
+                .flexible_time_window(window.clone())
+                .target(target.clone())
+                .action_after_completion(ActionAfterCompletion::Delete)
+                .send()
+        };
+        let update = || {
+            self.client
                 .update_schedule()
                 .name(&name)
                 .group_name(&self.group)
                 .schedule_expression(&expression)
-                .flexible_time_window(window)
-                .target(target)
+                .flexible_time_window(window.clone())
+                .target(target.clone())
                 .action_after_completion(ActionAfterCompletion::Delete)
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| classify("scheduler:UpdateSchedule", &e)),
-            Err(e) => Err(classify("scheduler:CreateSchedule", &e)),
+        };
+        // The pending one is updated, or a new one created; when the belief was wrong (it had
+        // fired, or one was still there), the other call does it.
+        if replace {
+            match update().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some("ResourceNotFoundException") => create()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("scheduler:CreateSchedule", &e)),
+                Err(e) => Err(classify("scheduler:UpdateSchedule", &e)),
+            }
+        } else {
+            match create().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some("ConflictException") => update()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("scheduler:UpdateSchedule", &e)),
+                Err(e) => Err(classify("scheduler:CreateSchedule", &e)),
+            }
         }
     }
 }

@@ -44,6 +44,8 @@ enum Delivery {
     AlarmChanged(String),
     WakeUp(String),
     Sweep,
+    /// A share of the sweep it published for another invocation.
+    SweepShard(guardrails::events::SweepShard),
     Notify(Box<StateChange>),
 }
 
@@ -190,7 +192,12 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
         bus: bus.clone(),
         waker: Arc::new(sim.clone()),
         clock: clock.clone(),
-        limits: Limits::default(),
+        // One endpoint a shard: with two or three endpoints, the sweep fans out (and its
+        // shard events are lost, duplicated and delayed like any event).
+        limits: Limits {
+            sweep_shard_size: 1,
+            ..Limits::default()
+        },
     };
     let pager = MemoryPager::default();
     let settings = Settings {
@@ -276,6 +283,7 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 }
             }
             published = events.len();
+            produced.extend(bus.take_shards().into_iter().map(Delivery::SweepShard));
             for d in produced {
                 let copies = match faulty {
                     Some(f) if s.rng.chance(f.event_loss) => {
@@ -618,6 +626,18 @@ async fn deliver(
                 }
             }
             ("sweep".to_owned(), swept)
+        }
+        Delivery::SweepShard(shard) => {
+            let event = envelope(
+                guardrails::events::SWEEP_SHARD_DETAIL_TYPE,
+                "guardrails",
+                serde_json::to_value(shard).unwrap_or_default(),
+                "shard".to_owned(),
+            );
+            (
+                format!("sweep shard {:?}", shard.endpoints),
+                handlers::bake_watcher(driver, settings, &event).await,
+            )
         }
         Delivery::Notify(change) => {
             let event = envelope(

@@ -581,6 +581,16 @@ impl Store for Sim {
     async fn active_endpoints(&self) -> PortResult<Vec<String>> {
         self.store.active_endpoints().await
     }
+    async fn watching(&self, alarm_name: &str) -> PortResult<Vec<String>> {
+        self.store.watching(alarm_name).await
+    }
+    async fn wake_scheduled(&self, endpoint: &str, id: &str, at: Timestamp) -> PortResult<()> {
+        self.store.wake_scheduled(endpoint, id, at).await
+    }
+    async fn load_many(&self, endpoints: &[String]) -> PortResult<Vec<Stored>> {
+        tokio::task::yield_now().await;
+        self.store.load_many(endpoints).await
+    }
     async fn audit(&self, endpoint: &str, id: &str) -> PortResult<Vec<AuditEntry>> {
         self.store.audit(endpoint, id).await
     }
@@ -612,7 +622,7 @@ impl Store for Sim {
 
 #[async_trait]
 impl Waker for Sim {
-    async fn wake_at(&self, endpoint: &str, _: &str, at: Timestamp) -> PortResult<()> {
+    async fn wake_at(&self, endpoint: &str, _: &str, at: Timestamp, _: bool) -> PortResult<()> {
         self.state().wake_ups.push((endpoint.to_owned(), at));
         Ok(())
     }
