@@ -333,7 +333,18 @@ impl Invoker for Http {
     }
 }
 
-/// Delivers queued events to the functions, fires due wake-ups and the sweep, until dropped.
+/// How long one `ReceiveMessage` waits for an event (SQS long polling: "ReceiveMessage",
+/// `WaitTimeSeconds`, at most 20): an event is delivered as soon as it is queued, with no
+/// polling interval added to what the tests measure.
+pub const LONG_POLL_SECS: i32 = 20;
+
+/// How often due wake-ups are looked for (moto's Scheduler never fires them; the router
+/// stands in for it).
+pub const WAKE_UP_CHECK: Duration = Duration::from_millis(100);
+
+/// Delivers queued events to the functions as they come (one long-polling task per
+/// function's queue, so that functions run at once as Lambda runs them), fires due wake-ups
+/// and the sweep, until dropped.
 pub async fn route(
     sdk: SdkConfig,
     wired: Wired,
@@ -342,38 +353,15 @@ pub async fn route(
 ) {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    // Dropped with this future: the delivering tasks stop with it.
+    let mut queues = tokio::task::JoinSet::new();
+    for (function, url) in wired.function_queues.clone() {
+        let (sqs, lambda) = (sqs.clone(), lambda.clone());
+        let failed = wired.failed_events_queue_url.clone();
+        queues.spawn(async move { deliver(&sqs, &url, &failed, lambda.as_ref(), &function).await });
+    }
     let mut last_sweep = tokio::time::Instant::now();
     loop {
-        for (function, url) in &wired.function_queues {
-            let Ok(out) = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-            else {
-                continue;
-            };
-            for message in out.messages() {
-                let body = as_eventbridge_delivers(message.body().unwrap_or_default());
-                invoke_async(
-                    &sqs,
-                    &wired.failed_events_queue_url,
-                    lambda.as_ref(),
-                    function,
-                    &body,
-                )
-                .await;
-                if let Some(handle) = message.receipt_handle() {
-                    let _ = sqs
-                        .delete_message()
-                        .queue_url(url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await;
-                }
-            }
-        }
         fire_due_wake_ups(&scheduler, lambda.as_ref()).await;
         if last_sweep.elapsed() >= sweep {
             last_sweep = tokio::time::Instant::now();
@@ -386,7 +374,43 @@ pub async fn route(
                 eprintln!("guardrails-local: sweep: {e}");
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(WAKE_UP_CHECK).await;
+    }
+}
+
+/// Delivers `function`'s queue, message by message, as asynchronous invocations.
+async fn deliver(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    failed_events_queue_url: &str,
+    lambda: &dyn Invoker,
+    function: &str,
+) {
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(LONG_POLL_SECS)
+            .send()
+            .await;
+        let Ok(out) = received else {
+            // moto not answering (starting, or stopping): try again shortly.
+            tokio::time::sleep(WAKE_UP_CHECK).await;
+            continue;
+        };
+        for message in out.messages() {
+            let body = as_eventbridge_delivers(message.body().unwrap_or_default());
+            invoke_async(sqs, failed_events_queue_url, lambda, function, &body).await;
+            if let Some(handle) = message.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            }
+        }
     }
 }
 

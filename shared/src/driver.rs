@@ -259,7 +259,14 @@ impl Driver {
         command: Option<&Command>,
     ) -> Result<Outcome, DriverError> {
         // Boxed: the decision's state machine is large, and callers hold several at once.
-        Box::pin(self.reconcile_from(endpoint, command, None, None)).await
+        Box::pin(self.reconcile_from(endpoint, command, None, None, false)).await
+    }
+
+    /// `reconcile` when the endpoint's wake-up has fired: Scheduler holds none for it any more
+    /// (a one-time schedule is deleted once it fired, wherever in its 60 s window that was),
+    /// so the next one is created, never left to one that is gone.
+    pub async fn woken(&self, endpoint: &str) -> Result<Outcome, DriverError> {
+        Box::pin(self.reconcile_from(endpoint, None, None, None, true)).await
     }
 
     /// `reconcile` of a record the sweep has read already, with the alarm states it read for
@@ -270,7 +277,7 @@ impl Driver {
         alarms: &AlarmSnapshot,
     ) -> Result<Outcome, DriverError> {
         let endpoint = stored.deployment.plan.endpoint_name.clone();
-        Box::pin(self.reconcile_from(&endpoint, None, Some(stored), Some(alarms))).await
+        Box::pin(self.reconcile_from(&endpoint, None, Some(stored), Some(alarms), false)).await
     }
 
     async fn reconcile_from(
@@ -279,6 +286,7 @@ impl Driver {
         command: Option<&Command>,
         mut preloaded: Option<Stored>,
         mut snapshot: Option<&AlarmSnapshot>,
+        woken: bool,
     ) -> Result<Outcome, DriverError> {
         let mut command = command;
         let mut decided = Vec::new();
@@ -374,7 +382,8 @@ impl Driver {
                 (at, _) => at,
             };
             if let Some(at) = wake_at {
-                self.schedule_wake(&current, at, now).await;
+                let held = if woken { None } else { current.wake_at };
+                self.schedule_wake(&current, held, at, now).await;
             }
             let mut done = report(&current, decided, performed, deferred, wake_at);
             done.ignored = decision.ignored;
@@ -454,14 +463,20 @@ impl Driver {
         Ok(preflight::check(plan, &look))
     }
 
-    /// Asks Scheduler for a wake-up at `at` unless the one it holds for this deployment comes
-    /// no later (`wake::needed`); records what it holds once it said yes. A wake-up that cannot
+    /// Asks Scheduler for a wake-up at `at` unless the one it holds for this deployment
+    /// (`held`) comes no later (`wake::needed`); records what it holds once it said yes. A wake-up that cannot
     /// be scheduled is not worth failing the invocation for: the one-minute sweep reconciles
     /// every active deployment anyway.
-    async fn schedule_wake(&self, current: &Stored, at: Timestamp, now: Timestamp) {
+    async fn schedule_wake(
+        &self,
+        current: &Stored,
+        held: Option<Timestamp>,
+        at: Timestamp,
+        now: Timestamp,
+    ) {
         let plan = &current.deployment.plan;
         let (endpoint, id) = (plan.endpoint_name.as_str(), plan.deployment_id.as_str());
-        let Some(replace) = crate::wake::needed(current.wake_at, at, now) else {
+        let Some(replace) = crate::wake::needed(held, at, now) else {
             return;
         };
         match self

@@ -210,13 +210,18 @@ async fn reconcile(
     endpoint: &str,
     command: Option<&Command>,
 ) -> Result<Handled, HandlerError> {
-    match driver.reconcile(endpoint, command).await? {
-        Outcome::NoDeployment => Ok(ignored(format!(
-            "no active deployment for endpoint {endpoint}"
-        ))),
-        Outcome::Reconciled(report) => Ok(Handled::Reconciled {
+    Ok(handled(
+        endpoint,
+        driver.reconcile(endpoint, command).await?,
+    ))
+}
+
+fn handled(endpoint: &str, outcome: Outcome) -> Handled {
+    match outcome {
+        Outcome::NoDeployment => ignored(format!("no active deployment for endpoint {endpoint}")),
+        Outcome::Reconciled(report) => Handled::Reconciled {
             deployments: vec![decided(&report)],
-        }),
+        },
     }
 }
 
@@ -853,7 +858,9 @@ pub async fn bake_watcher(
     event: &Value,
 ) -> Result<Handled, HandlerError> {
     match read(event, settings) {
-        Ok(Inbound::WakeUp(wake)) => reconcile(driver, &wake.endpoint, None).await,
+        Ok(Inbound::WakeUp(wake)) => {
+            Ok(handled(&wake.endpoint, driver.woken(&wake.endpoint).await?))
+        }
         Ok(Inbound::AlarmChanged(alarm)) => {
             // The alarm index: only the deployments that watch this alarm are read.
             let mut deployments = Vec::new();

@@ -387,3 +387,103 @@ async fn an_alarm_in_a_batch_rolls_back_only_its_deployment() {
         .collect();
     assert_eq!(rolling, ["ep0042"]);
 }
+
+/// The memory store, with every batched read failing (a record in the batch that cannot be
+/// read, or DynamoDB refusing the batch).
+#[derive(Debug)]
+struct NoBatches(Arc<MemoryStore>);
+
+#[async_trait]
+impl Store for NoBatches {
+    async fn load_many(&self, _: &[String]) -> PortResult<Vec<guardrails::ports::Stored>> {
+        Err(guardrails::ports::PortError::new(
+            guardrails::ports::ErrorKind::Refused,
+            "the stored record does not parse",
+        ))
+    }
+    async fn load(&self, e: &str) -> PortResult<Option<guardrails::ports::Stored>> {
+        self.0.load(e).await
+    }
+    async fn create(
+        &self,
+        r: &guardrails::ports::Stored,
+        a: &[guardrails::ports::AuditEntry],
+    ) -> PortResult<()> {
+        self.0.create(r, a).await
+    }
+    async fn save(
+        &self,
+        r: &guardrails::ports::Stored,
+        v: u64,
+        a: &[guardrails::ports::AuditEntry],
+    ) -> PortResult<()> {
+        self.0.save(r, v, a).await
+    }
+    async fn archive(&self, r: &guardrails::ports::Stored, v: u64) -> PortResult<()> {
+        self.0.archive(r, v).await
+    }
+    async fn active_endpoints(&self) -> PortResult<Vec<String>> {
+        self.0.active_endpoints().await
+    }
+    async fn watching(&self, a: &str) -> PortResult<Vec<String>> {
+        self.0.watching(a).await
+    }
+    async fn wake_scheduled(&self, e: &str, id: &str, at: Timestamp) -> PortResult<()> {
+        self.0.wake_scheduled(e, id, at).await
+    }
+    async fn audit(&self, e: &str, id: &str) -> PortResult<Vec<guardrails::ports::AuditEntry>> {
+        self.0.audit(e, id).await
+    }
+    async fn claim_page(
+        &self,
+        e: &str,
+        id: &str,
+        now: Timestamp,
+        stale: u32,
+    ) -> PortResult<guardrails::ports::PageClaim> {
+        self.0.claim_page(e, id, now, stale).await
+    }
+    async fn unpaged(&self, before: Timestamp) -> PortResult<Vec<guardrails::events::StateChange>> {
+        self.0.unpaged(before).await
+    }
+    async fn page_sent(
+        &self,
+        e: &str,
+        id: &str,
+        sent: &guardrails::ports::SentPage,
+    ) -> PortResult<()> {
+        self.0.page_sent(e, id, sent).await
+    }
+    async fn history(&self, e: &str, limit: usize) -> PortResult<Vec<guardrails::ports::Stored>> {
+        Store::history(self.0.as_ref(), e, limit).await
+    }
+    async fn find(&self, id: &str) -> PortResult<Option<(String, Timestamp)>> {
+        self.0.find(id).await
+    }
+    async fn record(
+        &self,
+        e: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> PortResult<Option<guardrails::ports::Stored>> {
+        self.0.record(e, id, at).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_cannot_be_read_is_reconciled_one_by_one() {
+    let s = stage(5, 100).await;
+    let mut driver = s.driver.clone();
+    driver.store = Arc::new(NoBatches(s.store.clone()));
+    let names: Vec<String> = (0..5).map(endpoint_name).collect();
+    let swept = driver.sweep_shard(&names, 1).await;
+    assert!(swept.failures.is_empty(), "{:?}", swept.failures);
+    assert_eq!(
+        swept
+            .reports
+            .iter()
+            .map(|r| r.endpoint_name.clone())
+            .collect::<Vec<_>>(),
+        names
+    );
+}

@@ -102,9 +102,16 @@ impl Driver {
         let records = match self.throttled(|| self.store.load_many(endpoints)).await {
             Ok(records) => records,
             Err(e) => {
-                swept
-                    .failures
-                    .push(format!("{} endpoints: {e}", endpoints.len()));
+                // One record that cannot be read must not stop the others': each is
+                // reconciled on its own, as before the batch.
+                super::tracing_warn(&format!("sweep could not read records in a batch: {e}"));
+                for endpoint in endpoints {
+                    match self.reconcile(endpoint, None).await {
+                        Ok(Outcome::Reconciled(report)) => swept.reports.push(*report),
+                        Ok(Outcome::NoDeployment) => {}
+                        Err(e) => swept.failures.push(format!("{endpoint}: {e}")),
+                    }
+                }
                 return swept;
             }
         };

@@ -32,6 +32,10 @@ use serde_json::{Value, json};
 
 use crate::world::World;
 use crate::{T0, repo_root};
+/// EventBridge Scheduler's precision: "all schedule types invoke their targets with 60 second
+/// precision".
+const SCHEDULER_PRECISION_SECS: u32 = 60;
+
 /// What arrives at a function.
 #[derive(Debug, Clone, PartialEq)]
 enum Delivery {
@@ -271,10 +275,16 @@ pub async fn run_with(seed: u64, mutation: Mutation) -> Result<Counts, Violation
                 }
             }
             // One wake-up per endpoint, as Scheduler keeps one schedule per endpoint: a new
-            // one replaces the pending one.
+            // one replaces the pending one. It fires "with 60 second precision" (EventBridge
+            // Scheduler User Guide, "Schedule types"); where in that minute is not
+            // documented, so the strictest plausible: anywhere from a minute early to a minute
+            // late, never before it was asked for.
             for (endpoint, at) in std::mem::take(&mut s.wake_ups) {
                 queue.retain(|_, d| *d != Delivery::WakeUp(endpoint.clone()));
-                push(&mut queue, at.max(now), Delivery::WakeUp(endpoint));
+                let fires = at
+                    .minus_secs(SCHEDULER_PRECISION_SECS)
+                    .plus_secs(s.rng.below(2 * u64::from(SCHEDULER_PRECISION_SECS)) as u32);
+                push(&mut queue, fires.max(now), Delivery::WakeUp(endpoint));
             }
             let events = bus.events();
             for e in &events[published..] {
