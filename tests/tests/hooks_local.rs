@@ -37,9 +37,14 @@ async fn serving_v1(c: &Clients) {
     model(c, "fraud-model-v2").await;
 }
 
+/// The hook causes of deployment `id`'s transitions, once each: events are delivered at least
+/// once (two invocations that both performed one outbox both publish it), and a consumer drops
+/// the duplicates by `eventId`.
 fn hook_causes<'a>(seen: &'a [Value], id: &str) -> Vec<&'a Value> {
+    let mut ids = std::collections::BTreeSet::new();
     seen.iter()
         .filter(|e| e["detail"]["deploymentId"] == id)
+        .filter(|e| ids.insert(e["detail"]["eventId"].to_string()))
         .map(|e| &e["detail"]["cause"])
         .filter(|c| c["cause"].as_str().is_some_and(|c| c.starts_with("Hook")))
         .collect()
